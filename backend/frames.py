@@ -1,0 +1,113 @@
+"""Typed frames that flow one way through the engine: source → features → generator → compositor → sinks.
+
+Every frame carries `pts_ns`, a time on the one output timeline (CLOCK_MONOTONIC ns in `serve`,
+ns from the start of the file in `render`). Video frame k of a timeline starting at t0 has
+pts = t0 + k * 40 ms; the audio sample that starts at the same pts is played with it. Nothing else
+decides timing: sinks pace on pts, no other stage sleeps.
+
+Out-of-band frames (`FlushFrame`) overtake queued data: every stage that receives one drops what it
+holds and passes it on, which is how barge-in works.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FPS = 25
+FRAME_NS = 1_000_000_000 // FPS  # 40 ms
+SAMPLE_RATE = 16000
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Base of everything that moves through the engine."""
+
+    pts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame(Frame):
+    """Speech PCM entering the engine: 16 kHz mono float32, already resampled at the source edge."""
+
+    pcm: np.ndarray
+    speech_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStartFrame(Frame):
+    """A new utterance begins at pts (file queued, TTS stream opened, microphone gate opened)."""
+
+    speech_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEndFrame(Frame):
+    """The utterance `speech_id` has no more audio after pts."""
+
+    speech_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FlushFrame(Frame):
+    """Barge-in: drop all queued speech now; the avatar returns to idle."""
+
+
+@dataclass(frozen=True, slots=True)
+class MelFrame(Frame):
+    """Audio features for one output video frame: the 16-step mel window that starts at int(80*i/25).
+
+    `speech` is the silence gate (False → keep the footage's own mouth); `level` is the window's
+    loudness in dBFS, for cross-fades and the mouth engine's confidence.
+    """
+
+    index: int  # output frame number on this timeline
+    mel: np.ndarray  # (80, 16) float32
+    speech: bool = True
+    level_db: float = 0.0
+    speech_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FaceFrame(Frame):
+    """A generated face crop for output frame `index`, to be composited onto avatar frame `avatar_index`.
+
+    `face` is BGR uint8 (S, S, 3) in the crop space given by `crop` ("head" = head_face, "body" = body_face);
+    `blend` in [0, 1] is how much of it to show (0 = pure footage, used for silence cross-fades).
+    """
+
+    index: int
+    avatar_index: int
+    face: np.ndarray | None
+    crop: str = "head"
+    blend: float = 1.0
+    speech: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFrame(Frame):
+    """A finished full frame, BGR uint8 (H, W, 3), ready for sinks."""
+
+    index: int
+    avatar_index: int
+    image: np.ndarray
+    speech: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOutFrame(Frame):
+    """Audio to be played with the video: one block (normally 40 ms) of 16 kHz mono float32 at pts."""
+
+    pcm: np.ndarray
+    speech: bool = False
+
+
+@dataclass(slots=True)
+class StageStats:
+    """Counters every stage keeps, shown by `serve` status and the benchmarks."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    busy_ns: int = 0
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,390 @@
+"""Byte layout of the shared-memory rings between the backend and OBS (DESIGN.md §4), reader and writer.
+
+Stdlib + numpy only: this module is imported inside OBS's own Python as well as by the backend, so the
+layout is defined exactly once. The writer never waits for a reader; a reader never accepts a torn slot
+(each slot is guarded by a seqlock: odd while being written, even when stable).
+
+Header (4096 bytes, little-endian), shared by both rings::
+
+    0  4s  magic            b"S2LV" (video) / b"S2LA" (audio)
+    4  u32 layout version   1
+    8  u32 a                video: width          audio: sample rate (Hz)
+    12 u32 b                video: height         audio: channels
+    16 u32 c                video: stride (bytes) audio: max frames (samples per channel) per block
+    20 u32 d                video: pixel format   audio: sample format (1 = float32, 2 = s16)
+                                   (1 = BGRA8)
+    24 u32 slot count N
+    28 u32 reserved
+    32 u64 slot size in bytes (a multiple of 4096)
+    40 u64 published        slots published so far; the newest is in slot (published - 1) mod N
+    48 u64 heartbeat        writer's CLOCK_MONOTONIC ns, refreshed at least every 100 ms
+    56 u64 writer pid
+
+Slot i at 4096 + i * slot_size: a 64-byte slot header then the payload at offset 64::
+
+    0  u64 seqlock          odd while written, even when stable
+    8  i64 pts_ns           presentation time on CLOCK_MONOTONIC (the clock libobs uses)
+    16 u64 index            video: avatar frame index   audio: frames (samples per channel) in this block
+    24 u32 flags            bit 0 = speech
+    28 u32 reserved
+    32 u64 sequence number  0-based position of this slot's content in the stream (published - 1 at write time)
+
+Video payload: height x stride bytes of BGRA. Audio payload: frames x channels interleaved samples.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+LAYOUT_VERSION = 1
+HEADER_SIZE = 4096
+SLOT_HEADER_SIZE = 64
+PAGE = 4096
+VIDEO_MAGIC = b"S2LV"
+AUDIO_MAGIC = b"S2LA"
+PIXFMT_BGRA8 = 1
+SAMPLE_F32 = 1
+SAMPLE_S16 = 2
+FLAG_SPEECH = 1
+HEARTBEAT_STALE_NS = 2_000_000_000  # a writer silent for 2 s is considered dead
+
+_HEADER = struct.Struct("<4sIIIIIIIQQQQ")  # magic .. pid, 64 bytes
+_SLOT = struct.Struct("<QqQIIQ")  # seq, pts, index, flags, reserved, sequence number (40 bytes)
+_OFF_PUBLISHED = 40
+_OFF_HEARTBEAT = 48
+_U64 = struct.Struct("<Q")
+
+
+def video_name(session: str) -> str:
+    """Shared-memory name of a session's video ring."""
+    return f"s2l_{session}_video"
+
+
+def audio_name(session: str) -> str:
+    """Shared-memory name of a session's audio ring."""
+    return f"s2l_{session}_audio"
+
+
+def monotonic_ns() -> int:
+    """CLOCK_MONOTONIC in ns: the one clock of the product (libobs' os_gettime_ns uses the same)."""
+    return time.monotonic_ns()
+
+
+def _round_up(n: int, to: int = PAGE) -> int:
+    return (n + to - 1) // to * to
+
+
+@dataclass(frozen=True)
+class RingHeader:
+    """The fixed part of a ring header (everything except the moving counters)."""
+
+    magic: bytes
+    version: int
+    a: int
+    b: int
+    c: int
+    d: int
+    slots: int
+    slot_size: int
+    pid: int
+
+    @property
+    def total_size(self) -> int:
+        return HEADER_SIZE + self.slots * self.slot_size
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One consistent copy of a slot: its header fields and its payload bytes."""
+
+    pts_ns: int
+    index: int
+    flags: int
+    sequence: int
+    payload: np.ndarray  # uint8, owned copy
+
+
+def video_header(width: int, height: int, slots: int = 4) -> RingHeader:
+    """Header for a BGRA video ring of the given frame size (stride = 4 * width)."""
+    if slots < 3:
+        raise ValueError("the video ring needs at least 3 slots")
+    stride = 4 * width
+    return RingHeader(VIDEO_MAGIC, LAYOUT_VERSION, width, height, stride, PIXFMT_BGRA8, slots,
+                      _round_up(SLOT_HEADER_SIZE + height * stride), os.getpid())
+
+
+def audio_header(sample_rate: int = 16000, channels: int = 1, frames_per_block: int = 640,
+                 slots: int = 128, sample_format: int = SAMPLE_F32) -> RingHeader:
+    """Header for an audio ring; default = 40 ms blocks of 16 kHz mono float32, 5.12 s of history."""
+    bytes_per_sample = 4 if sample_format == SAMPLE_F32 else 2
+    payload = frames_per_block * channels * bytes_per_sample
+    return RingHeader(AUDIO_MAGIC, LAYOUT_VERSION, sample_rate, channels, frames_per_block, sample_format,
+                      slots, _round_up(SLOT_HEADER_SIZE + payload), os.getpid())
+
+
+def pack_header(h: RingHeader, published: int = 0, heartbeat: int = 0) -> bytes:
+    return _HEADER.pack(h.magic, h.version, h.a, h.b, h.c, h.d, h.slots, 0, h.slot_size,
+                        published, heartbeat, h.pid)
+
+
+def unpack_header(buf) -> tuple[RingHeader, int, int]:
+    """(fixed header, published, heartbeat) from the first 64 bytes of a ring."""
+    magic, ver, a, b, c, d, slots, _r, slot_size, published, heartbeat, pid = _HEADER.unpack_from(buf, 0)
+    return RingHeader(magic, ver, a, b, c, d, slots, slot_size, pid), published, heartbeat
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)
+        if not handle:
+            return False
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def writer_is_stale(pid: int, heartbeat_ns: int, now_ns: int | None = None) -> bool:
+    """A segment whose writer process is gone, or silent for 2 s, may be reclaimed."""
+    now_ns = monotonic_ns() if now_ns is None else now_ns
+    return (not pid_alive(pid)) or (now_ns - heartbeat_ns > HEARTBEAT_STALE_NS)
+
+
+# ----------------------------------------------------------------------------------------------- reader
+class RingReader:
+    """Reads a ring with plain mmap (never unlinks; safe inside OBS).
+
+    `poll_latest()` returns the newest consistent slot not seen before (video: show the newest frame);
+    `poll_all()` returns every slot published since the last call, in order (audio: play every block),
+    skipping ahead when the reader fell more than N-1 slots behind.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self._mm = _open_mapping(name)
+        self.header, published, _hb = unpack_header(self._mm)
+        expected = (VIDEO_MAGIC, AUDIO_MAGIC)
+        if self.header.magic not in expected or self.header.version != LAYOUT_VERSION:
+            self.close()
+            raise ValueError(f"{name}: not a stream-wav2lip ring (magic {self.header.magic!r}, "
+                             f"version {self.header.version})")
+        self._view = memoryview(self._mm)
+        self._next = published  # only newer data is returned
+
+    # ------------------------------------------------------------------ state
+    @property
+    def published(self) -> int:
+        return _U64.unpack_from(self._mm, _OFF_PUBLISHED)[0]
+
+    @property
+    def heartbeat_ns(self) -> int:
+        return _U64.unpack_from(self._mm, _OFF_HEARTBEAT)[0]
+
+    def writer_alive(self, now_ns: int | None = None) -> bool:
+        return not writer_is_stale(self.header.pid, self.heartbeat_ns, now_ns)
+
+    # ------------------------------------------------------------------ reading
+    def read_slot(self, sequence: int, retries: int = 3) -> Slot | None:
+        """Consistent copy of the slot holding stream position `sequence`, or None if overwritten/torn."""
+        h = self.header
+        base = HEADER_SIZE + (sequence % h.slots) * h.slot_size
+        size = self.payload_size
+        for _ in range(retries):
+            seq1, pts, index, flags, _r, seqno = _SLOT.unpack_from(self._mm, base)
+            if seq1 & 1:
+                continue
+            payload = np.frombuffer(self._view[base + SLOT_HEADER_SIZE: base + SLOT_HEADER_SIZE + size],
+                                    dtype=np.uint8).copy()
+            seq2 = _U64.unpack_from(self._mm, base)[0]
+            if seq1 == seq2:
+                if seqno != sequence:
+                    return None  # already overwritten by a newer lap
+                return Slot(pts, index, flags, seqno, payload)
+        return None
+
+    def poll_latest(self) -> Slot | None:
+        published = self.published
+        if published <= self._next:
+            return None
+        for seq in range(published - 1, max(published - self.header.slots, self._next) - 1, -1):
+            slot = self.read_slot(seq)
+            if slot is not None:
+                self._next = seq + 1
+                return slot
+        return None
+
+    def poll_all(self) -> list[Slot]:
+        published = self.published
+        start = max(self._next, published - self.header.slots + 1)
+        out = []
+        for seq in range(start, published):
+            slot = self.read_slot(seq)
+            if slot is not None:
+                out.append(slot)
+        self._next = max(self._next, published)
+        return out
+
+    @property
+    def payload_size(self) -> int:
+        h = self.header
+        if h.magic == VIDEO_MAGIC:
+            return h.b * h.c
+        return h.c * h.b * (4 if h.d == SAMPLE_F32 else 2)
+
+    def video_array(self, slot: Slot) -> np.ndarray:
+        """(height, width, 4) BGRA view of a video slot's payload."""
+        h = self.header
+        return slot.payload.reshape(h.b, h.c)[:, : h.a * 4].reshape(h.b, h.a, 4)
+
+    def audio_array(self, slot: Slot) -> np.ndarray:
+        """(frames, channels) samples of an audio slot (only the `index` frames actually written)."""
+        h = self.header
+        dtype = np.float32 if h.d == SAMPLE_F32 else np.int16
+        return slot.payload.view(dtype)[: slot.index * h.b].reshape(slot.index, h.b)
+
+    def close(self) -> None:
+        try:
+            if getattr(self, "_view", None) is not None:
+                self._view.release()
+                self._view = None
+            self._mm.close()
+        except (BufferError, ValueError):
+            pass
+
+    def __enter__(self) -> "RingReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _open_mapping(name: str) -> mmap.mmap:
+    """Map an existing segment read/write without taking ownership (no resource tracker, no unlink)."""
+    if sys.platform == "win32":  # pragma: no cover - Windows named mapping
+        probe = mmap.mmap(-1, HEADER_SIZE, tagname=name)
+        h, _, _ = unpack_header(probe)
+        probe.close()
+        return mmap.mmap(-1, h.total_size, tagname=name)
+    path = f"/dev/shm/{name}"
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return mmap.mmap(fd, 0)
+    finally:
+        os.close(fd)
+
+
+def segment_exists(name: str) -> bool:
+    if sys.platform == "win32":  # pragma: no cover
+        return False
+    return os.path.exists(f"/dev/shm/{name}")
+
+
+# ----------------------------------------------------------------------------------------------- writer
+class RingWriter:
+    """Creates and owns a ring; publishes slots without ever waiting for readers.
+
+    Uses multiprocessing.shared_memory in the backend (the creating process), reclaiming a stale segment
+    of a crashed writer with the same name (its pid is gone or its heartbeat is 2 s old).
+    """
+
+    def __init__(self, name: str, header: RingHeader):
+        from multiprocessing import shared_memory
+
+        self.name = name
+        self.header = header
+        try:
+            self._shm = shared_memory.SharedMemory(name=name, create=True, size=header.total_size)
+        except FileExistsError:
+            self._reclaim_or_raise(name)
+            self._shm = shared_memory.SharedMemory(name=name, create=True, size=header.total_size)
+        self._buf = self._shm.buf
+        self._buf[:HEADER_SIZE] = bytes(HEADER_SIZE)
+        self._buf[:64] = pack_header(header, 0, monotonic_ns())
+        self.published = 0
+
+    @staticmethod
+    def _reclaim_or_raise(name: str) -> None:
+        from multiprocessing import shared_memory
+
+        old = shared_memory.SharedMemory(name=name)
+        try:
+            hdr, _pub, hb = unpack_header(old.buf)
+            stale = hdr.magic not in (VIDEO_MAGIC, AUDIO_MAGIC) or writer_is_stale(hdr.pid, hb)
+        finally:
+            old.close()
+        if not stale:
+            raise FileExistsError(f"shared memory {name} is in use by a running backend (pid {hdr.pid})")
+        old = shared_memory.SharedMemory(name=name)
+        old.close()
+        old.unlink()
+
+    def slot_payload(self, sequence: int) -> memoryview:
+        h = self.header
+        base = HEADER_SIZE + (sequence % h.slots) * h.slot_size + SLOT_HEADER_SIZE
+        return self._buf[base: base + h.slot_size - SLOT_HEADER_SIZE]
+
+    def video_view(self, sequence: int) -> np.ndarray:
+        """(height, width, 4) BGRA numpy view into the slot that `sequence` will occupy."""
+        h = self.header
+        raw = np.frombuffer(self.slot_payload(sequence), dtype=np.uint8, count=h.b * h.c)
+        return raw.reshape(h.b, h.c)[:, : h.a * 4].reshape(h.b, h.a, 4)
+
+    def publish(self, pts_ns: int, index: int, flags: int = 0, fill=None, payload: bytes | np.ndarray | None = None) -> int:
+        """Write one slot (seqlock odd → payload → header → even), then bump `published`.
+
+        Either `payload` (bytes/array copied to the slot start) or `fill(view_numpy_uint8)` that writes in place.
+        Returns the slot's stream sequence number.
+        """
+        seqno = self.published
+        h = self.header
+        base = HEADER_SIZE + (seqno % h.slots) * h.slot_size
+        lock = _U64.unpack_from(self._buf, base)[0]
+        _U64.pack_into(self._buf, base, lock + 1 if lock % 2 == 0 else lock + 2)
+        if payload is not None:
+            data = np.ascontiguousarray(payload).view(np.uint8).reshape(-1)
+            np.frombuffer(self.slot_payload(seqno), dtype=np.uint8, count=data.size)[:] = data
+        if fill is not None:
+            fill(np.frombuffer(self.slot_payload(seqno), dtype=np.uint8))
+        lock = _U64.unpack_from(self._buf, base)[0]
+        _SLOT.pack_into(self._buf, base, lock, pts_ns, index, flags, 0, seqno)
+        _U64.pack_into(self._buf, base, lock + 1)  # even again: stable
+        self.published = seqno + 1
+        _U64.pack_into(self._buf, _OFF_PUBLISHED, self.published)
+        self.heartbeat()
+        return seqno
+
+    def heartbeat(self, now_ns: int | None = None) -> None:
+        _U64.pack_into(self._buf, _OFF_HEARTBEAT, monotonic_ns() if now_ns is None else now_ns)
+
+    def close(self, unlink: bool = True) -> None:
+        if self._shm is None:
+            return
+        self._buf = None
+        try:
+            self._shm.close()
+            if unlink:
+                self._shm.unlink()
+        except FileNotFoundError:
+            pass
+        self._shm = None
+
+    def __enter__(self) -> "RingWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,57 @@
+"""`stream-wav2lip doctor`: what this machine has, and what is missing for each feature."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import sys
+
+HELP = "check the installation: Python packages, ffmpeg, torch device, PortAudio, OBS"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--brief", action="store_true", help="one line per check")
+
+
+def _module_version(name: str) -> str | None:
+    try:
+        mod = importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - any import failure means "not usable"
+        return None
+    return str(getattr(mod, "__version__", "ok"))
+
+
+def checks() -> list[tuple[str, bool, str]]:
+    """(name, ok, detail) for every dependency the product can use."""
+    rows: list[tuple[str, bool, str]] = [("python", True, sys.version.split()[0])]
+    for mod, why in [
+        ("numpy", "everything"),
+        ("torch", "networks"),
+        ("librosa", "audio features"),
+        ("av", "video decode/encode"),
+        ("cv2", "image ops"),
+        ("mediapipe", "face tracking (preprocess)"),
+        ("shared_memory_dict", "OBS control channel"),
+        ("pyaudio", "microphone / playback"),
+        ("onnxruntime", "int8 CPU inference"),
+    ]:
+        v = _module_version(mod)
+        rows.append((mod, v is not None, v or f"missing: needed for {why}"))
+    try:
+        import torch
+
+        dev = "cuda " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu only"
+        rows.append(("device", True, f"{dev}, {torch.get_num_threads()} threads"))
+    except Exception:  # noqa: BLE001
+        pass
+    for tool, why in [("ffmpeg", "audio formats"), ("espeak-ng", "demo speech"), ("obs", "OBS Studio")]:
+        path = shutil.which(tool)
+        rows.append((tool, path is not None, path or f"missing: needed for {why}"))
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = checks()
+    for name, ok, detail in rows:
+        print(f"  {'ok ' if ok else '-- '} {name:<20} {detail}")
+    return 0
