@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train-syncnet": "training.cli_syncnet",
     "train-wav2lip": "training.cli_wav2lip",
     "sync-offset": "training.cli_sync_offset",
+    "check-data": "training.cli_check_data",
     "inspect": "models.cli",
     "doctor": "stream_wav2lip.doctor",
 }

@@ -1,0 +1,54 @@
+"""`stream-wav2lip render`: avatar package + speech file(s) → lip-synced mp4. Cheap to import (work in run())."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "render speech audio spoken by an avatar into an mp4 (offline; H.264 + AAC, 25 fps)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--avatar", required=True, metavar="DIR", help="avatar package folder (from `preprocess`)")
+    parser.add_argument("--audio", required=True, nargs="+", metavar="FILE",
+                        help="speech file(s), any format/rate/channels; several play one after another")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="Wav2Lip generator checkpoint (96/288/384)")
+    parser.add_argument("--engine", choices=("wav2lip", "mouth"),
+                        help="generator: wav2lip (needs --checkpoint) or the weightless mouth engine "
+                             "(default: wav2lip when --checkpoint is given, else mouth)")
+    parser.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4", help="output video (default out.mp4)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cuda, cuda:N or cpu")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="frames per network call (default 8 on CPU, 16 on CUDA)")
+    parser.add_argument("--crop", choices=("head", "body", "heads"), default=None,
+                        help="face crop fed to the generator: head (upright, default) or body (Wav2Lip-style box)")
+    parser.add_argument("--frames-dir", metavar="DIR", help="also write every frame as PNG into DIR")
+    parser.add_argument("--start-frame", type=int, default=0, metavar="N", help="avatar frame to start from")
+    parser.add_argument("--loop", choices=("pingpong", "forward"), default="pingpong",
+                        help="how the avatar footage loops (default pingpong: forward then backward)")
+    parser.add_argument("--no-silence-gate", action="store_true",
+                        help="drive the mouth on every frame, also where the audio is silent")
+    parser.add_argument("--enhancer", choices=("none", "gfpgan"), default="none",
+                        help="optional face enhancer (GFPGAN, if installed with its weights)")
+    parser.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for the network (0 = all)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from backend.render import render
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    batch = args.batch_size
+    if batch is not None and batch < 1:
+        from stream_wav2lip.errors import UserError
+
+        raise UserError(f"--batch-size must be >= 1, got {batch}")
+    result = render(args.avatar, args.audio, args.output, checkpoint=args.checkpoint, engine=args.engine,
+                    device=args.device, batch_size=batch, crop=args.crop, frames_dir=args.frames_dir,
+                    start_frame=args.start_frame, loop=args.loop, silence_gate=not args.no_silence_gate,
+                    enhancer=args.enhancer, progress=not args.no_progress)
+    where = ", ".join(str(p) for p in (result.output, result.frames_dir) if p is not None)
+    print(f"wrote {where}: {result.frames} frames ({result.frames / 25:.2f} s) in {result.seconds:.1f} s "
+          f"({result.fps:.1f} fps, {result.generator})")
+    return 0

@@ -1,0 +1,71 @@
+"""`stream-wav2lip serve`: the live backend for OBS (idle loop, live audio in, shared-memory A/V out)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "run the live avatar: idle loop, speech from files/API/microphone, shared-memory output for OBS"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--avatar", required=True, help="avatar package folder (made by `stream-wav2lip preprocess`)")
+    p.add_argument("--checkpoint", help="Wav2Lip checkpoint (.pth); without it the weightless mouth engine runs")
+    p.add_argument("--engine", choices=("wav2lip", "mouth", "null"),
+                   help="generator: wav2lip (default with --checkpoint), mouth (default without), "
+                        "null (footage mouth, for tests and latency benchmarks)")
+    p.add_argument("--session", default="default",
+                   help="session name (1-32 of A-Z a-z 0-9 _ -): shared memory s2l_<session>_*; default: default")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--crop", choices=("head", "body"), default="head", help="face crop fed to the generator")
+    p.add_argument("--batch-size", type=int, default=4, help="micro-batch size, 1-4 (default 4)")
+    p.add_argument("--mic", nargs="?", const="", default=None, metavar="DEVICE",
+                   help="listen to a microphone (PortAudio); optional device index or name part")
+    p.add_argument("--mic-gate-db", type=float, default=-40.0,
+                   help="microphone level (dBFS) that counts as speech (default -40)")
+    p.add_argument("--api-port", type=int, default=0, help="local API port on 127.0.0.1 (default 0 = any free)")
+    p.add_argument("--no-api", action="store_true", help="do not start the local HTTP API")
+    p.add_argument("--play-audio", nargs="?", const="", default=None, metavar="DEVICE",
+                   help="also play the avatar's audio locally (PortAudio); optional device")
+    p.add_argument("--preview", action="store_true", help="show the output in a window")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (benchmarks, tests)")
+    p.add_argument("--quiet", action="store_true", help="print only errors")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+    import threading
+
+    from backend.serve_app import ServeApp
+    from stream_wav2lip.errors import UserError
+
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO,
+                        format="stream-wav2lip serve: %(message)s")
+    if not 1 <= args.batch_size <= 4:
+        raise UserError(f"--batch-size {args.batch_size}: use 1..4 (live micro-batches stay small for latency)")
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    app = ServeApp(args.session, args.avatar, engine=args.engine, checkpoint=args.checkpoint, device=args.device,
+                   crop=args.crop, batch_size=args.batch_size, api_port=None if args.no_api else args.api_port,
+                   mic=args.mic, mic_gate_db=args.mic_gate_db, play_audio=args.play_audio, preview=args.preview)
+    try:
+        app.start()
+        if not args.quiet:
+            pkg = app.view.package
+            print(f"stream-wav2lip serve: session {args.session}: {pkg.name} {pkg.width}x{pkg.height}, "
+                  f"engine {app.view.generator.name}; video {app.video.writer.name}, audio {app.audio.writer.name}",
+                  flush=True)
+            if app.api is not None:
+                print(f"stream-wav2lip serve: API http://127.0.0.1:{app.api.port} (token in {app.api.info_path})",
+                      flush=True)
+            if app.mic is not None:
+                print(f"stream-wav2lip serve: microphone {app.mic.device_name}", flush=True)
+            print("stream-wav2lip serve: running; Ctrl+C to stop", flush=True)
+        return app.wait(stop, args.duration)
+    finally:
+        app.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

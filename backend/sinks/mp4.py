@@ -1,0 +1,139 @@
+"""MP4 sink: H.264 (yuv420p) + AAC through PyAV, 25 fps, timestamps from the frames' pts.
+
+Why these choices: H.264 yuv420p + AAC plays everywhere (browsers, editors, phones). Colour conversion is
+done with OpenCV (BT.601 limited range, what swscale would do, but several times faster), and encoding
+can run on a background thread so it overlaps with the network. The caller writes to a temporary path and
+renames it when `close()` succeeded (see `render`), so no half-written file is ever left under the real name.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from backend.frames import FPS, FRAME_NS, SAMPLE_RATE, AudioOutFrame, VideoFrame
+
+
+class Mp4Sink:
+    """`write(video, audio)` pairs in timeline order, then `close()`.
+
+    crf/preset: x264 quality/speed; threads: encoder threads (0 = auto). Odd frame sizes are padded by one
+    edge pixel (yuv420p needs even sizes). `background=True` encodes on a worker thread (bounded queue).
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, *, crf: int = 18, preset: str = "veryfast",
+                 threads: int = 0, audio: bool = True, audio_bitrate: int = 96_000, background: bool = True,
+                 t0_ns: int = 0):
+        import av
+
+        self.path = Path(path)
+        self.width, self.height = width + (width & 1), height + (height & 1)
+        self.pad = (self.width - width, self.height - height)
+        self.t0_ns = t0_ns
+        self.container = av.open(str(self.path), mode="w", format="mp4")
+        self.video = self.container.add_stream("libx264", rate=FPS)
+        self.video.width, self.video.height = self.width, self.height
+        self.video.pix_fmt = "yuv420p"
+        self.video.time_base = Fraction(1, FPS)
+        self.video.codec_context.time_base = Fraction(1, FPS)
+        self.video.options = {"crf": str(crf), "preset": preset}
+        if threads:
+            self.video.codec_context.thread_count = int(threads)
+        self.audio = None
+        if audio:
+            self.audio = self.container.add_stream("aac", rate=SAMPLE_RATE)
+            self.audio.layout = "mono"
+            self.audio.bit_rate = audio_bitrate
+            self.audio.time_base = Fraction(1, SAMPLE_RATE)
+        self.samples_written = 0
+        self.frames_written = 0
+        self._queue: queue.Queue | None = None
+        self._error: BaseException | None = None
+        if background:
+            self._queue = queue.Queue(maxsize=8)
+            self._thread = threading.Thread(target=self._worker, name="mp4-sink", daemon=True)
+            self._thread.start()
+
+    # ------------------------------------------------------------------ API
+    def write(self, video: VideoFrame, audio: AudioOutFrame | None = None) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._queue is None:
+            self._encode(video, audio)
+        else:
+            self._queue.put((video, audio))
+
+    def close(self) -> None:
+        """Flush the encoders and finish the file (raises what the worker hit)."""
+        if self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
+        if self._error is not None:
+            self.container.close()
+            raise self._error
+        for packet in self.video.encode(None):
+            self.container.mux(packet)
+        if self.audio is not None:
+            for packet in self.audio.encode(None):
+                self.container.mux(packet)
+        self.container.close()
+
+    def abort(self) -> None:
+        """Stop without finishing (the caller deletes the temporary file)."""
+        if self._queue is not None:
+            self._error = self._error or RuntimeError("aborted")
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
+        try:
+            self.container.close()
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ internals
+    def _worker(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                self._encode(*item)
+            except BaseException as exc:  # surfaced by the next write()/close()
+                self._error = exc
+
+    def to_i420(self, image: np.ndarray) -> np.ndarray:
+        if self.pad != (0, 0):
+            image = cv2.copyMakeBorder(image, 0, self.pad[1], 0, self.pad[0], cv2.BORDER_REPLICATE)
+        return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+
+    def _encode(self, video: VideoFrame, audio: AudioOutFrame | None) -> None:
+        import av
+
+        frame = av.VideoFrame.from_ndarray(self.to_i420(video.image), format="yuv420p")
+        frame.pts = int(round((video.pts_ns - self.t0_ns) / FRAME_NS))
+        for packet in self.video.encode(frame):
+            self.container.mux(packet)
+        self.frames_written += 1
+        if self.audio is not None and audio is not None and audio.pcm.size:
+            start = int(round((audio.pts_ns - self.t0_ns) * SAMPLE_RATE / 1e9))
+            if start > self.samples_written:  # a gap on the timeline: fill with silence
+                self._encode_audio(np.zeros(start - self.samples_written, np.float32))
+            self._encode_audio(np.asarray(audio.pcm, np.float32))
+
+    def _encode_audio(self, pcm: np.ndarray) -> None:
+        import av
+
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="fltp", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self.samples_written
+        frame.time_base = Fraction(1, SAMPLE_RATE)
+        for packet in self.audio.encode(frame):
+            self.container.mux(packet)
+        self.samples_written += pcm.size

@@ -1,0 +1,64 @@
+"""Raw PCM bytes of any rate/channel count/sample format → 16 kHz mono float32, chunk by chunk.
+
+A TTS engine streams whatever its voice produces (22.05 kHz s16, 24 kHz float...) in arbitrary chunk sizes,
+so this decoder keeps the bytes of a partial sample frame for the next chunk and resamples with a streaming
+soxr resampler (the same HQ filter `models.audio.load_audio` uses for files, so a streamed clip and the
+same clip read from a file give the same samples up to the resampler's edge handling).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from stream_wav2lip.errors import UserError
+
+TARGET_RATE = 16000
+FORMATS = {"s16": np.dtype("<i2"), "f32": np.dtype("<f4")}
+
+
+class PcmDecoder:
+    """feed(bytes) → float32 mono 16 kHz samples available so far; finish() → the resampler's tail."""
+
+    def __init__(self, rate: int, channels: int = 1, fmt: str = "s16"):
+        if fmt not in FORMATS:
+            raise UserError(f"pcm: unknown format {fmt!r} (use s16 or f32)")
+        if not 1000 <= int(rate) <= 384000:
+            raise UserError(f"pcm: sample rate {rate} out of range 1000..384000")
+        if not 1 <= int(channels) <= 16:
+            raise UserError(f"pcm: channel count {channels} out of range 1..16")
+        self.rate, self.channels, self.dtype = int(rate), int(channels), FORMATS[fmt]
+        self.frame_bytes = self.dtype.itemsize * self.channels
+        self._pending = b""
+        self._resampler = None
+        if self.rate != TARGET_RATE:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(self.rate, TARGET_RATE, 1, dtype="float32", quality="HQ")
+
+    def feed(self, data: bytes) -> np.ndarray:
+        data = self._pending + bytes(data)
+        usable = len(data) - len(data) % self.frame_bytes
+        self._pending = data[usable:]
+        return self._convert(data[:usable], last=False)
+
+    def finish(self) -> np.ndarray:
+        self._pending = b""
+        return self._convert(b"", last=True)
+
+    def _convert(self, data: bytes, last: bool) -> np.ndarray:
+        samples = np.frombuffer(data, dtype=self.dtype).reshape(-1, self.channels)
+        mono = samples.astype(np.float32)
+        if self.dtype.kind == "i":
+            mono /= 32768.0
+        mono = mono.mean(axis=1, dtype=np.float64).astype(np.float32) if self.channels > 1 else mono[:, 0]
+        if self._resampler is None:
+            return np.ascontiguousarray(mono)
+        return np.asarray(self._resampler.resample_chunk(mono, last=last), dtype=np.float32)
+
+
+def to_float_mono(samples: np.ndarray, channels: int = 1) -> np.ndarray:
+    """Interleaved int16/float samples → float32 mono in [-1, 1)."""
+    x = np.asarray(samples)
+    x = x.astype(np.float32) / 32768.0 if x.dtype.kind == "i" else x.astype(np.float32)
+    if channels > 1:
+        x = x.reshape(-1, channels).mean(axis=1)
+    return x

@@ -1,0 +1,103 @@
+"""The Wav2Lip network as a `Generator`: face crops + mel windows → new faces.
+
+Input is built exactly as the reference `inference.py` builds it (spec §2, §8): BGR /255, 6 channels =
+[the crop with its lower half (rows S/2..S-1) zeroed, the same crop], NCHW, mel as (B, 1, 80, 16).
+Sigmoid networks give [0, 1]; Tanh ones (Wav2Lip_384) give [-1, 1] and are mapped by (x + 1) / 2.
+When the avatar's face crops are not the network's size (a 96 network on a package cut at 288, say), the
+crops are resized in and the outputs resized back, so the compositor always gets the package's size.
+The network is prepared for inference once (BatchNorm folded, channels_last: ~20 % faster on CPU).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from backend.generator import Generator, GeneratorInput
+from stream_wav2lip.errors import UserError
+
+
+def load_generator_network(checkpoint: str | Path, device: str = "auto"):
+    """(prepared model, CheckpointInfo, torch.device); refuses SyncNet / discriminator checkpoints."""
+    import models
+    from models.checkpoint import resolve_device
+    from models.inference import prepare_for_inference
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint file not found")
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"{path}: --device cuda requested but CUDA is not available (use --device auto or cpu)")
+    model, info = models.load_checkpoint(path, "cpu")
+    if info.kind != "generator":
+        raise UserError(f"{path}: this is a {info.variant} {info.kind} checkpoint, not a Wav2Lip generator")
+    prepared = prepare_for_inference(model, dev, channels_last=True, fold_bn=True, inplace=True)
+    return prepared, info, dev
+
+
+def build_network_input(faces: np.ndarray, mels: np.ndarray):
+    """(B,S,S,3) uint8 BGR + (B,80,16) float → the reference's (face (B,6,S,S), mel (B,1,80,16)) float32 tensors."""
+    import torch
+
+    b, s = faces.shape[0], faces.shape[1]
+    img = torch.from_numpy(np.ascontiguousarray(faces)).float().div_(255.0)  # B,S,S,3
+    masked = img.clone()
+    masked[:, s // 2:] = 0.0
+    x = torch.cat([masked, img], dim=3).permute(0, 3, 1, 2)  # B,6,S,S (channels_last strides, no copy)
+    mel = torch.from_numpy(np.ascontiguousarray(mels, dtype=np.float32)).reshape(b, 1, mels.shape[1], mels.shape[2])
+    return x, mel
+
+
+class Wav2LipGenerator(Generator):
+    """`Generator` over a network from `models.load_checkpoint` (see module docstring)."""
+
+    name = "wav2lip"
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto", crop: str = "head", batch_size: int | None = None):
+        self.model, self.info, self.device = load_generator_network(checkpoint, device)
+        self.face_size = int(self.info.image_size)
+        self.crop = crop
+        self.tanh = (self.info.output_activation or "sigmoid").lower() == "tanh"
+        self._batch = batch_size
+        self.name = f"wav2lip:{self.info.variant}"
+
+    @property
+    def preferred_batch(self) -> int:
+        if self._batch:
+            return self._batch
+        return 16 if self.device.type == "cuda" else 4
+
+    def generate(self, batch: list[GeneratorInput]) -> np.ndarray:
+        if not batch:
+            return np.zeros((0, self.face_size, self.face_size, 3), np.uint8)
+        size_in = batch[0].face.shape[0]
+        faces = np.stack([self._to_network_size(item.face) for item in batch])
+        mels = np.stack([item.mel for item in batch])
+        out = self.forward(faces, mels)
+        if size_in != self.face_size:
+            out = np.stack([cv2.resize(f, (size_in, size_in), interpolation=cv2.INTER_LINEAR) for f in out])
+        return out
+
+    def forward(self, faces: np.ndarray, mels: np.ndarray) -> np.ndarray:
+        """Network only: (B,S,S,3) uint8 at the network's size + (B,80,16) → (B,S,S,3) uint8."""
+        import torch
+
+        x, mel = build_network_input(faces, mels)
+        with torch.inference_mode():
+            y = self.model(mel.to(self.device), x.to(self.device))
+            if self.tanh:
+                y = (y + 1.0) * 0.5
+            y = (y.clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()
+        return y.numpy()
+
+    def _to_network_size(self, face: np.ndarray) -> np.ndarray:
+        s = self.face_size
+        if face.shape[0] == s and face.shape[1] == s:
+            return face
+        interp = cv2.INTER_AREA if face.shape[0] > s else cv2.INTER_LINEAR
+        return cv2.resize(face, (s, s), interpolation=interp)

@@ -1,0 +1,204 @@
+"""The OBS side of the control/status channel: read the backend's status, post commands. Stdlib only.
+
+The backend (`backend.ipc.control`) writes two `shared-memory-dict` segments with its JSON serializer; this
+module reads and writes the very same bytes through plain `mmap`, because `multiprocessing.shared_memory`
+inside OBS would start CPython's resource tracker, which unlinks the backend's segments when OBS exits.
+
+Byte format (that of shared-memory-dict 0.7, JSON serializer): the segment holds ``json.dumps(d).encode()``
+followed by one NUL byte; bytes after the first NUL are leftovers and ignored. There is no lock, so each
+segment has exactly one writer and readers accept a copy only when two consecutive reads agree.
+
+Segments of session S (on Linux files in /dev/shm; on Windows named mappings of the same name):
+
+- ``sm_s2l_S_ctl`` status, written only by the backend: see `STATUS_KEYS`.
+- ``sm_s2l_S_cmd`` command mailbox, written only by clients (the OBS script, tests):
+  ``{"commands": [{"id": 7, "cmd": "flush"}, {"id": 8, "cmd": "switch_avatar", "avatar": "/path"}, ...]}``
+  Ids increase by one; the mailbox keeps the last `MAILBOX_KEEP` commands; the backend executes every
+  command whose id is above the status key ``cmd_ack`` and then sets ``cmd_ack`` to it.
+
+The backend is dead when its status segment is missing, its ``pid`` is gone, or its ``heartbeat``
+(CLOCK_MONOTONIC ns, refreshed at least every 100 ms) is more than `STALE_NS` old.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import re
+import sys
+import time
+
+STALE_NS = 2_000_000_000
+MAILBOX_KEEP = 16
+COMMANDS = ("start", "stop", "pause", "flush", "switch_avatar")
+STATUS_KEYS = (
+    "session", "pid", "state", "avatar", "avatar_path", "engine", "width", "height", "fps", "render_fps",
+    "latency_ms", "latency_p95_ms", "queue_ms", "error", "heartbeat", "cmd_ack", "video_segment",
+    "audio_segment", "video_generation", "api_port", "token_file", "frames_published", "frames_repeated",
+)
+_SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def valid_session(session: str) -> str:
+    """Session names become part of segment and file names: 1-32 of [A-Za-z0-9_-]."""
+    if not _SESSION_RE.match(session or ""):
+        raise ValueError(f"invalid session name {session!r}: use 1-32 letters, digits, '_' or '-'")
+    return session
+
+
+def session_from_label(label: str) -> str:
+    """A valid session name derived from any text (e.g. an OBS source name): 'My Avatar!' -> 'My_Avatar_'."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", label or "")[:32]
+    return cleaned or "default"
+
+
+def status_segment(session: str) -> str:
+    """Segment name of the status dict (what shared-memory-dict calls it: 'sm_' + its name)."""
+    return f"sm_s2l_{valid_session(session)}_ctl"
+
+
+def command_segment(session: str) -> str:
+    return f"sm_s2l_{valid_session(session)}_cmd"
+
+
+# ------------------------------------------------------------------------------------------ raw access
+def _open(name: str) -> mmap.mmap | None:
+    if sys.platform == "win32":  # pragma: no cover - Windows named mapping (size must be given)
+        try:
+            return mmap.mmap(-1, 4096, tagname=name)
+        except OSError:
+            return None
+    try:
+        fd = os.open(f"/dev/shm/{name}", os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        return mmap.mmap(fd, 0)
+    except (ValueError, OSError):  # zero-length file: being created right now
+        return None
+    finally:
+        os.close(fd)
+
+
+def decode(buf: bytes) -> dict:
+    """shared-memory-dict JSON format -> dict (raises ValueError on a torn or foreign segment)."""
+    text = bytes(buf).split(b"\x00", 1)[0]
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("segment does not hold a JSON object")
+    return value
+
+
+def encode(d: dict) -> bytes:
+    """dict -> shared-memory-dict JSON format."""
+    return json.dumps(d).encode() + b"\x00"
+
+
+def read_segment(name: str, attempts: int = 5) -> dict | None:
+    """The dict in segment `name`, or None if it does not exist. Two equal consecutive reads are required."""
+    mm = _open(name)
+    if mm is None:
+        return None
+    try:
+        previous = None
+        for _ in range(attempts):
+            raw = mm[:].split(b"\x00", 1)[0]
+            if raw == previous:
+                try:
+                    return decode(raw)
+                except ValueError:
+                    pass
+            previous = raw
+            time.sleep(0.0002)
+        return None
+    finally:
+        mm.close()
+
+
+def write_segment(name: str, d: dict) -> bool:
+    """Overwrite segment `name` with `d` (False if the segment does not exist)."""
+    data = encode(d)
+    mm = _open(name)
+    if mm is None:
+        return False
+    try:
+        if len(data) > len(mm):
+            raise ValueError(f"{name}: {len(data)} bytes do not fit into {len(mm)}")
+        mm[: len(data)] = data
+        return True
+    finally:
+        mm.close()
+
+
+def pid_alive(pid: int) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if sys.platform == "win32":  # pragma: no cover
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)
+        if not handle:
+            return False
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status_is_alive(status: dict | None, now_ns: int | None = None) -> bool:
+    """True while the backend that wrote `status` runs: pid present and heartbeat younger than 2 s."""
+    if not status:
+        return False
+    now_ns = time.monotonic_ns() if now_ns is None else now_ns
+    heartbeat = status.get("heartbeat")
+    if not isinstance(heartbeat, int) or now_ns - heartbeat > STALE_NS:
+        return False
+    return pid_alive(status.get("pid", 0)) and status.get("state") != "stopped"
+
+
+# ------------------------------------------------------------------------------------------ client
+class ControlClient:
+    """Status and commands of one backend session; every call re-opens the segment (survives restarts)."""
+
+    def __init__(self, session: str):
+        self.session = valid_session(session)
+        self.status_name = status_segment(session)
+        self.command_name = command_segment(session)
+
+    def status(self) -> dict | None:
+        """The backend's latest status dict (keys: `STATUS_KEYS`), or None when no backend exists."""
+        return read_segment(self.status_name)
+
+    def alive(self) -> bool:
+        return status_is_alive(self.status())
+
+    def post(self, cmd: str, **args) -> int:
+        """Queue a command; returns its id (wait for it with `wait_ack`). Raises if no backend is running."""
+        if cmd not in COMMANDS:
+            raise ValueError(f"unknown command {cmd!r} (expected one of {COMMANDS})")
+        mailbox = read_segment(self.command_name)
+        if mailbox is None:
+            raise ConnectionError(f"no backend for session {self.session!r} (segment {self.command_name} missing)")
+        commands = [c for c in mailbox.get("commands", []) if isinstance(c, dict) and isinstance(c.get("id"), int)]
+        status = self.status() or {}
+        last = max([c["id"] for c in commands] + [int(status.get("cmd_ack") or 0)])
+        command = {"id": last + 1, "cmd": cmd, **args}
+        commands = (commands + [command])[-MAILBOX_KEEP:]
+        if not write_segment(self.command_name, {"commands": commands}):
+            raise ConnectionError(f"backend for session {self.session!r} went away")
+        return command["id"]
+
+    def wait_ack(self, command_id: int, timeout: float = 2.0) -> bool:
+        """True once the backend has executed command `command_id`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status() or {}
+            if int(status.get("cmd_ack") or 0) >= command_id:
+                return True
+            time.sleep(0.01)
+        return False

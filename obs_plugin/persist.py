@@ -1,0 +1,151 @@
+"""The part of the plugin that must outlive script reloads: the registered source type and its C thunks.
+
+libobs can never unregister a source type, so the `obs_source_info` struct and every ctypes callback it
+points to must stay alive for the life of the OBS process. Callbacks kept in module globals segfaulted OBS
+after Tools -> Scripts -> Reload (obs-notes §6.2). Everything here therefore lives in one module object in
+`sys.modules` that the reload never replaces; the thunks only dispatch to `state.impl`, the object that the
+*current* script version installs in `script_load` (or None while no script is loaded).
+
+Every thunk is guarded: an exception escaping into C would only print a traceback and return 0/NULL,
+which libobs may treat as failure (e.g. a NULL `create`).
+"""
+from __future__ import annotations
+
+import ctypes
+import sys
+import traceback
+import types
+
+from obs_plugin import libobs
+
+SOURCE_ID = b"stream_wav2lip_avatar"
+DISPLAY_NAME = b"Lip-sync avatar (stream-wav2lip)"
+_KEY = "_stream_wav2lip_obs_persist"
+
+
+def state() -> types.ModuleType:
+    """The persistent state object (created on first use in this process)."""
+    st = sys.modules.get(_KEY)
+    if st is None:
+        st = types.ModuleType(_KEY)
+        st.lib = None
+        st.registered = False
+        st.impl = None
+        st.sources = {}  # handle -> {"source": obs_source_t*, "inst": object | None}
+        st.next_handle = 1
+        st.keep = []  # thunks, buffers and structs referenced by libobs: never freed
+        st.buttons = {}
+        sys.modules[_KEY] = st
+    return st
+
+
+def _report(where: str) -> None:
+    st = state()
+    try:
+        libobs.log(st.lib, libobs.LOG_ERROR, f"callback {where} failed:\n{traceback.format_exc()}")
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+
+
+def _impl_call(name: str, *args, default=None):
+    st = state()
+    impl = st.impl
+    if impl is None:
+        return default
+    try:
+        return getattr(impl, name)(*args)
+    except Exception:  # noqa: BLE001 - never let an exception reach libobs
+        _report(name)
+        return default
+
+
+def register(lib: ctypes.CDLL) -> types.ModuleType:
+    """Register the source type once per process; later calls (script reloads) only return the state."""
+    st = state()
+    st.lib = lib
+    if st.registered:
+        return st
+
+    def _get_name(_type_data):
+        return ctypes.addressof(st.name_buf)
+
+    def _create(settings, source):
+        handle = 0
+        try:
+            handle = st.next_handle
+            st.next_handle += 1
+            st.sources[handle] = {"source": source, "inst": None}
+        except Exception:  # noqa: BLE001
+            _report("create")
+            return handle or 1
+        _impl_call("attach", handle, source, settings)
+        return handle
+
+    def _destroy(data):
+        _impl_call("detach", data or 0)
+        try:
+            st.sources.pop(data or 0, None)
+        except Exception:  # noqa: BLE001
+            _report("destroy")
+
+    def _get_defaults(settings):
+        _impl_call("defaults", settings)
+
+    def _get_properties(data):
+        props = _impl_call("properties", data or 0)
+        if props:
+            return props
+        try:
+            return st.lib.obs_properties_create()
+        except Exception:  # noqa: BLE001
+            _report("get_properties")
+            return None
+
+    def _update(data, settings):
+        _impl_call("update", data or 0, settings)
+
+    def _task(param):
+        _impl_call("ui_task", param or 0)
+
+    def _modified(priv, props, prop, settings):
+        return bool(_impl_call("modified", priv or 0, props, prop, settings, default=False))
+
+    st.name_buf = ctypes.create_string_buffer(DISPLAY_NAME)
+    st.id_buf = ctypes.create_string_buffer(SOURCE_ID)
+    thunks = dict(
+        get_name=libobs.GET_NAME(_get_name),
+        create=libobs.CREATE(_create),
+        destroy=libobs.DESTROY(_destroy),
+        get_defaults=libobs.GET_DEFAULTS(_get_defaults),
+        get_properties=libobs.GET_PROPERTIES(_get_properties),
+        update=libobs.UPDATE(_update),
+    )
+    st.task_thunk = libobs.TASK(_task)
+    st.modified_thunk = libobs.MODIFIED2(_modified)
+    # No activate/deactivate/show/hide/video_tick/video_render: those run on OBS's graphics thread, where a
+    # GIL wait would freeze all of OBS (obs-notes §6.1). `update` of a video source is deferred to the
+    # graphics thread too, so the implementation's update() only snapshots the settings.
+    st.keep.extend(thunks.values())
+    info = libobs.SourceInfoPrefix()
+    info.id = SOURCE_ID  # the Structure keeps a reference to the bytes, and st.info lives forever
+    info.type = libobs.OBS_SOURCE_TYPE_INPUT
+    info.output_flags = libobs.OBS_SOURCE_ASYNC_VIDEO | libobs.OBS_SOURCE_AUDIO | libobs.OBS_SOURCE_DO_NOT_DUPLICATE
+    for field, thunk in thunks.items():
+        setattr(info, field, ctypes.cast(thunk, ctypes.c_void_p).value)
+    st.info = info
+    lib.obs_register_source_s(ctypes.byref(info), ctypes.sizeof(info))
+    st.registered = True
+    return st
+
+
+def button_thunk(name: str):
+    """A persistent `obs_property_clicked_t` for the button `name` (priv = source handle)."""
+    st = state()
+    thunk = st.buttons.get(name)
+    if thunk is None:
+        def _clicked(props, prop, priv, _name=name):
+            return bool(_impl_call("button", priv or 0, _name, props, default=False))
+
+        thunk = libobs.BUTTON_CLICKED(_clicked)
+        st.buttons[name] = thunk
+    return thunk

@@ -1,0 +1,288 @@
+"""What one loaded version of the script does behind the persistent thunks (see persist.py).
+
+`Plugin` is installed as `persist.state().impl` by `script_load` and removed by `script_unload`. It owns
+one `AvatarSource` per OBS source of our type: the settings snapshot, the pusher thread (rings -> OBS),
+the backend supervisor and the status line. A status thread (never OBS's graphics thread) refreshes the
+status once per 0.5 s and hands it to OBS's UI thread with `obs_queue_task`, which writes it into the
+source's settings (key `status`): the panel shows it and obs-websocket clients can read it.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+
+from obs_plugin import control, libobs, panel, persist
+from obs_plugin.libobs import b, cstr
+from obs_plugin.source import Pusher
+from obs_plugin.supervisor import BackendConfig, Supervisor, session_from_name, unlink_segments
+
+STATUS_PERIOD_S = 0.5
+
+
+def read_settings(lib: ctypes.CDLL, settings: int) -> dict:
+    """Snapshot of an obs_data_t* as a dict of our known keys (defaults applied by libobs)."""
+    d = {}
+    for k in panel.DEFAULTS_STR:
+        d[k] = cstr(lib.obs_data_get_string(settings, b(k)))
+    for k in panel.DEFAULTS_INT:
+        d[k] = int(lib.obs_data_get_int(settings, b(k)))
+    for k in panel.DEFAULTS_BOOL:
+        d[k] = bool(lib.obs_data_get_bool(settings, b(k)))
+    return d
+
+
+class AvatarSource:
+    """One `stream_wav2lip_avatar` source: pusher + supervisor + status."""
+
+    def __init__(self, lib: ctypes.CDLL, handle: int, source: int, settings: int):
+        self.lib = lib
+        self.handle = handle
+        self.source = source
+        self.name = cstr(lib.obs_source_get_name(source)) or f"avatar{handle}"
+        self.session = session_from_name(self.name)
+        self.settings = read_settings(lib, settings)
+        self.control = control.ControlClient(self.session)
+        self.pusher = Pusher(lib, source, self.session, lambda: self.settings.get("audio_delay_ms", 0))
+        self.supervisor = Supervisor(self.backend_config(), self._heartbeat_ns)
+        self.status_text = ""
+        self.status_level = libobs.OBS_TEXT_INFO_NORMAL
+        self._posted = None
+        self.pusher.start()
+        self.status_text, self.status_level = self.compute_status()
+        self.write_status()  # attach runs on OBS's UI thread: replace a stale line from an earlier load
+        if self.settings.get("autostart") and self.settings.get("avatar"):
+            self.supervisor.start()
+
+    # ------------------------------------------------------------------ settings
+    def avatar_dir(self) -> str:
+        import os
+
+        name = self.settings.get("avatar", "")
+        return os.path.join(os.path.expanduser(self.settings.get("avatars_root", "")), name) if name else ""
+
+    def backend_config(self) -> BackendConfig:
+        s = self.settings
+        return BackendConfig(session=self.session, avatar_dir=self.avatar_dir(), checkpoint=s.get("checkpoint", ""),
+                             device=s.get("device") or "auto", mic=bool(s.get("mic")),
+                             mic_device=s.get("mic_device", ""), api_port=int(s.get("api_port") or 0),
+                             backend_python=s.get("backend_python", ""))
+
+    def update(self, settings: int) -> None:
+        """Runs on OBS's graphics thread for video sources (deferred update): snapshot only, no waiting."""
+        self.settings = read_settings(self.lib, settings)
+        new = self.backend_config()
+        old = self.supervisor.config
+        if self.supervisor.want_running and new != old and _only_avatar_changed(old, new) and self._switch(new):
+            self.supervisor.config = new  # switched in place: no restart needed
+            return
+        self.supervisor.reconfigure(new)
+
+    def _switch(self, new: BackendConfig) -> bool:
+        """Ask a live backend to switch avatars through its command mailbox (False: restart instead)."""
+        try:
+            if not self.control.alive():
+                return False
+            self.control.post("switch_avatar", avatar=new.avatar_dir)
+            return True
+        except (ConnectionError, ValueError, OSError):
+            return False
+
+    def _heartbeat_ns(self) -> int:
+        status = None
+        try:
+            status = self.control.status()
+        except (OSError, ValueError):
+            pass
+        hb = status.get("heartbeat") if status else None
+        if not (isinstance(hb, int) and hb > 0 and control.pid_alive(status.get("pid", 0))):
+            hb = 0
+        return max(hb, int(self.pusher.stats.get("heartbeat_ns") or 0))
+
+    # ------------------------------------------------------------------ actions
+    def start(self) -> None:
+        self.supervisor.start()
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+
+    def flush(self) -> None:
+        try:
+            self.control.post("flush")
+        except (ConnectionError, ValueError, OSError) as exc:
+            libobs.log(self.lib, libobs.LOG_INFO, f"{self.name}: flush ignored ({exc})")
+
+    def shutdown(self) -> None:
+        """Stop everything this source started and free the session's segments (synchronous)."""
+        self.pusher.stop()
+        self.supervisor.shutdown()
+        unlink_segments(self.session)
+
+    # ------------------------------------------------------------------ status
+    def compute_status(self) -> tuple[str, int]:
+        state, detail = self.supervisor.status()
+        st = self.pusher.stats
+        level = libobs.OBS_TEXT_INFO_NORMAL
+        if state == "running":
+            status = {}
+            try:
+                status = self.control.status() or {}
+            except (OSError, ValueError):
+                pass
+            parts = [f"running: {self.settings.get('avatar') or '?'}", f"{st['fps']:.1f} fps"]
+            if isinstance(status.get("latency_ms"), (int, float)):
+                parts.append(f"latency {status['latency_ms']:.0f} ms")
+            if status.get("state") and status.get("state") != "running":
+                parts.append(str(status["state"]))
+            if st["speech"]:
+                parts.append("speaking")
+            if status.get("error"):
+                parts.append(f"error: {status['error']}")
+                level = libobs.OBS_TEXT_INFO_WARNING
+            text = " · ".join(parts)
+        elif state in ("restarting", "error"):
+            text = f"{state}: {detail}"
+            level = libobs.OBS_TEXT_INFO_ERROR
+        elif state == "starting":
+            text = f"starting ({detail})"
+        else:
+            text = "stopped"
+            if self.supervisor.last_error:
+                text += f" · last error: {self.supervisor.last_error}"
+        return f"{text} · session {self.session}", level
+
+    def refresh_status(self, st) -> None:
+        text, level = self.compute_status()
+        self.status_text, self.status_level = text, level
+        if text != self._posted:
+            self._posted = text
+            self.lib.obs_queue_task(libobs.OBS_TASK_UI, ctypes.cast(st.task_thunk, ctypes.c_void_p), self.handle,
+                                    False)
+
+    def write_status(self) -> None:
+        """On OBS's UI thread: store the status line in the source's settings (shown by the panel)."""
+        data = self.lib.obs_source_get_settings(self.source)
+        if data:
+            try:
+                self.lib.obs_data_set_string(data, b"status", b(self.status_text))
+            finally:
+                self.lib.obs_data_release(data)
+
+
+def _only_avatar_changed(old: BackendConfig, new: BackendConfig) -> bool:
+    return old.avatar_dir != new.avatar_dir and \
+        BackendConfig(**{**old.__dict__, "avatar_dir": new.avatar_dir}) == new
+
+
+class Plugin:
+    """The implementation behind the persistent thunks for one loaded version of the script."""
+
+    def __init__(self, lib: ctypes.CDLL, abi_error: str = ""):
+        self.lib = lib
+        self.abi_error = abi_error
+        self.st = persist.state()
+        self.sources: dict[int, AvatarSource] = {}
+        self._quit = threading.Event()
+        self._status_thread = threading.Thread(target=self._status_loop, name="s2l-status", daemon=True)
+
+    def install(self) -> None:
+        """Become the active implementation and adopt sources created by an earlier script version."""
+        self.st.impl = self
+        for handle, rec in list(self.st.sources.items()):
+            try:
+                settings = self.lib.obs_source_get_settings(rec["source"])
+                try:
+                    self.attach(handle, rec["source"], settings)
+                finally:
+                    self.lib.obs_data_release(settings)
+            except Exception as exc:  # noqa: BLE001
+                libobs.log(self.lib, libobs.LOG_WARNING, f"could not adopt source {handle}: {exc!r}")
+        self._status_thread.start()
+
+    def uninstall(self) -> None:
+        """script_unload: stop every backend and thread, free every segment, leave the thunks dormant."""
+        if self.st.impl is self:
+            self.st.impl = None
+        self._quit.set()
+        for src in list(self.sources.values()):
+            try:
+                src.shutdown()
+                src.status_text = f"stopped (script not loaded) · session {src.session}"
+                src.write_status()  # script_unload runs on OBS's UI thread
+            except Exception as exc:  # noqa: BLE001
+                libobs.log(self.lib, libobs.LOG_WARNING, f"shutdown of {src.name}: {exc!r}")
+        self.sources.clear()
+        if self._status_thread.is_alive():
+            self._status_thread.join(2.0)
+
+    # ------------------------------------------------------------------ thunk targets
+    def attach(self, handle: int, source: int, settings: int) -> None:
+        if self.abi_error:
+            return
+        self.sources[handle] = AvatarSource(self.lib, handle, source, settings)
+
+    def detach(self, handle: int) -> None:
+        src = self.sources.pop(handle, None)
+        if src is not None:
+            src.shutdown()
+
+    def defaults(self, settings: int) -> None:
+        panel.set_defaults(self.lib, settings)
+
+    def properties(self, handle: int) -> int:
+        src = self.sources.get(handle)
+        if src is None:
+            snapshot, text, level = {}, "stopped", libobs.OBS_TEXT_INFO_NORMAL
+        else:
+            snapshot, text, level = src.settings, src.status_text, src.status_level
+        return panel.build(self.lib, handle, snapshot, text, level, self.abi_error)
+
+    def update(self, handle: int, settings: int) -> None:
+        src = self.sources.get(handle)
+        if src is not None:
+            src.update(settings)
+
+    def button(self, handle: int, name: str, props: int) -> bool:
+        src = self.sources.get(handle)
+        if src is None:
+            return False
+        if name == "start":
+            src.start()
+        elif name == "stop":
+            src.stop()
+        elif name == "refresh":
+            prop = self.lib.obs_properties_get(props, b"avatar")
+            if prop:
+                panel.fill_avatar_list(self.lib, prop, src.settings.get("avatars_root", ""),
+                                       src.settings.get("avatar", ""))
+        return True  # refresh the panel (status line, lists)
+
+    def modified(self, handle: int, props: int, prop: int, settings: int) -> bool:
+        """avatars_root edited in the panel: refill the avatar dropdown from the new folder."""
+        lst = self.lib.obs_properties_get(props, b"avatar")
+        if not lst:
+            return False
+        root = cstr(self.lib.obs_data_get_string(settings, b"avatars_root"))
+        current = cstr(self.lib.obs_data_get_string(settings, b"avatar"))
+        panel.fill_avatar_list(self.lib, lst, root, current)
+        return True
+
+    def ui_task(self, handle: int) -> None:
+        src = self.sources.get(handle)
+        if src is not None:
+            src.write_status()
+
+    # ------------------------------------------------------------------ hotkeys (all sources)
+    def hotkey(self, action: str) -> None:
+        for src in list(self.sources.values()):
+            getattr(src, action)()
+
+    # ------------------------------------------------------------------ status thread
+    def _status_loop(self) -> None:
+        while not self._quit.wait(STATUS_PERIOD_S):
+            for src in list(self.sources.values()):
+                try:
+                    src.refresh_status(self.st)
+                except Exception as exc:  # noqa: BLE001
+                    libobs.log(self.lib, libobs.LOG_WARNING, f"status of {src.name}: {exc!r}")
+            time.sleep(0)

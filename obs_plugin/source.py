@@ -1,0 +1,180 @@
+"""Per-source pusher thread: shared-memory rings -> `obs_source_output_video/audio` with the backend's pts.
+
+This is the only data path into OBS. It runs on its own thread, so OBS's graphics thread never executes
+Python (a GIL stall there freezes all of OBS, obs-notes §6.1). libobs copies every frame and audio block
+it is handed, so pointers into our own numpy copies are valid for the duration of the call only.
+
+The rings are opened with plain mmap (`RingReader`), never `multiprocessing.shared_memory`, which would
+unlink the backend's segments when OBS exits (obs-notes §1.6). When the backend restarts, its new segment
+has the same name but a new inode: the reader notices and re-maps. While no backend writes, the source
+simply keeps showing the last frame (OBS holds it), which is the "idle frame" the user sees.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from typing import Callable
+
+from obs_plugin import libobs
+from obs_plugin.shm_layout import (AUDIO_MAGIC, SAMPLE_F32, VIDEO_MAGIC, RingReader, audio_name, monotonic_ns,
+                                   video_name)
+
+POLL_S = 0.004  # 250 Hz: a 25 fps frame is picked up within 4 ms of being published
+RECHECK_S = 0.5  # how often to check that the mapped segment is still the live one
+
+
+class _Ring:
+    """One mapped ring plus the inode it was opened from (to detect a restarted writer)."""
+
+    def __init__(self, name: str, magic: bytes):
+        self.name = name
+        self.magic = magic
+        self.reader: RingReader | None = None
+        self.inode = None
+        self.next_check = 0.0
+
+    def ensure_open(self, now: float) -> RingReader | None:
+        if now < self.next_check:
+            return self.reader
+        self.next_check = now + (RECHECK_S if self.reader is not None else 0.1)
+        path = f"/dev/shm/{self.name}"
+        try:
+            inode = os.stat(path).st_ino
+        except OSError:
+            self.close()
+            return None
+        if self.reader is not None and inode == self.inode:
+            return self.reader
+        self.close()
+        try:
+            reader = RingReader(self.name)
+        except (OSError, ValueError):
+            return None  # being created right now, or not ours: try again shortly
+        if reader.header.magic != self.magic:
+            reader.close()
+            return None
+        self.reader, self.inode = reader, inode
+        return reader
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+        self.reader = None
+        self.inode = None
+
+
+class Pusher:
+    """Feeds one OBS source from the rings of one backend session.
+
+    `audio_delay_ms()` is read for every block, so the panel's "audio delay" applies live.
+    `stats` (read by the panel) holds fps, the newest pts and whether a writer is alive.
+    """
+
+    def __init__(self, lib: ctypes.CDLL, source: int, session: str, audio_delay_ms: Callable[[], int]):
+        self.lib = lib
+        self.source = source
+        self.session = session
+        self.audio_delay_ms = audio_delay_ms
+        self.stats = {"fps": 0.0, "frames": 0, "audio_blocks": 0, "writer_alive": False, "last_pts": 0,
+                      "speech": False, "heartbeat_ns": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"s2l-pusher-{session}", daemon=True)
+        self._frame = libobs.SourceFrame()
+        self._audio = libobs.SourceAudio()
+
+    def start(self) -> None:
+        self.lib.obs_source_set_async_unbuffered(self.source, True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def set_session(self, session: str) -> None:
+        """Follow a renamed source/session (takes effect on the next loop turn)."""
+        self.session = session
+
+    # ------------------------------------------------------------------ loop
+    def _run(self) -> None:
+        session = None
+        video = audio = None
+        times: list[float] = []
+        while not self._stop.is_set():
+            try:
+                if session != self.session:
+                    if video is not None:
+                        video.close()
+                        audio.close()
+                    session = self.session
+                    video = _Ring(video_name(session), VIDEO_MAGIC)
+                    audio = _Ring(audio_name(session), AUDIO_MAGIC)
+                now = time.monotonic()
+                vr = video.ensure_open(now)
+                ar = audio.ensure_open(now)
+                if ar is not None:
+                    for slot in ar.poll_all():
+                        self._push_audio(ar, slot)
+                if vr is not None:
+                    slot = vr.poll_latest()
+                    if slot is not None:
+                        self._push_video(vr, slot)
+                        times.append(now)
+                        if len(times) > 50:
+                            del times[:-50]
+                    self.stats["writer_alive"] = vr.writer_alive()
+                    self.stats["heartbeat_ns"] = vr.heartbeat_ns if self.stats["writer_alive"] else 0
+                else:
+                    self.stats["heartbeat_ns"] = 0
+                    self.stats["writer_alive"] = False
+                if len(times) >= 2 and now - times[-1] < 1.0:
+                    self.stats["fps"] = (len(times) - 1) / max(times[-1] - times[0], 1e-6)
+                else:
+                    self.stats["fps"] = 0.0
+            except Exception as exc:  # noqa: BLE001 - keep feeding; a bad slot must not kill the thread
+                libobs.log(self.lib, libobs.LOG_WARNING, f"pusher {self.session}: {exc!r}")
+                time.sleep(0.2)
+            self._stop.wait(POLL_S)
+        if video is not None:
+            video.close()
+            audio.close()
+
+    def _push_video(self, ring: RingReader, slot) -> None:
+        h = ring.header
+        f = self._frame
+        f.data[0] = slot.payload.ctypes.data
+        f.linesize[0] = h.c
+        f.width = h.a
+        f.height = h.b
+        f.timestamp = max(0, slot.pts_ns)
+        f.format = libobs.VIDEO_FORMAT_BGRA
+        f.full_range = True
+        self.lib.obs_source_output_video(self.source, ctypes.byref(f))
+        self.stats["frames"] += 1
+        self.stats["last_pts"] = slot.pts_ns
+        self.stats["speech"] = bool(slot.flags & 1)
+
+    def _push_audio(self, ring: RingReader, slot) -> None:
+        h = ring.header
+        frames = int(slot.index)
+        if frames <= 0 or frames > h.c:
+            return
+        a = self._audio
+        a.data[0] = slot.payload.ctypes.data
+        a.frames = frames
+        a.speakers = libobs.SPEAKERS_STEREO if h.b == 2 else libobs.SPEAKERS_MONO
+        a.format = libobs.AUDIO_FORMAT_FLOAT if h.d == SAMPLE_F32 else libobs.AUDIO_FORMAT_16BIT
+        a.samples_per_sec = h.a
+        try:
+            delay_ns = int(self.audio_delay_ms()) * 1_000_000
+        except Exception:  # noqa: BLE001
+            delay_ns = 0
+        a.timestamp = max(0, slot.pts_ns + delay_ns)
+        self.lib.obs_source_output_audio(self.source, ctypes.byref(a))
+        self.stats["audio_blocks"] += 1
+
+
+def now_ns() -> int:
+    return monotonic_ns()

@@ -1,0 +1,279 @@
+"""Video -> avatar package (DESIGN §2): the whole preprocess pipeline for one input file.
+
+Two passes over the decoded 25 fps frames, because smoothing and gap filling need the whole track before any
+crop can be cut:
+
+1. decode + track: landmarks per frame (None where no face), full frames written to bg/ meanwhile;
+2. smooth the per-frame geometry parameters, fill the gaps, then cut body_face/, heads/, head_face/ and the
+   preview tiles. Short clips keep their frames in memory between the passes; long ones are decoded again
+   (decoding is deterministic, and a minute of 1080p does not fit in RAM).
+
+JPEG encoding and cropping run in a small thread pool (OpenCV releases the GIL), the tracker in this thread.
+Everything is written into a temporary folder that is renamed into place when complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from preprocess import landmarks as L
+from preprocess.package import CROP_FOLDERS, frame_name, is_avatar_package
+from stream_wav2lip.errors import UserError
+
+DEFAULT_PADS = (0, 10, 0, 0)
+IN_MEMORY_BUDGET = 768 * 1024 * 1024  # bytes of decoded frames kept between the passes
+LANDMARK_SMOOTH = 2  # half-window for the stored landmarks: keeps ~80 % of a 5 Hz lip movement
+
+
+def default_head_size(face_size: int) -> int:
+    """256 for the 96 px network, twice the face for the HD ones (what enhancers are fed)."""
+    return max(256, 2 * int(face_size))
+
+
+@dataclass
+class PackageReport:
+    """One line of the CLI summary table."""
+
+    source: Path
+    status: str  # "ok" | "skipped" | "failed"
+    path: Path | None = None
+    frames: int = 0
+    valid_fraction: float = 0.0
+    seconds: float = 0.0
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def preprocess_video(path: str | Path, out_root: str | Path, face_size: int = 96, head_size: int | None = None,
+                     pads: tuple[int, int, int, int] = DEFAULT_PADS, smooth: int = 5, device: str = "auto",
+                     max_seconds: float | None = None, force: bool = False, train_dir: str | Path | None = None,
+                     workers: int | None = None, progress: bool = False) -> Path:
+    """Build (or reuse) the avatar package of one video and return its folder (`out_root/<video stem>`).
+
+    Raises UserError with a one-line "<file>: <reason>" for inputs that cannot become a package.
+    """
+    report = build_package(path, out_root, face_size=face_size, head_size=head_size, pads=pads, smooth=smooth,
+                           device=device, max_seconds=max_seconds, force=force, train_dir=train_dir,
+                           workers=workers, progress=progress)
+    assert report.path is not None
+    return report.path
+
+
+def build_package(path: str | Path, out_root: str | Path, face_size: int = 96, head_size: int | None = None,
+                  pads: tuple[int, int, int, int] = DEFAULT_PADS, smooth: int = 5, device: str = "auto",
+                  max_seconds: float | None = None, force: bool = False, train_dir: str | Path | None = None,
+                  workers: int | None = None, progress: bool = False) -> PackageReport:
+    """Like `preprocess_video` but returns the summary row (status ok/skipped); errors still raise UserError."""
+    from preprocess.video import probe
+
+    t0 = time.perf_counter()
+    source = Path(path)
+    info = probe(source)
+    out_root = Path(out_root)
+    final = out_root / source.stem
+    report = PackageReport(source, "ok", final)
+    if final.exists() and not force:
+        if not is_avatar_package(final):
+            raise UserError(f"{final}: exists and is not an avatar package; remove it or pick another --out")
+        report.status = "skipped"
+        report.message = "package exists (--force rebuilds)"
+    else:
+        _remove_stale_temporaries(out_root, final.name)
+        head_size = int(head_size or default_head_size(face_size))
+        _build(info, final, face_size, head_size, tuple(int(p) for p in pads), int(smooth), device, max_seconds,
+               workers or min(2, os.cpu_count() or 1), progress, report)
+        _calibrate_mouth(final, report)
+    import json
+
+    manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
+    report.frames = int(manifest["frame_count"])
+    report.valid_fraction = float(manifest.get("valid_fraction", 0.0))
+    if train_dir is not None:
+        from preprocess.trainset import write_video_clips
+
+        clips = write_video_clips(final, Path(train_dir), force=force or report.status == "ok")
+        if clips == 0:
+            report.warnings.append("no training clips (no audio, or no valid run of >= 1 s)")
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+# ------------------------------------------------------------------------------------------------- internals
+def _remove_stale_temporaries(out_root: Path, name: str) -> None:
+    """A crashed earlier run leaves `.tmp-<name>.*`; it is never a finished package, so it goes."""
+    if out_root.is_dir():
+        for p in out_root.glob(f".tmp-{name}.*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Writer:
+    """Bounded thread pool: at most 2*workers jobs in flight so decoded frames do not pile up in memory."""
+
+    def __init__(self, workers: int):
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="preprocess-jpeg")
+        self.pending: deque[Future] = deque()
+        self.limit = 2 * max(1, workers)
+
+    def submit(self, fn, *args) -> None:
+        self.pending.append(self.pool.submit(fn, *args))
+        while len(self.pending) > self.limit:
+            self.pending.popleft().result()
+
+    def drain(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+    def close(self) -> None:
+        self.drain()
+        self.pool.shutdown()
+
+
+def _build(info, final: Path, face_size: int, head_size: int, pads, smooth: int, device: str,
+           max_seconds: float | None, workers: int, progress: bool, report: PackageReport) -> None:
+    from tqdm import tqdm
+
+    from preprocess.audio_track import extract_audio, speech_seconds
+    from preprocess.crops import write_jpeg
+    from preprocess.geometry import RawGeometry, build_geometry, raw_geometry
+    from preprocess.preview import contact_sheet, draw_tile, sample_indices
+    from preprocess.smoothing import fill_gaps, smooth_series
+    from preprocess.tracking import DETECTOR_NAME, FaceTracker, mediapipe_version
+    from preprocess.video import FPS, iter_frames_25fps
+    from preprocess.writer import (base_manifest, frame_crops, make_folders, write_face_det, write_manifest,
+                                   write_wav16)
+    from stream_wav2lip.atomic import atomic_dir
+
+    if device == "cuda":
+        report.warnings.append("face tracking runs on the CPU (mediapipe); --device cuda has no effect here")
+    max_frames = int(max_seconds * FPS) if max_seconds else None
+    total = min(info.expected_frames, max_frames) if max_frames else info.expected_frames
+    name = final.name
+    with atomic_dir(final) as tmp:
+        make_folders(tmp)
+        writer = _Writer(workers)
+        bar = tqdm(total=total, desc=f"{name}: track", unit="f", disable=not progress, leave=False, file=sys.stderr)
+        try:
+            # ---------------------------------------------------------------- pass 1: decode, track, bg/
+            found: list[np.ndarray | None] = []
+            kept: list[np.ndarray] | None = []
+            kept_bytes = 0
+            with FaceTracker() as tracker:
+                for i, frame in enumerate(iter_frames_25fps(info, max_frames)):
+                    found.append(tracker.process(frame))
+                    writer.submit(write_jpeg, tmp / CROP_FOLDERS["bg"] / frame_name(i), frame)
+                    if kept is not None:
+                        kept_bytes += frame.nbytes
+                        kept.append(frame)
+                        if kept_bytes > IN_MEMORY_BUDGET:
+                            kept = None  # too long to hold: pass 2 decodes again
+                    bar.update(1)
+            n = len(found)
+            height, width = _first_shape(kept, info)
+            valid = np.array([lm is not None for lm in found], bool)
+            if not valid.any():
+                raise UserError(f"{info.path}: no face found in any of its {n} frames")
+            lm = np.zeros((n, L.NUM_LANDMARKS, 2))
+            lm[valid] = np.stack([x for x in found if x is not None])
+            lm = fill_gaps(lm, valid)
+
+            # ---------------------------------------------------------------- smoothing + geometry
+            params = raw_geometry(lm).stacked()
+            params[:, 6] = np.unwrap(params[:, 6])  # head angle: no jump at +-pi
+            params = fill_gaps(smooth_series(params, valid, smooth), valid)
+            geometry = build_geometry(RawGeometry.from_stacked(params), width, height, head_size, pads)
+            landmarks = fill_gaps(smooth_series(lm, valid, min(smooth, LANDMARK_SMOOTH)), valid)
+
+            # ---------------------------------------------------------------- pass 2: crops + preview
+            bar.reset(total=n)
+            bar.set_description(f"{name}: crops")
+            wanted = set(sample_indices(n))
+            tiles: dict[int, np.ndarray] = {}
+
+            def crop_job(i: int, frame: np.ndarray) -> None:
+                for folder, image in frame_crops(frame, geometry, i, face_size, head_size).items():
+                    if folder != CROP_FOLDERS["bg"]:
+                        write_jpeg(tmp / folder / frame_name(i), image)
+                if i in wanted:
+                    tiles[i] = draw_tile(frame, i, geometry, landmarks[i], bool(valid[i]), head_size)
+
+            frames = kept if kept is not None else iter_frames_25fps(info, n)
+            for i, frame in enumerate(frames):
+                if i >= n:
+                    break
+                writer.submit(crop_job, i, frame)
+                bar.update(1)
+            writer.drain()
+            kept = None
+            write_jpeg(tmp / "preview.jpg", contact_sheet([tiles[i] for i in sorted(tiles)]), quality=90)
+        finally:
+            bar.close()
+            writer.close()
+
+        # -------------------------------------------------------------------- audio, arrays, manifest
+        wav = extract_audio(info, n)
+        if wav is not None:
+            write_wav16(tmp / "audio.wav", wav)
+        elif info.has_audio:
+            report.warnings.append("audio track could not be decoded; package has no audio.wav")
+        write_face_det(tmp, geometry, landmarks, valid)
+        write_manifest(tmp, base_manifest(
+            frame_count=n, width=width, height=height, face_size=face_size, head_size=head_size,
+            detector=DETECTOR_NAME, detector_version=f"mediapipe {mediapipe_version()}",
+            landmark_count=L.NUM_LANDMARKS, pads=list(pads), smooth=smooth, landmark_smooth=min(smooth, LANDMARK_SMOOTH),
+            face_crop="head_face", device="cpu",
+            source=str(Path(info.path).resolve()), source_name=Path(info.path).name, source_sha256=_sha256(info.path),
+            source_fps=round(info.source_fps, 3), source_codec=info.codec, source_duration_s=round(info.duration_s, 3),
+            max_seconds=max_seconds, duration_s=n / FPS, has_audio=wav is not None,
+            audio_sample_rate=16000 if wav is not None else None,
+            speech_seconds=round(speech_seconds(wav), 2) if wav is not None else 0.0,
+            valid_fraction=round(float(valid.mean()), 4),
+        ))
+
+
+def _first_shape(kept, info) -> tuple[int, int]:
+    """(height, width) of the decoded (rotation-corrected) frames."""
+    from preprocess.video import iter_frames_25fps
+
+    if kept:
+        return kept[0].shape[:2]
+    return next(iter_frames_25fps(info, 1)).shape[:2]
+
+
+def _calibrate_mouth(package_dir: Path, report: PackageReport) -> None:
+    """Optional hook owned by the mouth engine; a failure there is a warning, the package stays valid."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("preprocess.mouth_calibration") is None:
+        return
+    try:
+        calibrate = getattr(importlib.import_module("preprocess.mouth_calibration"), "calibrate", None)
+        if calibrate is None:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            calibrate(package_dir)
+    except Exception as exc:  # noqa: BLE001 - any failure of an optional step must not fail the package
+        report.warnings.append(f"mouth calibration failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,95 @@
+"""`stream-wav2lip preprocess`: videos (or folders of them) -> avatar packages (+ an LRS2-style training set).
+
+Each input is processed on its own: a bad file gets a one-line error naming it, the others still run, and
+the exit code is 1 when any failed. Cheap to import; the pipeline is imported inside run().
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "turn talking-head videos into avatar packages (and optionally a training set)"
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or folders of videos")
+    parser.add_argument("--out", required=True, type=Path, metavar="AVATARS_DIR",
+                        help="where the avatar packages go (one folder per video, named after it)")
+    parser.add_argument("--train-dir", type=Path, default=None, metavar="DIR",
+                        help="also write LRS2-style training clips and train.txt/val.txt here")
+    parser.add_argument("--face-size", type=int, default=96, choices=(96, 288, 384),
+                        help="face crop size = the network's input (default 96)")
+    parser.add_argument("--head-size", type=int, default=None, metavar="N",
+                        help="upright head crop size (default 256, or 2x face size for 288/384)")
+    parser.add_argument("--pads", type=int, nargs=4, default=[0, 10, 0, 0], metavar=("T", "B", "L", "R"),
+                        help="Wav2Lip padding of the face box in pixels (default 0 10 0 0: include the chin)")
+    parser.add_argument("--smooth", type=int, default=5, metavar="N",
+                        help="temporal smoothing half-window in frames, 0 = off (default 5)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="accepted for symmetry; face tracking (mediapipe) always runs on the CPU")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="threads for cropping/JPEG encoding (default: min(2, CPU cores))")
+    parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                        help="only use the first S seconds of each video")
+    parser.add_argument("--force", action="store_true", help="rebuild packages that already exist")
+
+
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given; folders expanded to the videos inside them (sorted, not recursive)."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found.extend(sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES))
+        else:
+            found.append(p)  # missing/odd files are reported by the pipeline, one line each
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    from preprocess.api import PackageReport, build_package
+    from stream_wav2lip.errors import UserError
+
+    videos = collect_inputs(args.inputs)
+    if not videos:
+        raise UserError(f"{', '.join(args.inputs)}: no video files found")
+    reports: list[PackageReport] = []
+    seen: dict[str, Path] = {}
+    for video in videos:
+        if video.stem in seen:
+            reports.append(PackageReport(video, "failed", message=f"same package name as {seen[video.stem]}"))
+            print(f"stream-wav2lip preprocess: error: {video}: same package name as {seen[video.stem]}",
+                  file=sys.stderr)
+            continue
+        seen[video.stem] = video
+        try:
+            report = build_package(video, args.out, face_size=args.face_size, head_size=args.head_size,
+                                   pads=tuple(args.pads), smooth=args.smooth, device=args.device,
+                                   max_seconds=args.max_seconds, force=args.force, train_dir=args.train_dir,
+                                   workers=args.workers, progress=sys.stderr.isatty())
+        except UserError as exc:
+            print(f"stream-wav2lip preprocess: error: {exc}", file=sys.stderr)
+            reports.append(PackageReport(video, "failed", message=str(exc)))
+            continue
+        for w in report.warnings:
+            print(f"stream-wav2lip preprocess: warning: {video}: {w}", file=sys.stderr)
+        reports.append(report)
+    print(summary_table(reports))
+    return 1 if any(r.status == "failed" for r in reports) else 0
+
+
+def summary_table(reports) -> str:
+    rows = [("video", "status", "frames", "valid", "time", "fps", "package / reason")]
+    for r in reports:
+        ok = r.status != "failed"
+        rows.append((r.source.name, r.status, str(r.frames) if ok else "-",
+                     f"{100 * r.valid_fraction:.1f}%" if ok else "-", f"{r.seconds:.1f}s" if ok else "-",
+                     f"{r.fps:.1f}" if ok and r.status == "ok" else "-",
+                     str(r.path) if ok else r.message))
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
+    lines.insert(1, "-" * max(len(x) for x in lines))
+    return "\n".join(lines)

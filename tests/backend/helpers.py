@@ -1,0 +1,71 @@
+"""Small fakes shared by the backend stage tests (no I/O): a package held in memory, recording generators."""
+from __future__ import annotations
+
+import numpy as np
+
+from backend.generator import Generator, GeneratorInput
+from preprocess.package import FaceTrack
+
+
+class MemoryPackage:
+    """Duck-typed AvatarPackage with frames in memory and hand-made geometry (for border / edge cases)."""
+
+    def __init__(self, frames: np.ndarray, landmarks: np.ndarray, body_box: np.ndarray, head_affine: np.ndarray,
+                 head_face_box: np.ndarray, face_size: int = 96, head_size: int = 128):
+        import cv2
+
+        from preprocess.crops import body_face_crop, head_crop, head_face_crop
+
+        n = len(frames)
+        self.frames = frames
+        self.track = FaceTrack(body_box.astype(np.float32), head_affine.astype(np.float32),
+                               head_face_box.astype(np.float32), landmarks.astype(np.float32), np.ones(n, bool))
+        self.frame_count, self.height, self.width = n, frames.shape[1], frames.shape[2]
+        self.face_size, self.head_size, self.fps = face_size, head_size, 25.0
+        self.crops = {
+            "bg": list(frames),
+            "body": [body_face_crop(f, body_box[i], face_size) for i, f in enumerate(frames)],
+            "heads": [head_crop(f, head_affine[i], head_size) for i, f in enumerate(frames)],
+            "head": [head_face_crop(f, head_affine[i], head_face_box[i], face_size) for i, f in enumerate(frames)],
+        }
+        del cv2
+
+    def image(self, kind: str, i: int) -> np.ndarray:
+        return self.crops[kind][i]
+
+    def frame(self, i: int) -> np.ndarray:
+        return self.crops["bg"][i]
+
+    def face(self, i: int, crop: str = "head") -> np.ndarray:
+        return self.crops[crop][i]
+
+
+class RecordingGenerator(Generator):
+    """Returns a flat colour face and records every batch it was given."""
+
+    name = "recording"
+
+    def __init__(self, face_size: int = 96, colour=(0, 0, 255), crop: str = "head"):
+        self.face_size, self.colour, self.crop = face_size, colour, crop
+        self.batches: list[list[GeneratorInput]] = []
+        self.resets = 0
+
+    def generate(self, batch):
+        self.batches.append(list(batch))
+        s = batch[0].face.shape[0]
+        out = np.empty((len(batch), s, s, 3), np.uint8)
+        out[:] = np.array(self.colour, np.uint8)
+        return out
+
+    def reset(self):
+        self.resets += 1
+
+
+def speech_like(seconds: float, seed: int = 0, level: float = 0.3) -> np.ndarray:
+    """Noise-modulated tone bursts with pauses: enough for gates and mels, deterministic."""
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * 16000))
+    t = np.arange(n) / 16000
+    env = (np.sin(2 * np.pi * 2.0 * t) > -0.3).astype(np.float32)
+    x = level * env * (np.sin(2 * np.pi * 190 * t) + 0.3 * rng.standard_normal(n))
+    return x.astype(np.float32)

@@ -1,0 +1,129 @@
+"""Local control API: loopback only, token required, session file 0600, chunked PCM streaming."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import stat
+import threading
+
+import numpy as np
+import pytest
+
+from backend.api import ApiClient, ControlApi, read_session_file
+from backend.sources.queue import SpeechQueue
+from stream_wav2lip.errors import UserError
+
+
+class FakeApp:
+    """Records calls; `stream_pcm` behaves like ServeApp's (decoder + utterance)."""
+
+    def __init__(self):
+        self.queue = SpeechQueue()
+        self.calls = []
+        self.chunk_sizes = []
+
+    def status(self):
+        return {"state": "idle"}
+
+    def say(self, paths):
+        self.calls.append(("say", paths))
+        if any("missing" in p for p in paths):
+            raise UserError(f"{paths[0]}: file not found")
+        return [{"id": 1}]
+
+    def stream_pcm(self, chunks, rate, channels, fmt):
+        from backend.serve_app import ServeApp
+
+        def counting():
+            for c in chunks:
+                self.chunk_sizes.append(len(c))
+                yield c
+
+        return ServeApp.stream_pcm(self, counting(), rate, channels, fmt)
+
+    def flush(self):
+        return self.queue.flush()
+
+    def switch_avatar(self, avatar):
+        return {"avatar": avatar}
+
+
+@pytest.fixture
+def api(session):
+    app = FakeApp()
+    server = ControlApi(app, session, 0)
+    server.start()
+    yield server, app
+    server.close()
+
+
+def test_session_file_is_private_and_removed_on_close(session, runtime_dir):
+    app = FakeApp()
+    server = ControlApi(app, session, 0)
+    path = runtime_dir / f"{session}.json"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(runtime_dir).st_mode) == 0o700
+    info = read_session_file(session)
+    assert info["port"] == server.port and len(info["token"]) >= 32 and info["pid"] == os.getpid()
+    assert server.server.server_address[0] == "127.0.0.1"
+    server.close()
+    assert not path.exists()
+    with pytest.raises(UserError, match="no running backend"):
+        read_session_file(session)
+
+
+def test_requests_without_the_token_are_refused(api):
+    server, app = api
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-S2L-Token": server.token[:-1]}):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.request("POST", "/flush", body=b"{}", headers=headers)
+        assert conn.getresponse().status == 401
+        conn.close()
+    assert app.calls == []
+    ok = ApiClient(port=server.port, token=server.token)
+    assert ok.status() == {"state": "idle"}
+
+
+def test_say_errors_come_back_as_one_line(api):
+    server, app = api
+    client = ApiClient(port=server.port, token=server.token)
+    assert client.say(["/tmp/a.wav"]) == {"queued": [{"id": 1}]}
+    with pytest.raises(UserError, match="file not found"):
+        client.say(["/tmp/missing.wav"])
+    with pytest.raises(UserError, match="404"):
+        client.request("GET", "/nothing")
+
+
+def test_chunked_pcm_stream_becomes_one_utterance_while_it_arrives(api):
+    server, app = api
+    client = ApiClient(port=server.port, token=server.token)
+    x = (np.arange(4800) % 100 - 50).astype("<i2")  # 0.3 s at 16 kHz
+    seen_while_streaming = []
+    gate = threading.Event()
+
+    def chunks():
+        for i in range(0, x.size, 77):  # odd sizes: samples split across chunks
+            yield x[i:i + 77].tobytes()
+            if i == 77 * 10:
+                head = app.queue.head()
+                seen_while_streaming.append(head.n if head else 0)
+        gate.set()
+
+    result = client.pcm(chunks(), rate=16000, channels=1, fmt="s16")
+    assert gate.is_set() and seen_while_streaming and seen_while_streaming[0] > 0, "audio usable before the end"
+    assert result["seconds"] == pytest.approx(0.3) and not result["flushed"]
+    u = app.queue.head()
+    assert u.ended
+    pcm, _ = u.take_new()
+    np.testing.assert_allclose(pcm, x / 32768.0, atol=1e-7)
+    assert len(app.chunk_sizes) > 10
+
+
+def test_bad_pcm_query_is_a_400(api):
+    server, _app = api
+    client = ApiClient(port=server.port, token=server.token)
+    with pytest.raises(UserError, match="400"):
+        client.request("POST", "/pcm?rate=16000&format=mp3", body=b"\x00\x00")
+    with pytest.raises(UserError, match="400"):
+        client.request("POST", "/say", body={"nothing": 1})

@@ -1,0 +1,148 @@
+"""obs_plugin.shm_layout: the DESIGN §4 ring layout, reader/writer, seqlock and stale-segment reclaim."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import struct
+import time
+
+import numpy as np
+import pytest
+
+from obs_plugin import shm_layout as S
+
+
+def test_header_fields_are_at_the_documented_offsets(session):
+    with S.RingWriter(S.video_name(session), S.video_header(5, 3, slots=3)) as w:
+        raw = bytes(w._buf[:64])
+        magic, ver, width, height, stride, fmt, slots, _r, slot_size, pub, hb, pid = struct.unpack("<4s7IQQQQ", raw)
+        assert (magic, ver, width, height, stride, fmt, slots) == (b"S2LV", 1, 5, 3, 20, 1, 3)
+        assert slot_size % 4096 == 0 and slot_size >= 64 + 3 * 20
+        assert (pub, pid) == (0, os.getpid()) and abs(hb - time.monotonic_ns()) < 1e9
+        w.publish(123, 7, S.FLAG_SPEECH, payload=np.full((3, 5, 4), 9, np.uint8))
+        base = 4096
+        seq, pts, index, flags, _r2, seqno = struct.unpack_from("<QqQIIQ", w._buf, base)
+        assert (seq % 2, pts, index, flags, seqno) == (0, 123, 7, 1, 0)
+        assert struct.unpack_from("<Q", w._buf, 40)[0] == 1
+        assert bytes(w._buf[base + 64: base + 64 + 60]) == bytes([9]) * 60
+
+
+def test_video_roundtrip_and_latest(session):
+    with S.RingWriter(S.video_name(session), S.video_header(4, 2, slots=3)) as w:
+        with S.RingReader(S.video_name(session)) as r:
+            assert r.poll_latest() is None
+            for i in range(5):
+                w.publish(1000 + i, i, 0, payload=np.full((2, 4, 4), i, np.uint8))
+            slot = r.poll_latest()
+            assert (slot.pts_ns, slot.index, slot.sequence) == (1004, 4, 4)
+            assert (r.video_array(slot) == 4).all() and r.video_array(slot).shape == (2, 4, 4)
+            assert r.poll_latest() is None
+            assert r.writer_alive()
+
+
+def test_audio_poll_all_in_order_and_skips_overwritten(session):
+    hdr = S.audio_header(16000, 1, 640, slots=4)
+    with S.RingWriter(S.audio_name(session), hdr) as w, S.RingReader(S.audio_name(session)) as r:
+        for i in range(3):
+            w.publish(i * 40, 640, 0, payload=np.full(640, i, np.float32))
+        got = r.poll_all()
+        assert [s.pts_ns for s in got] == [0, 40, 80]
+        assert all((r.audio_array(s)[:, 0] == i).all() for i, s in enumerate(got))
+        for i in range(3, 13):  # lap the reader: only the last N-1 are still readable
+            w.publish(i * 40, 320, 0, payload=np.full(320, i, np.float32))
+        got = r.poll_all()
+        assert [s.sequence for s in got] == [10, 11, 12]
+        assert r.audio_array(got[0]).shape == (320, 1)
+
+
+def _writer_process(name: str, width: int, height: int, frames: int, ready) -> None:
+    hdr = S.video_header(width, height, slots=3)
+    w = S.RingWriter(name, hdr)
+    ready.set()
+    try:
+        for i in range(frames):
+            value = i % 251
+            w.publish(i, i, 0, fill=lambda flat, v=value: flat.__setitem__(slice(0, height * width * 4), v))
+    finally:
+        time.sleep(0.2)
+        w.close()
+
+
+def test_reader_racing_a_writer_in_another_process_never_sees_a_torn_frame(session):
+    """The writer rewrites 3 slots as fast as it can; every slot the reader accepts is uniform and matches its index."""
+    name = S.video_name(session)
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_writer_process, args=(name, 320, 240, 4000, ready))
+    proc.start()
+    try:
+        assert ready.wait(20)
+        reader = S.RingReader(name)
+        accepted = rejected = 0
+        deadline = time.monotonic() + 10
+        while proc.is_alive() and time.monotonic() < deadline:
+            published = reader.published
+            for seq in range(max(0, published - 3), published):
+                slot = reader.read_slot(seq)
+                if slot is None:
+                    rejected += 1
+                    continue
+                px = slot.payload[: 320 * 240 * 4]
+                assert px.min() == px.max() == slot.index % 251, "torn frame accepted"
+                accepted += 1
+        reader.close()
+    finally:
+        proc.join(20)
+    assert accepted > 50
+
+
+def _fake_crash(name: str, header: S.RingHeader, dead_pid: int) -> None:
+    """Leave a segment behind as a killed writer would (no unlink, pid of a process that is gone)."""
+    w = S.RingWriter(name, header)
+    struct.pack_into("<Q", w._buf, 56, dead_pid)
+    w.close(unlink=False)
+    from multiprocessing import resource_tracker
+
+    resource_tracker.unregister(f"/{name}", "shared_memory")
+
+
+def _dead_pid() -> int:
+    proc = mp.get_context("spawn").Process(target=time.sleep, args=(0,))
+    proc.start()
+    proc.join()
+    return proc.pid
+
+
+def test_stale_segment_of_a_dead_writer_is_reclaimed(session):
+    name = S.video_name(session)
+    _fake_crash(name, S.video_header(4, 2), _dead_pid())
+    assert S.segment_exists(name)
+    with S.RingWriter(name, S.video_header(8, 4)) as w:  # new size: the old segment was really replaced
+        assert w.header.a == 8
+    assert not S.segment_exists(name)
+
+
+def test_live_segment_is_not_taken_over(session):
+    name = S.video_name(session)
+    with S.RingWriter(name, S.video_header(4, 2)):
+        with pytest.raises(FileExistsError):
+            S.RingWriter(name, S.video_header(4, 2))
+
+
+def test_writer_staleness_rule():
+    now = time.monotonic_ns()
+    assert not S.writer_is_stale(os.getpid(), now, now)
+    assert S.writer_is_stale(os.getpid(), now - 3_000_000_000, now)
+    assert S.writer_is_stale(_dead_pid(), now, now)
+
+
+def test_reader_rejects_foreign_segment(session):
+    from multiprocessing import shared_memory
+
+    shm = shared_memory.SharedMemory(name=f"s2l_{session}_junk", create=True, size=4096)
+    try:
+        with pytest.raises(ValueError, match="not a stream-wav2lip ring"):
+            S.RingReader(shm.name)
+    finally:
+        shm.close()
+        shm.unlink()
