@@ -97,14 +97,23 @@ def mouth_ring(points_lips: np.ndarray, mask: np.ndarray, size: int) -> np.ndarr
     lips = np.zeros((size, size), np.uint8)
     cv2.fillPoly(lips, [np.round(points_lips).astype(np.int32)], 255)
     width = float(np.ptp(points_lips[:, 0])) if len(points_lips) else size / 4
-    outer = max(2, int(round(0.6 * width)))
-    inner = max(1, int(round(0.12 * width)))
+    outer = min(size // 2, max(2, int(round(0.6 * width))))  # bounded: degenerate geometry can be huge
+    inner = min(size // 4, max(1, int(round(0.12 * width))))
     big = cv2.dilate(lips, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * outer + 1, 2 * outer + 1)))
     small = cv2.dilate(lips, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inner + 1, 2 * inner + 1)))
     ring = (big > 0) & (small == 0) & (mask > 128)
     if ring.sum() < 16:  # degenerate landmarks: use the inner part of the mask
         ring = mask > 128
     return ring
+
+
+def invert_affine_2x3(m: np.ndarray) -> np.ndarray:
+    """Closed-form inverse of a (2, 3) affine (LAPACK's inv costs milliseconds on a busy machine)."""
+    a, b, tx = (float(v) for v in m[0])
+    c, d, ty = (float(v) for v in m[1])
+    det = a * d - b * c
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    return np.array([[ia, ib, -(ia * tx + ib * ty)], [ic, id_, -(ic * tx + id_ * ty)]])
 
 
 def roi_of_mask(mask: np.ndarray, frame_to_face: np.ndarray, width: int, height: int,
@@ -115,9 +124,7 @@ def roi_of_mask(mask: np.ndarray, frame_to_face: np.ndarray, width: int, height:
         return 0, 0, 0, 0
     corners = np.array([[xs.min() - 1, ys.min() - 1], [xs.max() + 1, ys.min() - 1],
                         [xs.min() - 1, ys.max() + 1], [xs.max() + 1, ys.max() + 1]], np.float64)
-    m = np.vstack([frame_to_face, [0.0, 0.0, 1.0]])
-    inv = np.linalg.inv(m)[:2]
-    pts = apply_affine(inv, corners)
+    pts = apply_affine(invert_affine_2x3(frame_to_face), corners)
     x0 = int(np.floor(pts[:, 0].min())) - margin
     y0 = int(np.floor(pts[:, 1].min())) - margin
     x1 = int(np.ceil(pts[:, 0].max())) + margin + 1
@@ -214,9 +221,10 @@ class Compositor:
         bgra = np.dstack([face, placed.mask])
         warped = cv2.warpAffine(bgra, placed.roi_to_face, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        alpha = warped[:, :, 3].astype(np.float32)
-        alpha *= float(min(1.0, ff.blend)) / 255.0
+        generated = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)  # a SIMD copy; numpy's strided one is 100x slower
+        alpha = np.multiply(cv2.extractChannel(warped, 3), np.float32(min(1.0, ff.blend) / 255.0), dtype=np.float32)
+        beta = np.subtract(np.float32(1.0), alpha)
         region = out[y:y + h, x:x + w]
-        # blendLinear rounds a*gen + (1-a)*frame; with a == 0 it is the frame pixel, bit for bit
-        region[...] = cv2.blendLinear(np.ascontiguousarray(warped[:, :, :3]), region, alpha, 1.0 - alpha)
+        # blendLinear rounds a*gen + (1-a)*frame in place; with a == 0 it is the frame pixel, bit for bit
+        cv2.blendLinear(generated, region, alpha, beta, dst=region)
         return out

@@ -60,7 +60,7 @@ class Engine:
         self._assigned_until = 0  # schedule steps promised to speech frames already in the pipeline
         self._steps: deque[int] = deque()  # schedule step of each speech frame in flight, in order
         self._video: VideoFrame | None = None  # composited frame waiting for its audio block
-        self._ready: deque[Pair] = deque()
+        self._ready: deque[tuple[VideoFrame, AudioOutFrame, int]] = deque()  # (video, audio, schedule step)
         self.stats = {name: StageStats() for name in ("features", "generate", "compositor")}
         self.utterances_done = 0
 
@@ -86,8 +86,14 @@ class Engine:
         """Pairs ready now, in timeline order. force=True also runs a partial generator batch (latency bound)."""
         if force:
             self._run(self._timed("generate", lambda _f: self.generate.run_pending(), None), stage_from=2)
-        out = list(self._ready)
-        self._ready.clear()
+        out = []
+        while self._ready:  # slots and the schedule position are taken when the caller takes the frames
+            video, audio, step = self._ready.popleft()
+            self.cursor.step = max(self.cursor.step, step + 1)
+            pts = self._next_pts()
+            out.append((VideoFrame(pts_ns=pts, index=self.slot - 1, avatar_index=video.avatar_index,
+                                   image=video.image, speech=video.speech),
+                        AudioOutFrame(pts_ns=pts, pcm=audio.pcm, speech=audio.speech)))
         return out
 
     def drain(self) -> list[Pair]:
@@ -146,16 +152,13 @@ class Engine:
             if video is None:
                 return
             step = self._steps.popleft() if self._steps else self.cursor.step
-            self.cursor.step = max(self.cursor.step, step + 1)
-            pts = self._next_pts()
-            self._ready.append((VideoFrame(pts_ns=pts, index=self.slot - 1, avatar_index=video.avatar_index,
-                                           image=video.image, speech=video.speech),
-                                AudioOutFrame(pts_ns=pts, pcm=frame.pcm, speech=frame.speech)))
+            self._ready.append((video, frame, step))
         elif isinstance(frame, SpeechEndFrame):
             self.utterances_done += 1
 
     def _assign(self, mel: MelFrame) -> int:
-        step = max(self.cursor.step + (self.onset_lead if not self._steps else 0), self._assigned_until)
+        lead = self.onset_lead if not (self._steps or self._ready) else 0  # lead only for the first frame
+        step = max(self.cursor.step + lead, self._assigned_until)
         self._assigned_until = step + 1
         self._steps.append(step)
         return schedule_index(step, self.cursor.n, self.cursor.start, self.cursor.loop)

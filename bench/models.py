@@ -3,6 +3,7 @@ the machine's fp32 peak that is.
 
     .venv/bin/python bench/models.py            # 96 & 288 at B=1/8/32, SAM/384 at B=1 (a few minutes)
     .venv/bin/python bench/models.py --quick    # 96 at B=1/8, 288 at B=1 (about a minute)
+    .venv/bin/python bench/models.py --onnx     # adds ONNX Runtime fp32 and int8 (reduce_range) rows for 96/288
 
 Peak = a large fp32 torch.mm timed in the same run (same threads, same clock). FLOPs = 2 x MACs of every
 Conv2d / ConvTranspose2d, counted with forward hooks at batch 1. Timings are medians over repeats after a
@@ -91,6 +92,20 @@ def frames_per_second(model: nn.Module, size: int, batch: int, min_seconds: floa
     return batch / statistics.median(times)
 
 
+def onnx_paths(model: nn.Module, size: int) -> list[tuple[str, object]]:
+    """ORT fp32 and ORT static int8 (QDQ, per-channel, reduce_range) sessions for `model`."""
+    import tempfile
+
+    from models.onnx_int8 import OnnxGenerator, export_generator_onnx, quantize_generator_int8
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-onnx-"))
+    fp32 = export_generator_onnx(model, folder / "fp32.onnx")
+    calibration = [tuple(t.numpy() for t in generator_inputs(size, 4)) for _ in range(4)]
+    int8 = quantize_generator_int8(fp32, folder / "int8.onnx", calibration)
+    threads = torch.get_num_threads()
+    return [("ort-fp32", OnnxGenerator(fp32, threads=threads)), ("ort-int8-reduce_range", OnnxGenerator(int8, threads=threads))]
+
+
 def plan(quick: bool) -> list[tuple[str, list[int]]]:
     if quick:
         return [("wav2lip96", [1, 8]), ("wav2lip288", [1])]
@@ -105,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", nargs="*", type=int, help="override the batch sizes")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     parser.add_argument("--seconds", type=float, default=0.0, help="minimum timing per measurement")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also time ONNX Runtime fp32 and static int8 (reduce_range) for the 96/288 models")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
 
@@ -122,14 +139,20 @@ def main(argv: list[str] | None = None) -> int:
         batches = args.batches or batches
         model = models.build(variant).eval()
         size = model.image_size
+        audio, face = generator_inputs(size, 1)
         with torch.device("meta"):  # shapes only: FLOPs without spending a forward pass
             flops = count_conv_flops(models.build(variant).eval(), torch.empty(1, 1, 80, 16),
                                      torch.empty(1, 6, size, size))
         prepared = prepare_for_inference(model, "cpu")
-        audio, face = generator_inputs(size, 1)
         with torch.inference_mode():
             error = (model(audio, face) - prepared(audio, face)).abs().max().item()
-        for path, net in (("eager", model), ("bn-fold+channels_last", prepared)):
+        paths = [("eager", model), ("bn-fold+channels_last", prepared)]
+        if args.onnx and size <= 288:
+            paths += onnx_paths(model, size)
+        for path, net in paths:
+            if path.startswith("ort"):
+                with torch.inference_mode():
+                    error = float(abs(model(audio, face).numpy() - net(audio, face)).max())
             fps = {b: frames_per_second(net, size, b, min_seconds) for b in batches}
             best = max(fps.values())
             row = {"variant": variant, "size": size, "gflop_per_frame": flops / 1e9, "path": path,

@@ -201,7 +201,9 @@ def _mismatches(shapes: Mapping[str, tuple[int, ...]], variant: str, limit: int 
     expected = expected_shapes(variant)
     problems, matching = [], 0
     for key, shape in expected.items():
-        if key not in shapes:
+        if key not in shapes and key.endswith("num_batches_tracked"):
+            matching += 1  # PyTorch < 0.4.1 did not save this counter; it does not affect inference
+        elif key not in shapes:
             problems.append(f"{key} missing")
         elif shapes[key] != shape:
             problems.append(f"{key} has shape {list(shapes[key])}, expected {list(shape)}")
@@ -226,7 +228,7 @@ def identify_variant(state_dict: Mapping[str, Any]) -> str:
         if not problems:
             return candidate
     for variant in VARIANTS:  # the decision procedure missed: an exact match elsewhere still wins
-        if variant != candidate and dict(expected_shapes(variant)) == shapes:
+        if variant != candidate and not _mismatches(shapes, variant, limit=1)[0]:
             return variant
     nearest, best = candidate, -1.0
     if nearest is None:
@@ -260,6 +262,9 @@ def model_from_state_dict(variant: str, state_dict: Mapping[str, torch.Tensor], 
         (k, v.float() if torch.is_floating_point(v) and v.dtype != torch.float32 else v)
         for k, v in strip_module_prefix(state_dict)[0].items()
     )
+    for key, value in model.state_dict().items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = torch.tensor(0, dtype=torch.long)  # checkpoints from PyTorch < 0.4.1
     model.load_state_dict(state, strict=True, assign=True)
     return model
 

@@ -161,6 +161,7 @@ _FUNCTIONS = [
     ("obs_property_set_modified_callback2", None, [c_void_p, c_void_p, c_void_p]),
     ("obs_property_text_set_info_type", None, [c_void_p, c_int]),
     ("obs_property_int_set_suffix", None, [c_void_p, c_char_p]),
+    ("obs_get_frame_interval_ns", c_uint64, []),
     ("obs_queue_task", None, [c_int, c_void_p, c_void_p, c_bool]),
     ("blog", None, [c_int, c_char_p, c_char_p]),  # variadic; always called as blog(level, "%s", msg)
 ]

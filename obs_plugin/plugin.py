@@ -123,6 +123,8 @@ class AvatarSource:
         state, detail = self.supervisor.status()
         st = self.pusher.stats
         level = libobs.OBS_TEXT_INFO_NORMAL
+        if state == "running" and st["fps"] <= 0:
+            state, detail = "starting", f"{detail}, waiting for frames"
         if state == "running":
             status = {}
             try:

@@ -82,6 +82,7 @@ class Pusher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"s2l-pusher-{session}", daemon=True)
         self._frame = libobs.SourceFrame()
+        self.audio_bias_ns = 16_666_666
         self._audio = libobs.SourceAudio()
 
     def start(self) -> None:
@@ -102,7 +103,13 @@ class Pusher:
         session = None
         video = audio = None
         times: list[float] = []
+        queue: list = []  # video slots published ahead of their pts, waiting for their turn
+        try:
+            self.audio_bias_ns = int(self.lib.obs_get_frame_interval_ns()) // 2
+        except Exception:  # noqa: BLE001
+            self.audio_bias_ns = 16_666_666
         while not self._stop.is_set():
+            wait = POLL_S
             try:
                 if session != self.session:
                     if video is not None:
@@ -111,32 +118,36 @@ class Pusher:
                     session = self.session
                     video = _Ring(video_name(session), VIDEO_MAGIC)
                     audio = _Ring(audio_name(session), AUDIO_MAGIC)
+                    queue.clear()
                 now = time.monotonic()
                 vr = video.ensure_open(now)
                 ar = audio.ensure_open(now)
                 if ar is not None:
-                    for slot in ar.poll_all():
+                    for slot in ar.poll_all():  # audio goes in as early as possible; its pts places it
                         self._push_audio(ar, slot)
                 if vr is not None:
-                    slot = vr.poll_latest()
-                    if slot is not None:
-                        self._push_video(vr, slot)
+                    queue.extend(vr.poll_all())
+                    due, wait = _take_due(queue, monotonic_ns(), wait)
+                    if due is not None:
+                        self._push_video(vr, due)
                         times.append(now)
                         if len(times) > 50:
                             del times[:-50]
-                    self.stats["writer_alive"] = vr.writer_alive()
-                    self.stats["heartbeat_ns"] = vr.heartbeat_ns if self.stats["writer_alive"] else 0
+                    alive = vr.writer_alive()
+                    self.stats["writer_alive"] = alive
+                    self.stats["heartbeat_ns"] = vr.heartbeat_ns if alive else 0
                 else:
-                    self.stats["heartbeat_ns"] = 0
+                    queue.clear()
                     self.stats["writer_alive"] = False
+                    self.stats["heartbeat_ns"] = 0
                 if len(times) >= 2 and now - times[-1] < 1.0:
                     self.stats["fps"] = (len(times) - 1) / max(times[-1] - times[0], 1e-6)
                 else:
                     self.stats["fps"] = 0.0
             except Exception as exc:  # noqa: BLE001 - keep feeding; a bad slot must not kill the thread
                 libobs.log(self.lib, libobs.LOG_WARNING, f"pusher {self.session}: {exc!r}")
-                time.sleep(0.2)
-            self._stop.wait(POLL_S)
+                wait = 0.2
+            self._stop.wait(wait)
         if video is not None:
             video.close()
             audio.close()
@@ -171,10 +182,31 @@ class Pusher:
             delay_ns = int(self.audio_delay_ms()) * 1_000_000
         except Exception:  # noqa: BLE001
             delay_ns = 0
-        a.timestamp = max(0, slot.pts_ns + delay_ns)
+        # OBS shows a frame at the first render tick after it is handed over (unbuffered mode), on average
+        # half a tick after its pts; the audio is placed exactly at its timestamp, so it gets the same
+        # half tick. libobs keeps continuous audio continuous (it ignores timestamp jitter < 70 ms), so this
+        # bias and the user's delay take effect from the first block after a (re)start or a gap.
+        a.timestamp = max(0, slot.pts_ns + self.audio_bias_ns + delay_ns)
         self.lib.obs_source_output_audio(self.source, ctypes.byref(a))
         self.stats["audio_blocks"] += 1
 
 
-def now_ns() -> int:
-    return monotonic_ns()
+def _take_due(queue: list, now_ns: int, wait: float):
+    """Pop the newest slot whose pts has come (older due ones are dropped); also how long to sleep.
+
+    A backend may publish frames ahead of their pts; in unbuffered mode OBS would show them at once,
+    so they are held here until their pts. A pts more than 2 s ahead (a foreign clock) is shown at once.
+    """
+    due = None
+    keep = []
+    for slot in queue:
+        early = slot.pts_ns - now_ns
+        if early <= 0 or early > 2_000_000_000:
+            due = slot
+        else:
+            keep.append(slot)
+            wait = min(wait, early / 1e9)
+    if due is not None:
+        keep = [s for s in keep if s.sequence > due.sequence]
+    queue[:] = keep
+    return due, max(wait, 0.0005)

@@ -91,6 +91,12 @@ def build_package(path: str | Path, out_root: str | Path, face_size: int = 96, h
             raise UserError(f"{final}: exists and is not an avatar package; remove it or pick another --out")
         report.status = "skipped"
         report.message = "package exists (--force rebuilds)"
+        import json
+
+        old = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
+        if int(old.get("face_size", face_size)) != int(face_size):
+            report.warnings.append(f"existing package has face size {old.get('face_size')}, not {face_size}; "
+                                   "add --force to rebuild it")
     else:
         _remove_stale_temporaries(out_root, final.name)
         head_size = int(head_size or default_head_size(face_size))
@@ -159,8 +165,8 @@ def _build(info, final: Path, face_size: int, head_size: int, pads, smooth: int,
     from preprocess.geometry import RawGeometry, build_geometry, raw_geometry
     from preprocess.preview import contact_sheet, draw_tile, sample_indices
     from preprocess.smoothing import fill_gaps, smooth_series
-    from preprocess.tracking import DETECTOR_NAME, FaceTracker, mediapipe_version
-    from preprocess.video import FPS, iter_frames_25fps
+    from preprocess.tracking import DETECTOR_NAME, FaceTracker, mediapipe_version, native_stderr_silenced
+    from preprocess.video import FPS, iter_frames_25fps, prefetch
     from preprocess.writer import (base_manifest, frame_crops, make_folders, write_face_det, write_manifest,
                                    write_wav16)
     from stream_wav2lip.atomic import atomic_dir
@@ -170,17 +176,17 @@ def _build(info, final: Path, face_size: int, head_size: int, pads, smooth: int,
     max_frames = int(max_seconds * FPS) if max_seconds else None
     total = min(info.expected_frames, max_frames) if max_frames else info.expected_frames
     name = final.name
-    with atomic_dir(final) as tmp:
+    with atomic_dir(final) as tmp, native_stderr_silenced() as stderr:
         make_folders(tmp)
         writer = _Writer(workers)
-        bar = tqdm(total=total, desc=f"{name}: track", unit="f", disable=not progress, leave=False, file=sys.stderr)
+        bar = tqdm(total=total, desc=f"{name}: track", unit="f", disable=not progress, leave=False, file=stderr)
         try:
             # ---------------------------------------------------------------- pass 1: decode, track, bg/
             found: list[np.ndarray | None] = []
             kept: list[np.ndarray] | None = []
             kept_bytes = 0
             with FaceTracker() as tracker:
-                for i, frame in enumerate(iter_frames_25fps(info, max_frames)):
+                for i, frame in enumerate(prefetch(iter_frames_25fps(info, max_frames))):
                     found.append(tracker.process(frame))
                     writer.submit(write_jpeg, tmp / CROP_FOLDERS["bg"] / frame_name(i), frame)
                     if kept is not None:
@@ -218,7 +224,7 @@ def _build(info, final: Path, face_size: int, head_size: int, pads, smooth: int,
                 if i in wanted:
                     tiles[i] = draw_tile(frame, i, geometry, landmarks[i], bool(valid[i]), head_size)
 
-            frames = kept if kept is not None else iter_frames_25fps(info, n)
+            frames = kept if kept is not None else prefetch(iter_frames_25fps(info, n))
             for i, frame in enumerate(frames):
                 if i >= n:
                     break

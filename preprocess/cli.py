@@ -74,6 +74,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"stream-wav2lip preprocess: error: {exc}", file=sys.stderr)
             reports.append(PackageReport(video, "failed", message=str(exc)))
             continue
+        except Exception as exc:  # a bug: keep its traceback, but the other videos still get processed
+            import traceback
+
+            traceback.print_exc()
+            print(f"stream-wav2lip preprocess: error: {video}: internal error ({type(exc).__name__}: {exc}); "
+                  "please report it with the traceback above", file=sys.stderr)
+            reports.append(PackageReport(video, "failed", message=f"internal error: {type(exc).__name__}"))
+            continue
         for w in report.warnings:
             print(f"stream-wav2lip preprocess: warning: {video}: {w}", file=sys.stderr)
         reports.append(report)

@@ -330,11 +330,45 @@ def calibrate(package_dir: str | os.PathLike) -> dict:
     calib = calibrate_arrays(landmarks, valid, wav, float(manifest.get("fps", 25)))
     summary = calib.summary()
     _write_atomic(root / CALIB_FILE, calib.save)
+    if not manifest.get(MANIFEST_FIELD, {}).get("preview_annotated"):
+        summary["preview_annotated"] = _annotate_preview(root / "preview.jpg", summary)
+    else:
+        summary["preview_annotated"] = True
     manifest[MANIFEST_FIELD] = summary
     _write_atomic(manifest_path, lambda p: p.write_text(json.dumps(manifest, indent=2), encoding="utf-8"))
     if summary["warning"]:
         log.warning("%s: %s", root.name, summary["warning"])
     return summary
+
+
+def _annotate_preview(path: Path, summary: dict) -> bool:
+    """Add a line under preview.jpg saying how much speech the mouth engine can learn from (once)."""
+    if not path.is_file():
+        return False
+    try:
+        import cv2
+    except ImportError:
+        return False
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        return False
+    if summary["mode"] == "warp":
+        text = "mouth engine: no usable speech -> lip warp (lowest quality)"
+    else:
+        text = f"mouth engine: {summary['usable_speech_s']:.0f} s of speech, A/V offset {summary['av_offset_frames']:+d} f"
+        if summary["usable_speech_s"] < WARN_SPEECH_S:
+            text += " - under 30 s: record more talking"
+    bar_h = max(24, img.shape[1] // 40)
+    bar = np.full((bar_h, img.shape[1], 3), 32, np.uint8)
+    scale = bar_h / 40.0
+    colour = (80, 200, 255) if summary.get("warning") else (200, 255, 200)
+    cv2.putText(bar, text, (8, int(bar_h * 0.72)), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, max(1, int(scale * 2)),
+                cv2.LINE_AA)
+    ok, buf = cv2.imencode(".jpg", np.vstack([img, bar]), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        return False
+    _write_atomic(path, lambda p: p.write_bytes(buf.tobytes()))
+    return True
 
 
 def load_or_calibrate(package_dir: str | os.PathLike) -> MouthCalibration:

@@ -14,11 +14,16 @@ which misses small faces (a seated person in a 1080x1920 clip), so we:
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass
+from typing import Iterator, TextIO
 
 import cv2
 import numpy as np
 
+from preprocess.crops import warp_antialiased
 from preprocess.landmarks import NUM_LANDMARKS
 
 DETECTOR_NAME = "mediapipe face_mesh (refine_landmarks) + face_detection full-range"
@@ -36,6 +41,54 @@ def mediapipe_version() -> str:
         return "unknown"
 
 
+def quiet_native_logs() -> None:
+    """MediaPipe's C++ side logs graph/TFLite chatter to stderr; keep only errors (a user-set value wins)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[TextIO]:
+    """Point file descriptor 2 at /dev/null while MediaPipe graphs live; yield a stream to the real stderr.
+
+    MediaPipe prints absl warnings ("Feedback manager requires...", "Created TensorFlow Lite XNNPACK
+    delegate") straight to fd 2 from its graph threads, before any log level applies; a user should not see
+    them on every run. Our own output (the progress bar) goes to the yielded stream, which still reaches the
+    terminal. Nested use is a no-op.
+    """
+    global _SILENCED
+    if _SILENCED:
+        yield sys.stderr
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):
+        yield sys.stderr
+        return
+    real = sys.stderr
+    try:
+        if real.fileno() == 2:
+            real = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None))
+    except (OSError, ValueError, AttributeError):  # replaced stderr (pytest capsys, IDEs): keep it
+        pass
+    os.dup2(devnull, 2)
+    _SILENCED = True
+    try:
+        yield real
+    finally:
+        _SILENCED = False
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+        if real is not sys.stderr:
+            real.close()
+
+
+_SILENCED = False
+
+
 @dataclass
 class _Roi:
     cx: float
@@ -51,13 +104,16 @@ class FaceTracker:
     """Feed frames in order with `process(bgr)`; get (478, 2) frame-pixel landmarks or None (no face)."""
 
     def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5):
-        import mediapipe as mp
+        quiet_native_logs()
+        with native_stderr_silenced():
+            import mediapipe as mp
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
-            min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence)
-        self._detectors = [mp.solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=0.5)
-                           for m in (1, 0)]
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+                min_detection_confidence=min_detection_confidence, min_tracking_confidence=min_tracking_confidence)
+            self._detectors = [mp.solutions.face_detection.FaceDetection(model_selection=m,
+                                                                         min_detection_confidence=0.5)
+                               for m in (1, 0)]
         self._roi: _Roi | None = None
         self._last_centre: np.ndarray | None = None
         self._last_size: float | None = None
@@ -89,7 +145,7 @@ class FaceTracker:
 
     def _landmarks_in_roi(self, bgr: np.ndarray, roi: _Roi) -> np.ndarray | None:
         a = roi.affine()
-        crop = cv2.warpAffine(bgr, a, (CROP, CROP), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        crop = warp_antialiased(bgr, a, CROP)  # big faces (4K) are shrunk without aliasing
         result = self._mesh.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
         if not result.multi_face_landmarks:
             return None

@@ -137,3 +137,50 @@ def iter_frames_25fps(info: VideoInfo, max_frames: int | None = None) -> Iterato
             emitted += 1
             if max_frames is not None and emitted >= max_frames:
                 return
+
+
+def prefetch(frames: Iterator[np.ndarray], depth: int = 4) -> Iterator[np.ndarray]:
+    """Run a frame iterator in a background thread, `depth` frames ahead.
+
+    Decoding and the YUV->BGR conversion release the GIL, so on two cores they overlap with face tracking in
+    the caller's thread instead of adding to it. Exceptions (UserError for a broken file) are re-raised here.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for item in frames:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=worker, name="preprocess-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)

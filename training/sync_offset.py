@@ -37,11 +37,11 @@ class OffsetCurve:
 
     def format(self, width: int = 40) -> str:
         lo, hi = min(self.scores), max(self.scores)
-        lines = [f"{'shift':>6} {'frames':>7} {'ms':>6}  {'score':>7}"]
+        lines = [f"{'shift':>6} {'ms':>6}  {'score':>7}"]
         for s, v in zip(self.shifts, self.scores):
             bar = "#" * int(round(width * (v - lo) / (hi - lo))) if hi > lo else ""
             mark = "  <- best" if s == self.best_shift else ""
-            lines.append(f"{s:>+6d} {'':>7} {s * 40:>+6d}  {v:7.4f} {bar}{mark}")
+            lines.append(f"{s:>+6d} {s * 40:>+6d}  {v:7.4f} {bar}{mark}")
         best = self.best_shift
         if best == 0:
             verdict = "in sync (best offset 0)"

@@ -14,7 +14,7 @@ from preprocess.mouth_calibration import mouth_descriptor
 from backend.mouth.geometry import (CHIN, INNER_CORNERS, LOWER_INNER_LIP, LOWER_OUTER_LIP, OUTER_CORNERS,
                                     UPPER_INNER_LIP, eye_distance)
 
-MOUTH_INTERIOR_BGR = np.array([22, 18, 48], np.float32)
+MOUTH_INTERIOR_BGR = np.array([30, 26, 62], np.float32)
 
 
 def warp_mouth(crop: np.ndarray, lm: np.ndarray, opening: float) -> np.ndarray:
@@ -25,11 +25,13 @@ def warp_mouth(crop: np.ndarray, lm: np.ndarray, opening: float) -> np.ndarray:
     if abs(extra) < 0.5:
         return crop
     h, w = crop.shape[:2]
-    # the new gap opens under the current lower inner lip: upper lip and any visible teeth stay put
-    lip_y = float(lm[LOWER_INNER_LIP][1])
+    # the new gap opens at the top edge of the lower lip: upper lip and any visible teeth stay put. FaceMesh
+    # puts the inner lower-lip point a little into the lip when teeth show, hence the step back toward 13.
+    upper_y, lower_y = float(lm[UPPER_INNER_LIP][1]), float(lm[LOWER_INNER_LIP][1])
+    lip_y = lower_y - 0.25 * max(lower_y - upper_y, 0.0)
     cx = float(lm[INNER_CORNERS[0]][0] + lm[INNER_CORNERS[1]][0]) / 2.0
     half_w = max(abs(float(lm[OUTER_CORNERS[1]][0] - lm[OUTER_CORNERS[0]][0])) / 2.0, 2.0)
-    half_inner = max(abs(float(lm[INNER_CORNERS[1]][0] - lm[INNER_CORNERS[0]][0])) / 2.0 * 0.85, 1.5)
+    half_inner = max(abs(float(lm[INNER_CORNERS[1]][0] - lm[INNER_CORNERS[0]][0])) / 2.0 * 0.75, 1.5)
     chin_y = float(lm[CHIN][1])
     lower_lip_y = max(float(lm[LOWER_OUTER_LIP][1]), lip_y + 1.0)
     reach = max(chin_y - lip_y, 4.0) * 1.5  # the jaw moves; the neck below it fades out
@@ -60,9 +62,11 @@ def warp_mouth(crop: np.ndarray, lm: np.ndarray, opening: float) -> np.ndarray:
     if extra > 0:  # shade the opened gap like a mouth interior (soft-edged, darkest in the middle)
         gap = extra * gap_x[None, :]
         t = (ys[:, None] - lip_y) / np.maximum(gap, 1e-3)
-        edge = np.clip(np.minimum(t, 1.0 - t) * np.minimum(gap, 8.0), 0.0, 1.0)
-        alpha = (edge * (gap > 0.8) * 0.95)[..., None]
-        region = np.clip(region.astype(np.float32) * (1 - alpha) + MOUTH_INTERIOR_BGR * alpha, 0, 255).astype(np.uint8)
+        soft = np.clip(np.minimum(t, 1.0 - t) * np.minimum(gap, 8.0) / 1.5, 0.0, 1.0)
+        sides = np.clip((half_inner - np.abs(xs - cx)) / 2.0, 0.0, 1.0)[None, :]
+        alpha = (soft * sides * np.clip(gap - 0.5, 0.0, 1.0) * 0.92)[..., None]
+        shade = MOUTH_INTERIOR_BGR * (0.6 + 0.8 * np.clip(t, 0.0, 1.0))[..., None]  # darker under the teeth
+        region = np.clip(region.astype(np.float32) * (1 - alpha) + shade * alpha, 0, 255).astype(np.uint8)
     out = crop.copy()
     out[y0:y1, x0:x1] = region
     return out

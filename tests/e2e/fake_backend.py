@@ -30,6 +30,8 @@ FPS = 25
 W, H = 640, 360
 RATE = 16000
 BLOCK = RATE // FPS  # 640 samples = one frame of audio
+AUDIO_LEAD = 3  # audio blocks are published 120 ms before their pts
+VIDEO_LEAD = 1  # frames 40 ms before their pts (the plugin holds them until their pts)
 
 
 def avatar_colour(avatar: str) -> tuple[int, int, int]:
@@ -99,18 +101,25 @@ def main(argv: list[str]) -> int:
     silence = np.zeros(BLOCK, np.float32)
     parent = int(os.environ.get("S2L_PARENT_PID") or 0)
     t0 = time.monotonic_ns() + 50_000_000
+
+    def publish_audio(j: int) -> None:
+        """Audio block j (pts of frame j), published AUDIO_LEAD frames early like a backend that has it ready."""
+        on = av_sync and j % FPS in (0, 1) and j >= FPS
+        audio.publish(t0 + j * 1_000_000_000 // FPS, BLOCK, FLAG_SPEECH if on else 0, payload=beep if on else silence)
+
+    for j in range(AUDIO_LEAD):
+        publish_audio(j)
     k = 0
     try:
         while not stop:
             pts = t0 + k * 1_000_000_000 // FPS
-            delay = (pts - time.monotonic_ns()) / 1e9
+            delay = (pts - VIDEO_LEAD * 1_000_000_000 // FPS - time.monotonic_ns()) / 1e9
             if delay > 0:
                 time.sleep(delay)
             flash = av_sync and k % FPS in (0, 1) and k >= FPS
             video.publish(pts, k, FLAG_SPEECH if flash else 0,
                           fill=lambda flat, k=k, flash=flash: draw(video.video_view(video.published), colour, k, flash))
-            block = beep if (av_sync and k % FPS in (0, 1) and k >= FPS) else silence
-            audio.publish(pts, BLOCK, FLAG_SPEECH if flash else 0, payload=block)
+            publish_audio(k + AUDIO_LEAD)
             for cmd in ctl.take_commands():
                 if cmd.get("cmd") == "switch_avatar":
                     avatar = str(cmd.get("avatar", avatar))

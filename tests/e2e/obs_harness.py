@@ -138,6 +138,8 @@ class ObsSession:
         env = dict(os.environ)
         env.update(DISPLAY=f":{self.display}", XDG_CONFIG_HOME=str(self.cfg), LIBGL_ALWAYS_SOFTWARE="1")
         env.pop("PYTHONPATH", None)
+        for key in [k for k in env if k.startswith("QT_")]:  # opencv (imported by fixtures) points Qt at its own plugins
+            env.pop(key)
         return env
 
     def start(self, timeout: float = 60.0):

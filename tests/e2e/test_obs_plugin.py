@@ -32,9 +32,11 @@ def obs(tmp_path_factory):
     sess = ObsSession([{"name": name, "settings": settings}], script_settings, workdir=tmp / "obs")
     sess.name = name
     sess.session = session_from_label(name)
-    sess.start()
-    yield sess
-    sess.close()
+    try:
+        sess.start()
+        yield sess
+    finally:
+        sess.close()
 
 
 def _centre_rgb(img):

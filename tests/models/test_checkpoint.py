@@ -153,3 +153,16 @@ def test_numpy_scalars_in_metadata_are_fine(tmp_path):
     torch.save(raw, path)
     info = models.load_checkpoint(path)[1]
     assert info.global_step == 77 and info.best_loss == 0.5
+
+
+def test_legacy_serialization_and_missing_bn_counters(tmp_path):
+    """Files written by PyTorch 1.1 (the reference's pin) use the legacy format; very old ones lack
+    num_batches_tracked. Both load."""
+    state = testing.deterministic_state_dict("nlayer_disc")
+    legacy = tmp_path / "legacy_ok.pth"
+    torch.save({"state_dict": state, "global_step": 5}, legacy, _use_new_zipfile_serialization=False)
+    assert models.load_checkpoint(legacy)[1].global_step == 5
+    old = tmp_path / "old_bn.pth"
+    torch.save({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, old)
+    model, info = models.load_checkpoint(old)
+    assert info.variant == "nlayer_disc" and int(model.main[3].num_batches_tracked) == 0

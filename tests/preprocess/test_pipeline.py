@@ -191,3 +191,20 @@ def test_bad_inputs_give_one_line_errors_and_the_rest_still_runs(tmp_path, face_
         assert sum(str(path) in line for line in errors) == 1
     assert "Traceback" not in err
     assert AvatarPackage.open(tmp_path / "out" / "good").frame_count == 15
+
+
+def test_two_faces_the_larger_one_is_tracked_consistently(face_frames):
+    from preprocess.tracking import FaceTracker
+
+    h, w = face_frames[0].shape[:2]
+    xs = []
+    with FaceTracker() as tracker:
+        for frame in face_frames[:12]:
+            canvas = np.full((h, 2 * w, 3), 90, np.uint8)
+            canvas[:, w:] = frame  # large face on the right
+            small = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+            canvas[h // 4: h // 4 + h // 2, w // 4: w // 4 + w // 2] = small  # smaller face on the left
+            lm = tracker.process(canvas)
+            assert lm is not None
+            xs.append(lm[:, 0].mean())
+    assert min(xs) > w  # always the large face

@@ -1,0 +1,136 @@
+import numpy as np
+import pytest
+
+from backend.compositor import Compositor, frame_to_face_affine
+from backend.frames import FaceFrame, VideoFrame
+from preprocess.crops import head_face_crop
+from preprocess.geometry import build_geometry, raw_geometry
+from preprocess.synthetic import synthetic_landmarks
+from tests.backend.helpers import MemoryPackage
+
+
+def _package(width=320, height=240, shift=(0.0, 0.0), frames=3, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    lm = synthetic_landmarks(frames, width, height)
+    centre = np.array([width / 2, height / 2])
+    lm = (lm - centre) * scale + centre + np.asarray(shift)
+    geo = build_geometry(raw_geometry(lm), width, height, 128, (0, 10, 0, 0))
+    imgs = rng.integers(0, 256, size=(frames, height, width, 3), dtype=np.uint8)  # noise: any change shows
+    return MemoryPackage(imgs, lm, geo.body_face_box, geo.head_affine, geo.head_face_box)
+
+
+def _face(pkg, crop, value=None):
+    size = pkg.head_size if crop == "heads" else pkg.face_size
+    if value is None:
+        return np.random.default_rng(1).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return np.full((size, size, 3), value, np.uint8)
+
+
+@pytest.mark.parametrize("crop", ["head", "heads", "body"])
+def test_outside_the_mask_is_bit_identical(crop):
+    pkg = _package()
+    comp = Compositor(pkg)
+    out = comp.compose(FaceFrame(0, 0, 1, _face(pkg, crop, 255), crop=crop, blend=1.0))
+    placed = comp.placement(1, crop, pkg.head_size if crop == "heads" else pkg.face_size)
+    x, y, w, h = placed.roi
+    changed = np.any(out != pkg.frame(1), axis=2)
+    assert changed.sum() > 500  # the lower face was replaced...
+    inside = np.zeros_like(changed)
+    inside[y:y + h, x:x + w] = True
+    assert not changed[~inside].any()  # ...and nothing outside the mask's box moved
+    # the changed pixels stay inside the lower-face polygon: below its top and below the eyes
+    from preprocess import landmarks as L
+
+    ys = np.nonzero(changed)[0]
+    lm = pkg.track.landmarks[1]
+    assert ys.min() >= L.lower_face_polygon(lm)[:, 1].min() - 2
+    assert ys.min() > lm[list(L.RIGHT_EYE + L.LEFT_EYE), 1].max()
+
+
+def test_blend_zero_returns_the_footage_exactly():
+    pkg = _package()
+    comp = Compositor(pkg)
+    for ff in (FaceFrame(0, 0, 2, _face(pkg, "head"), blend=0.0), FaceFrame(0, 0, 2, None, blend=1.0)):
+        out = comp.compose(ff)
+        assert out.dtype == np.uint8 and np.array_equal(out, pkg.frame(2))
+        assert not out.flags.writeable  # the package's own frame, shared read-only
+
+
+def test_partial_blend_is_between():
+    pkg = _package()
+    comp = Compositor(pkg, colour=False)
+    full = comp.compose(FaceFrame(0, 0, 0, _face(pkg, "head", 255), blend=1.0)).astype(int)
+    half = comp.compose(FaceFrame(0, 0, 0, _face(pkg, "head", 255), blend=0.5)).astype(int)
+    base = pkg.frame(0).astype(int)
+    assert np.all(np.minimum(base, full) <= half) and np.all(half <= np.maximum(base, full))
+    assert (half != base).any() and (half != full).any()
+
+
+def test_inverse_transform_round_trips():
+    """Cut the head_face crop the way preprocess does, paste it back: the frame is reproduced in the mask."""
+    pkg = _package(width=640, height=480)
+    smooth = np.tile(np.linspace(0, 255, 640, dtype=np.float32)[None, :, None], (480, 1, 3))
+    smooth[..., 1] = np.linspace(0, 255, 480, dtype=np.float32)[:, None]
+    frame = smooth.astype(np.uint8)
+    pkg.crops["bg"][0] = frame
+    tr = pkg.track
+    crop = head_face_crop(frame, tr.head_affine[0], tr.head_face_box[0], pkg.face_size)
+    pkg.crops["head"][0] = crop
+    comp = Compositor(pkg, colour=False)
+    out = comp.compose(FaceFrame(0, 0, 0, crop, blend=1.0)).astype(int)
+    placed = comp.placement(0, "head", pkg.face_size)
+    x, y, w, h = placed.roi
+    err = np.abs(out - frame.astype(int))[y:y + h, x:x + w]
+    assert err.max() <= 3  # resampling of a linear ramp only
+    # and the affine maps landmarks into the crop consistently with preprocess
+    m = frame_to_face_affine(pkg, 0, "head", pkg.face_size)
+    mouth = tr.landmarks[0][13]
+    fx, fy = m[:, :2] @ mouth + m[:, 2]
+    assert 0 < fx < 96 and 48 < fy < 96
+
+
+@pytest.mark.parametrize("shift", [(-150.0, 0.0), (150.0, 0.0), (0.0, 110.0), (0.0, -130.0), (-140.0, 100.0)])
+@pytest.mark.parametrize("crop", ["head", "body"])
+def test_face_at_the_frame_edge(shift, crop):
+    pkg = _package(shift=shift)
+    comp = Compositor(pkg)
+    for value in (0, 255):
+        out = comp.compose(FaceFrame(0, 0, 0, _face(pkg, crop, value), crop=crop, blend=1.0))
+        assert out.shape == pkg.frame(0).shape and out.dtype == np.uint8
+        x, y, w, h = comp.placement(0, crop, pkg.face_size).roi
+        changed = np.any(out != pkg.frame(0), axis=2)
+        inside = np.zeros_like(changed)
+        inside[y:y + h, x:x + w] = True
+        assert not changed[~inside].any()
+
+
+def test_face_entirely_outside_is_a_no_op():
+    pkg = _package(shift=(1000.0, 0.0))
+    out = Compositor(pkg).compose(FaceFrame(0, 0, 0, _face(pkg, "body", 255), crop="body", blend=1.0))
+    assert np.array_equal(out, pkg.frame(0))
+
+
+def test_colour_matching_pulls_towards_the_skin():
+    pkg = _package()
+    orig = pkg.face(0, "head")
+    tinted = np.clip(orig.astype(int) + 60, 0, 255).astype(np.uint8)
+    plain = Compositor(pkg, colour=False).compose(FaceFrame(0, 0, 0, tinted, blend=1.0)).astype(int)
+    matched = Compositor(pkg, colour=True).compose(FaceFrame(0, 0, 0, tinted, blend=1.0)).astype(int)
+    base = pkg.frame(0).astype(int)
+    assert np.abs(matched - base).sum() < np.abs(plain - base).sum()
+
+
+def test_generated_face_of_another_size_is_accepted():
+    pkg = _package()
+    comp = Compositor(pkg)
+    out = comp.compose(FaceFrame(0, 0, 0, np.full((192, 192, 3), 255, np.uint8), blend=1.0))
+    assert (out != pkg.frame(0)).any()
+
+
+def test_stage_push_passes_other_frames():
+    pkg = _package()
+    comp = Compositor(pkg)
+    [vf] = comp.push(FaceFrame(5, 3, 1, None, blend=0.0))
+    assert isinstance(vf, VideoFrame) and vf.pts_ns == 5 and vf.index == 3 and vf.avatar_index == 1
+    marker = object()
+    assert comp.push(marker) == [marker]

@@ -1,0 +1,116 @@
+"""The OBS plugin with the real backend: `stream-wav2lip serve` started by the plugin from the project's venv.
+
+One OBS instance for the module; the avatars root holds the real small avatar (preprocessed from a clip in
+../shared/media) and the synthetic one; the checkpoint is the deterministic-weight Wav2Lip 96 (spec §12.3).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from obs_harness import VENV_PY, ObsSession, obs_available, unique_name
+from obs_plugin.control import ControlClient, session_from_label
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(bool(obs_available()), reason=obs_available() or "ok")]
+
+START_TIMEOUT_S = 120  # torch import + model + avatar load on a busy 2-core machine
+SPEECH = "tts_espeakng_en.wav"
+
+
+@pytest.fixture(scope="module")
+def obs(tmp_path_factory, small_avatar, synthetic_avatar):
+    from models.testing import deterministic_state_dict, save_reference_checkpoint
+
+    tmp = tmp_path_factory.mktemp("obs_serve")
+    root = tmp / "avatars"
+    root.mkdir()
+    (root / "face").symlink_to(small_avatar, target_is_directory=True)
+    (root / "synthetic").symlink_to(synthetic_avatar, target_is_directory=True)
+    ckpt = save_reference_checkpoint(deterministic_state_dict("wav2lip96"), tmp / "wav2lip96.pth",
+                                     with_optimizer=False)
+    name = unique_name("Serve")
+    settings = {"avatars_root": str(root), "avatar": "face", "checkpoint": str(ckpt), "device": "cpu"}
+    sess = ObsSession([{"name": name, "settings": settings}], workdir=tmp / "obs")
+    sess.name = name
+    sess.session = session_from_label(name)
+    sess.face = json.loads((small_avatar / "manifest.json").read_text())
+    try:
+        sess.start()
+        yield sess
+    finally:
+        sess.close()
+
+
+def _pid(obs) -> int:
+    pids = obs.backend_pids(obs.session)
+    return pids[0] if len(pids) == 1 else 0
+
+
+def test_dropdown_lists_real_packages(obs):
+    items = obs.client.get_input_properties_list_property_items(obs.name, "avatar").property_items
+    assert [i["itemValue"] for i in items] == ["face", "synthetic"]
+
+
+def test_start_real_backend_frames_advance(obs):
+    t0 = time.monotonic()
+    obs.client.press_input_properties_button(obs.name, "start")
+    obs.wait_status(obs.name, "running", timeout=START_TIMEOUT_S)
+    print(f"serve running {time.monotonic() - t0:.1f} s after Start")
+    a = obs.screenshot(obs.name)
+    print(f"first frame {time.monotonic() - t0:.1f} s after Start; status {obs.status(obs.name)!r}")
+    assert a.shape[:2] == (obs.face["height"], obs.face["width"])
+    obs.wait_for(lambda: "fps" in (s := obs.status(obs.name)) and float(s.split(" fps")[0].split()[-1]) > 15, 10,
+                 what="more than 15 fps")
+    changed = obs.wait_for(lambda: np.abs(obs.screenshot(obs.name).astype(int) - a).mean() > 0.5, 10,
+                           interval=0.3, what="the idle loop to move")
+    assert changed
+
+
+def test_say_real_clip_shows_speech_frames(obs, media_dir):
+    idle = obs.screenshot(obs.name)
+    out = subprocess.run([str(VENV_PY), "-m", "stream_wav2lip", "say", "--session", obs.session,
+                          str(media_dir / SPEECH)], capture_output=True, text=True, timeout=60,
+                         env=obs.env)  # the backend lives in OBS's (private, in tests) XDG_CONFIG_HOME
+    assert out.returncode == 0, out.stderr
+    obs.wait_for(lambda: "speaking" in obs.status(obs.name), 15, interval=0.1, what="speech frames in OBS")
+    talking = obs.screenshot(obs.name)
+    assert np.abs(talking.astype(int) - idle).mean() > 0.1
+
+
+def test_kill9_real_backend_restarts(obs):
+    pid = _pid(obs)
+    assert pid
+    stats0 = obs.client.get_stats()
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    assert "SIGKILL" in obs.wait_status(obs.name, "restarting", timeout=3)
+    obs.wait_for(lambda: (p := _pid(obs)) and p != pid, 5, interval=0.05, what="a new backend process")
+    print(f"new backend {time.monotonic() - t0:.2f} s after kill -9")
+    obs.wait_status(obs.name, "running", timeout=START_TIMEOUT_S)
+    stats1 = obs.client.get_stats()
+    skipped = stats1.render_skipped_frames - stats0.render_skipped_frames
+    rendered = stats1.render_total_frames - stats0.render_total_frames
+    print(f"render skipped {skipped}/{rendered} while the backend restarted")
+    assert skipped <= max(5, rendered // 20)
+
+
+def test_switch_avatar_without_restart(obs):
+    pid = _pid(obs)
+    obs.client.set_input_settings(obs.name, {"avatar": "synthetic"}, True)
+    obs.wait_for(lambda: obs.screenshot(obs.name).shape[:2] == (240, 320), 60, interval=0.5,
+                 what="the synthetic avatar (320x240) on screen")
+    assert _pid(obs) == pid
+    assert (ControlClient(obs.session).status() or {}).get("avatar") == "synthetic"
+
+
+def test_obs_exit_stops_real_backend(obs):
+    assert _pid(obs)
+    assert obs.stop_obs() == 0
+    assert obs.backend_pids(obs.session) == []
+    assert obs.segments(obs.session) == []
