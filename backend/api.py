@@ -94,13 +94,15 @@ class ControlApi:
         self.port = self.server.server_address[1]
         self.info_path = write_session_file(session, {"session": session, "port": self.port, "token": self.token,
                                                       "pid": os.getpid(), "url": f"http://127.0.0.1:{self.port}"})
-        self._thread = threading.Thread(target=self.server.serve_forever, name="s2l-api", daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="s2l-api", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def close(self) -> None:
-        self.server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which must be running
+            self.server.shutdown()
         self.server.server_close()
         try:
             info = json.loads(self.info_path.read_text(encoding="utf-8"))

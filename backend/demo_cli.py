@@ -20,7 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import os
 
+    os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ chatter is not for a first-run user
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from backend.demo import next_steps, run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")

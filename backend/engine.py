@@ -25,7 +25,7 @@ import numpy as np
 from backend.compositor import Compositor
 from backend.features import FeatureStage, SilenceGate
 from backend.frames import (FRAME_NS, SAMPLES_PER_FRAME, AudioOutFrame, FlushFrame, Frame, MelFrame, SpeechEndFrame,
-                            SpeechStartFrame, StageStats, VideoFrame)
+                            StageStats, VideoFrame)
 from backend.generate_stage import GenerateStage
 from backend.generator import Generator
 from backend.schedule import ScheduleCursor, schedule_index
@@ -180,5 +180,3 @@ class Engine:
         st.frames_out += len(out)
         return out
 
-
-__all__ = ["Engine", "Pair", "SpeechStartFrame", "SpeechEndFrame", "FlushFrame"]

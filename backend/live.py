@@ -69,6 +69,10 @@ class FramePlan:
     entered_ns: int | None = None  # when this frame's first sample entered (latency)
     image: np.ndarray | None = None  # BGR, filled by the render worker
     rendered_ns: int = 0
+    # what was actually published (set by the publisher; differs from the plan when a frame was repeated)
+    shown_index: int = -1
+    shown_generated: bool = False
+    repeated: bool = False
 
 
 @dataclass
@@ -267,7 +271,8 @@ class LiveStats:
     """Counters the status channel and the benchmark read."""
 
     published: int = 0
-    repeated: int = 0
+    repeated: int = 0  # published with the previous image (not rendered in time)
+    skipped: int = 0  # not even tried: could not have been rendered before their pts
     rendered: int = 0
     speech_frames: int = 0
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=200))
@@ -311,6 +316,7 @@ class LiveLoop:
         self._planned: dict[int, FramePlan] = {}
         self._published_k = -1
         self._last_image: np.ndarray | None = None
+        self._last_shown: tuple[int, bool] = (0, False)
         self._render_ema_ns = {False: 5e6, True: 30e6}  # idle / speech batch render time
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -387,6 +393,14 @@ class LiveLoop:
                 if wake > now:
                     plans = None
                 else:
+                    # frames a render could not finish before their pts are planned (their audio must
+                    # play) but not rendered: the publisher repeats the last image (the clock drops them)
+                    busy = int(self._render_ema_ns[speech])
+                    while speech and self.clock.pts(self.timeline.next_k) < now + busy:
+                        skipped = self.timeline.plan()
+                        self._planned[skipped.k] = skipped
+                        self.stats.skipped += 1
+                        speech = self.timeline.speech_ready()
                     plans = [self.timeline.plan()]
                     while (plans[-1].mel is not None and len(plans) < self.batch_size
                            and self.timeline.speech_ready()):
@@ -422,24 +436,29 @@ class LiveLoop:
                     plan = self.timeline.plan()
                 self._published_k = k
             image = plan.image
+            fresh = image is not None
+            plan.shown_index, plan.shown_generated = plan.avatar_index, plan.mel is not None and plan.blend > 0
             if image is None:
-                if plan.mel is None or plan.blend <= 0:
+                if plan.mel is None or plan.blend <= 0 or self._last_image is None:
                     image = self.renderer.view.package.frame(plan.avatar_index)
-                elif self._last_image is not None:
+                    plan.shown_generated = False
+                else:  # not rendered in time: show the previous image again, audio goes on
                     image = self._last_image
+                    plan.shown_index, plan.shown_generated = self._last_shown
+                    plan.repeated = True
                     self.stats.repeated += 1
-                else:
-                    image = self.renderer.view.package.frame(plan.avatar_index)
+            self._last_shown = (plan.shown_index, plan.shown_generated)
             self._last_image = image
             for sink in self.sinks:
                 sink(plan, image)
             now = self.clock.now()
             self.stats.published += 1
-            self.stats.publish_times.append(now)
+            if fresh or plan.mel is None:
+                self.stats.publish_times.append(now)
             self.speaking = plan.speech
             if plan.speech:
                 self.stats.speech_frames += 1
-                if plan.entered_ns is not None:
+                if plan.entered_ns is not None and (fresh or plan.blend <= 0):  # a repeat is not "its frame"
                     lat = (now - plan.entered_ns) / 1e6
                     self.stats.latencies_ms.append(lat)
                     if self.stats.keep_all:

@@ -18,6 +18,7 @@ from backend.frames import AudioFrame, SpeechEndFrame, SpeechStartFrame
 from stream_wav2lip.errors import UserError
 
 CHUNK_SAMPLES = 16000  # 1 s per push: the engine works incrementally either way
+PRELOAD_BYTES = 1 << 30  # avatars whose frames fit in 1 GB are decoded once, not on every ping-pong pass
 
 
 @dataclass
@@ -87,6 +88,8 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     eng = Engine(package, generator, crop=crop, batch_size=batch_size, loop=loop, start_frame=start_frame,
                  silence_gate=silence_gate, enhancer=make_enhancer(enhancer, device))
     total = frames_for_samples(speech.size)
+    if total > package.frame_count and package.frame_count * package.width * package.height * 3 <= PRELOAD_BYTES:
+        package.preload(("bg", eng.crop))
 
     with _maybe(atomic_path, out_path) as tmp_mp4, _maybe(atomic_dir, dir_path) as tmp_dir:
         sinks = []

@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="frames per network call (default 8 on CPU, 16 on CUDA)")
     parser.add_argument("--crop", choices=("head", "body", "heads"), default=None,
-                        help="face crop fed to the generator: head (upright, default) or body (Wav2Lip-style box)")
+                        help="face crop fed to the generator: head (upright face, the network's default), body "
+                             "(Wav2Lip-style box) or heads (whole head, the mouth engine's default)")
     parser.add_argument("--frames-dir", metavar="DIR", help="also write every frame as PNG into DIR")
     parser.add_argument("--start-frame", type=int, default=0, metavar="N", help="avatar frame to start from")
     parser.add_argument("--loop", choices=("pingpong", "forward"), default="pingpong",
@@ -28,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drive the mouth on every frame, also where the audio is silent")
     parser.add_argument("--enhancer", choices=("none", "gfpgan"), default="none",
                         help="optional face enhancer (GFPGAN, if installed with its weights)")
+    parser.add_argument("--preset", default="veryfast",
+                        choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"),
+                        help="x264 speed/size trade-off (default veryfast; ultrafast is ~3x cheaper, larger files)")
+    parser.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default 18)")
     parser.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for the network (0 = all)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -47,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     result = render(args.avatar, args.audio, args.output, checkpoint=args.checkpoint, engine=args.engine,
                     device=args.device, batch_size=batch, crop=args.crop, frames_dir=args.frames_dir,
                     start_frame=args.start_frame, loop=args.loop, silence_gate=not args.no_silence_gate,
-                    enhancer=args.enhancer, progress=not args.no_progress)
+                    enhancer=args.enhancer, progress=not args.no_progress, preset=args.preset, crf=args.crf)
     where = ", ".join(str(p) for p in (result.output, result.frames_dir) if p is not None)
     print(f"wrote {where}: {result.frames} frames ({result.frames / 25:.2f} s) in {result.seconds:.1f} s "
           f"({result.fps:.1f} fps, {result.generator})")

@@ -21,11 +21,14 @@ def stream_file(client, path: str, chunk_ms: int = 20, realtime: bool = True) ->
 
     import numpy as np
 
-    from models.audio import _read_with_pyav, _read_with_soundfile
+    try:  # the file's own rate and channels, as a TTS would send them
+        import soundfile
 
-    samples, rate = _read_with_soundfile(__import__("pathlib").Path(path))
-    if samples is None:
-        samples, rate = _read_with_pyav(__import__("pathlib").Path(path))
+        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except Exception:  # noqa: BLE001 - not a libsndfile format: decode (and resample) with FFmpeg
+        from models.audio import load_audio
+
+        samples, rate = load_audio(path)[:, None], 16000
     pcm = (np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2")
     step = max(1, rate * chunk_ms // 1000)
 

@@ -178,7 +178,7 @@ class ServeApp:
     def _ring_sink(self, plan, image: np.ndarray) -> None:
         if image.shape[:2] != (self.video.height, self.video.width):
             self._resize_video_ring(image.shape[1], image.shape[0])
-        self.video.publish(plan.pts_ns, plan.avatar_index, image, plan.mel is not None and plan.blend > 0)
+        self.video.publish(plan.pts_ns, plan.shown_index, image, plan.shown_generated, plan.repeated)
         self.audio.publish(plan.pts_ns, plan.audio, plan.speech)
 
     def _resize_video_ring(self, width: int, height: int) -> None:

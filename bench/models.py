@@ -27,8 +27,9 @@ from torch import nn
 
 import models
 from models.inference import prepare_for_inference
+from models.variants import SPECS
 
-GENERATORS = [v for v in models.VARIANTS if models.variants.SPECS[v].kind == "generator"]
+GENERATORS = [v for v in models.VARIANTS if SPECS[v].kind == "generator"]
 
 
 def measure_peak_gflops(size: int, min_seconds: float) -> float:

@@ -76,18 +76,31 @@ def part1(args, tmp: Path) -> dict:
     faces = [pkg.face(i, "head") for i in schedule(len(mels), pkg.frame_count)]
     b = args.batch
     gen.forward(np.stack(faces[:b]), np.stack(mels[:b]))  # warm-up
-    t = time.perf_counter()
-    for k in range(0, len(mels), b):
-        gen.forward(np.stack(faces[k:k + b]), np.stack(mels[k:k + b]))
-    model_fps = len(mels) / (time.perf_counter() - t)
 
-    render(avatar, [wav_path], tmp / "warm.mp4", generator=gen, batch_size=b, silence_gate=False, progress=False)
-    r = render(avatar, [wav_path], tmp / "out.mp4", generator=gen, batch_size=b, silence_gate=False, progress=False)
-    return {"avatar": f"{pkg.width}x{pkg.height}", "frames": r.frames, "model_fps": model_fps, "render_fps": r.fps,
-            "ratio": r.fps / model_fps, "stages": r.stage_seconds}
+    def model_only():
+        for k in range(0, len(mels), b):
+            gen.forward(np.stack(faces[k:k + b]), np.stack(mels[k:k + b]))
+
+    def end_to_end():
+        return render(avatar, [wav_path], tmp / "out.mp4", generator=gen, batch_size=b, silence_gate=False,
+                      progress=False)
+
+    end_to_end()  # warm-up (compositor caches, encoder)
+    best = {"model": (0.0, 0.0), "render": (0.0, 0.0)}  # (fps by wall clock, fps by process CPU time)
+    r = None
+    for _ in range(args.repeats):  # alternate, keep the best of each: other jobs only ever slow a run down
+        for name, fn in (("model", model_only), ("render", end_to_end)):
+            c0, w0 = time.process_time(), time.perf_counter()
+            out = fn()
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            r = out if out is not None else r
+            best[name] = (max(best[name][0], len(mels) / wall), max(best[name][1], len(mels) / cpu))
+    return {"avatar": f"{pkg.width}x{pkg.height}", "frames": r.frames, "model_fps": best["model"][0],
+            "render_fps": best["render"][0], "ratio": best["render"][0] / best["model"][0],
+            "cpu_ratio": best["render"][1] / best["model"][1], "stages": r.stage_seconds}
 
 
-def part2(size: tuple[int, int], tmp: Path, seconds: float, preset: str) -> dict:
+def part2(size: tuple[int, int], tmp: Path, presets: list[str]) -> dict:
     import cv2
     import torch
 
@@ -118,23 +131,31 @@ def part2(size: tuple[int, int], tmp: Path, seconds: float, preset: str) -> dict
     frames = [timed("decode", lambda i=i: (_read_image(pkg.image_path("bg", i)), _read_image(pkg.image_path("head", i))))
               for i in idx]
     wav = speech(n / 25)
+    FeatureStage().push(AudioFrame(0, wav[:8000]))  # warm-up (scipy.fft import)
     fs = FeatureStage()
     timed("features", lambda: fs.push(AudioFrame(0, wav)) + fs.push(SpeechEndFrame(0)))
     mel = np.zeros((80, 16), np.float32)
     for k in range(0, n, 8):
         timed("crop", lambda k=k: build_network_input(np.stack([f[1] for f in frames[k:k + 8]]), np.stack([mel] * len(frames[k:k + 8]))))
-    comp = Compositor(pkg)
+    pkg.preload(("bg", "head"))  # decoding was counted above; the compositor reads the cache
+    comp = Compositor(pkg)  # cold: the per-avatar-frame mask/placement is part of the cost
     images = []
-    for k, i in enumerate(idx):
-        timed("composite", lambda i=i: images.append(comp.compose(FaceFrame(0, k, i, frames[k][1], blend=1.0))))
-    sink = Mp4Sink(tmp / f"enc{h}.mp4", w, h, threads=1, background=False, preset=preset)
+    for k, i in enumerate(idx):  # results dropped at once, as the sinks do (keeping 50 frames costs page faults)
+        timed("composite", lambda k=k, i=i: comp.compose(FaceFrame(0, k, i, frames[k][1], blend=1.0)))
+    images = [comp.compose(FaceFrame(0, k, i, frames[k][1], blend=1.0)) for k, i in enumerate(idx)]
     silence = np.zeros(640, np.float32)
-    for k, img in enumerate(images):
-        timed("encode", lambda k=k, img=img: sink.write(VideoFrame(k * 40_000_000, k, 0, img),
-                                                         AudioOutFrame(k * 40_000_000, silence)))
-    timed("encode", sink.close)
+    for preset in presets:
+        sink = Mp4Sink(tmp / f"enc{h}.mp4", w, h, threads=1, background=False, preset=preset)
+        name = f"encode ({preset})"
+        for k, img in enumerate(images):
+            timed(name, lambda k=k, img=img: sink.write(VideoFrame(k * 40_000_000, k, 0, img),
+                                                          AudioOutFrame(k * 40_000_000, silence)))
+        timed(name, sink.close)
     table = {name: (c / n * 1000, wl / n * 1000) for name, (c, wl) in cost.items()}
-    table["total"] = (sum(v[0] for v in table.values()), sum(v[1] for v in table.values()))
+    base = dict(table)
+    for preset in presets:
+        rows = [v for k, v in base.items() if not k.startswith("encode") or k == f"encode ({preset})"]
+        table[f"total with {preset}"] = (sum(v[0] for v in rows), sum(v[1] for v in rows))
     return table
 
 
@@ -146,8 +167,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--preset", default="veryfast", help="x264 preset for part 2 (render uses veryfast)")
+    ap.add_argument("--presets", default="veryfast,ultrafast", help="x264 presets timed in part 2 (render: veryfast)")
     ap.add_argument("--skip-model", action="store_true", help="only part 2")
+    ap.add_argument("--repeats", type=int, default=2, help="alternating runs of part 1 (best kept)")
     args = ap.parse_args()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
@@ -156,13 +178,13 @@ def main() -> int:
             r = part1(args, tmp)
             print(f"\n## end-to-end vs model-only (device {args.device}, batch {args.batch}, {args.threads} threads, "
                   f"avatar {r['avatar']}, {r['frames']} frames, load avg {load:.1f})")
-            print("| model-only fps | render fps | ratio (target >= 0.9) |")
-            print("|---|---|---|")
-            print(f"| {r['model_fps']:.2f} | {r['render_fps']:.2f} | {r['ratio']:.3f} |")
+            print("| model-only fps | render fps | ratio (target >= 0.9) | ratio of CPU time per frame |")
+            print("|---|---|---|---|")
+            print(f"| {r['model_fps']:.2f} | {r['render_fps']:.2f} | {r['ratio']:.3f} | {r['cpu_ratio']:.3f} |")
             print("render stage seconds:", {k: round(v, 2) for k, v in r["stages"].items()})
         for size in ((1280, 720), (1920, 1080)):
-            t = part2(size, tmp, args.seconds, args.preset)
-            print(f"\n## everything but the network, {size[0]}x{size[1]}, one core, x264 {args.preset} "
+            t = part2(size, tmp, args.presets.split(","))
+            print(f"\n## everything but the network, {size[0]}x{size[1]}, one core "
                   f"(ms/frame; load avg {os.getloadavg()[0]:.1f})")
             print("| stage | CPU ms | wall ms |")
             print("|---|---|---|")

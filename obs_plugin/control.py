@@ -29,6 +29,8 @@ import sys
 import time
 
 STALE_NS = 2_000_000_000
+STATUS_SIZE = 16384  # bytes of the status segment (the backend creates it with this size)
+COMMAND_SIZE = 8192
 MAILBOX_KEEP = 16
 COMMANDS = ("start", "stop", "pause", "flush", "switch_avatar")
 STATUS_KEYS = (
@@ -64,8 +66,9 @@ def command_segment(session: str) -> str:
 # ------------------------------------------------------------------------------------------ raw access
 def _open(name: str) -> mmap.mmap | None:
     if sys.platform == "win32":  # pragma: no cover - Windows named mapping (size must be given)
+        size = STATUS_SIZE if name.endswith("_ctl") else COMMAND_SIZE
         try:
-            return mmap.mmap(-1, 4096, tagname=name)
+            return mmap.mmap(-1, size, tagname=name)
         except OSError:
             return None
     try:

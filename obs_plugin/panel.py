@@ -24,6 +24,7 @@ DEFAULTS_STR = {
     "device": "auto",
     "mic_device": "",
     "backend_python": "",
+    "serve_args": "",
     "status": "stopped",
 }
 DEFAULTS_INT = {"audio_delay_ms": 0, "api_port": 0}
@@ -112,5 +113,8 @@ def build(lib: ctypes.CDLL, handle: int, settings: dict, status_text: str, statu
                                      libobs.OBS_PATH_FILE, None, None)
     lib.obs_property_set_long_description(py, b"The interpreter of the stream-wav2lip venv (.venv/bin/python). "
                                               b"Empty: the .venv next to this plugin.")
+    extra = lib.obs_properties_add_text(props, b"serve_args", b"Extra backend arguments", libobs.OBS_TEXT_DEFAULT)
+    lib.obs_property_set_long_description(extra, b"Appended to 'stream-wav2lip serve', e.g. --crop body "
+                                                 b"--batch-size 2 --play-audio")
     lib.obs_properties_add_bool(props, b"autostart", b"Start the backend when OBS starts")
     return props

@@ -9,6 +9,7 @@ source's settings (key `status`): the panel shows it and obs-websocket clients c
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import time
 
@@ -44,7 +45,7 @@ class AvatarSource:
         self.settings = read_settings(lib, settings)
         self.control = control.ControlClient(self.session)
         self.pusher = Pusher(lib, source, self.session, lambda: self.settings.get("audio_delay_ms", 0))
-        self.supervisor = Supervisor(self.backend_config(), self._heartbeat_ns)
+        self.supervisor = Supervisor(self.backend_config(), self._heartbeat_ns, switcher=self._switch)
         self.status_text = ""
         self.status_level = libobs.OBS_TEXT_INFO_NORMAL
         self._posted = None
@@ -56,8 +57,6 @@ class AvatarSource:
 
     # ------------------------------------------------------------------ settings
     def avatar_dir(self) -> str:
-        import os
-
         name = self.settings.get("avatar", "")
         return os.path.join(os.path.expanduser(self.settings.get("avatars_root", "")), name) if name else ""
 
@@ -66,20 +65,16 @@ class AvatarSource:
         return BackendConfig(session=self.session, avatar_dir=self.avatar_dir(), checkpoint=s.get("checkpoint", ""),
                              device=s.get("device") or "auto", mic=bool(s.get("mic")),
                              mic_device=s.get("mic_device", ""), api_port=int(s.get("api_port") or 0),
-                             backend_python=s.get("backend_python", ""))
+                             backend_python=s.get("backend_python", ""), extra_args=_split_args(s.get("serve_args", "")))
 
     def update(self, settings: int) -> None:
-        """Runs on OBS's graphics thread for video sources (deferred update): snapshot only, no waiting."""
+        """Runs on OBS's graphics thread for video sources (deferred update): snapshot only, no waiting.
+        The supervisor's thread then switches the avatar in the live backend or restarts it."""
         self.settings = read_settings(self.lib, settings)
-        new = self.backend_config()
-        old = self.supervisor.config
-        if self.supervisor.want_running and new != old and _only_avatar_changed(old, new) and self._switch(new):
-            self.supervisor.config = new  # switched in place: no restart needed
-            return
-        self.supervisor.reconfigure(new)
+        self.supervisor.reconfigure(self.backend_config())
 
     def _switch(self, new: BackendConfig) -> bool:
-        """Ask a live backend to switch avatars through its command mailbox (False: restart instead)."""
+        """(Supervisor thread) Ask a live backend to switch avatars through its command mailbox (False: restart instead)."""
         try:
             if not self.control.alive():
                 return False
@@ -89,15 +84,9 @@ class AvatarSource:
             return False
 
     def _heartbeat_ns(self) -> int:
-        status = None
-        try:
-            status = self.control.status()
-        except (OSError, ValueError):
-            pass
-        hb = status.get("heartbeat") if status else None
-        if not (isinstance(hb, int) and hb > 0 and control.pid_alive(status.get("pid", 0))):
-            hb = 0
-        return max(hb, int(self.pusher.stats.get("heartbeat_ns") or 0))
+        """The video ring's writer heartbeat (0 while no live writer): proof that frames can flow.
+        (The control dict's heartbeat is not used: it may pause while the backend loads a model.)"""
+        return int(self.pusher.stats.get("heartbeat_ns") or 0)
 
     # ------------------------------------------------------------------ actions
     def start(self) -> None:
@@ -141,12 +130,16 @@ class AvatarSource:
             if status.get("error"):
                 parts.append(f"error: {status['error']}")
                 level = libobs.OBS_TEXT_INFO_WARNING
+            if self.supervisor.recent_error():
+                parts.append(f"recovered from: {self.supervisor.recent_error()}")
             text = " · ".join(parts)
         elif state in ("restarting", "error"):
             text = f"{state}: {detail}"
             level = libobs.OBS_TEXT_INFO_ERROR
         elif state == "starting":
             text = f"starting ({detail})"
+            if self.supervisor.recent_error():
+                text += f" · after: {self.supervisor.recent_error()}"
         else:
             text = "stopped"
             if self.supervisor.last_error:
@@ -171,9 +164,13 @@ class AvatarSource:
                 self.lib.obs_data_release(data)
 
 
-def _only_avatar_changed(old: BackendConfig, new: BackendConfig) -> bool:
-    return old.avatar_dir != new.avatar_dir and \
-        BackendConfig(**{**old.__dict__, "avatar_dir": new.avatar_dir}) == new
+def _split_args(text: str) -> tuple[str, ...]:
+    import shlex
+
+    try:
+        return tuple(shlex.split(text or ""))
+    except ValueError:  # unbalanced quotes while typing: ignore until fixed
+        return ()
 
 
 class Plugin:

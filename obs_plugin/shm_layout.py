@@ -25,7 +25,8 @@ Slot i at 4096 + i * slot_size: a 64-byte slot header then the payload at offset
     0  u64 seqlock          odd while written, even when stable
     8  i64 pts_ns           presentation time on CLOCK_MONOTONIC (the clock libobs uses)
     16 u64 index            video: avatar frame index   audio: frames (samples per channel) in this block
-    24 u32 flags            bit 0 = speech
+    24 u32 flags            bit 0 = speech (video: generated mouth shown; audio: utterance audio),
+                            bit 1 = repeat (video: the previous image again, the renderer missed this pts)
     28 u32 reserved
     32 u64 sequence number  0-based position of this slot's content in the stream (published - 1 at write time)
 
@@ -52,6 +53,7 @@ PIXFMT_BGRA8 = 1
 SAMPLE_F32 = 1
 SAMPLE_S16 = 2
 FLAG_SPEECH = 1
+FLAG_REPEAT = 2  # video: the image repeats an earlier frame (the renderer missed this pts); audio: unused
 HEARTBEAT_STALE_NS = 2_000_000_000  # a writer silent for 2 s is considered dead
 
 _HEADER = struct.Struct("<4sIIIIIIIQQQQ")  # magic .. pid, 64 bytes

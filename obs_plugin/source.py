@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 import time
 from typing import Callable
@@ -39,13 +40,11 @@ class _Ring:
         if now < self.next_check:
             return self.reader
         self.next_check = now + (RECHECK_S if self.reader is not None else 0.1)
-        path = f"/dev/shm/{self.name}"
-        try:
-            inode = os.stat(path).st_ino
-        except OSError:
+        identity = _segment_identity(self.name, self.reader)
+        if identity is None:
             self.close()
             return None
-        if self.reader is not None and inode == self.inode:
+        if self.reader is not None and identity == self.inode:
             return self.reader
         self.close()
         try:
@@ -55,7 +54,7 @@ class _Ring:
         if reader.header.magic != self.magic:
             reader.close()
             return None
-        self.reader, self.inode = reader, inode
+        self.reader, self.inode = reader, _segment_identity(self.name, reader)
         return reader
 
     def close(self) -> None:
@@ -63,6 +62,28 @@ class _Ring:
             self.reader.close()
         self.reader = None
         self.inode = None
+
+
+def _segment_identity(name: str, reader: RingReader | None):
+    """What changes when a backend re-creates its segment under the same name (None: no segment).
+
+    Linux: the inode of /dev/shm/<name>. Windows (named mappings have no inode): while our own mapping
+    keeps the old one alive the name resolves to it, so the writer pid in its header is used instead.
+    """
+    if sys.platform != "win32":
+        try:
+            return os.stat(f"/dev/shm/{name}").st_ino
+        except OSError:
+            return None
+    if reader is not None:  # pragma: no cover - Windows
+        return reader.header.pid if reader.writer_alive() else None
+    try:  # pragma: no cover - Windows
+        probe = RingReader(name)
+    except (OSError, ValueError):
+        return None
+    pid = probe.header.pid  # pragma: no cover
+    probe.close()  # pragma: no cover
+    return pid  # pragma: no cover
 
 
 class Pusher:

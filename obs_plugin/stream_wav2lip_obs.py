@@ -91,8 +91,18 @@ def _make_hotkey_cb(action: str):
 
 def script_load(settings) -> None:
     global _plugin, _load_error
-    _reload_submodules()
-    from obs_plugin import plugin as plugin_mod
+    try:
+        _reload_submodules()
+        from obs_plugin import plugin as plugin_mod
+    except ImportError as exc:  # numpy missing for OBS's Python: say what to do instead of a traceback
+        _load_error = (f"{exc}. OBS's Python needs numpy: run ./install.sh (it makes {_ROOT}/.venv with "
+                       f"Python {sys.version_info[0]}.{sys.version_info[1]}) or install python3-numpy")
+        try:
+            lib = libobs.load()
+        except libobs.AbiError:
+            lib = None
+        libobs.log(lib, libobs.LOG_ERROR, _load_error)
+        return
 
     lib = None
     abi_error = ""

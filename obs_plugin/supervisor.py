@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from obs_plugin.control import session_from_label
@@ -67,7 +67,7 @@ class BackendConfig:
     mic_device: str = ""
     api_port: int = 0
     backend_python: str = ""
-    extra_args: list[str] = field(default_factory=list)
+    extra_args: tuple[str, ...] = ()
 
     def command(self) -> list[str]:
         py = find_backend_python(self.backend_python)
@@ -122,8 +122,10 @@ class Supervisor:
     stopped / starting / running / restarting / error.
     """
 
-    def __init__(self, config: BackendConfig, heartbeat_ns, log_dir: str | None = None):
+    def __init__(self, config: BackendConfig, heartbeat_ns, log_dir: str | None = None, switcher=None):
         self.config = config
+        self._running_config: BackendConfig | None = None  # what the live process was started with
+        self._switcher = switcher  # callable(config) -> bool: switch avatars in the live backend, no restart
         self._heartbeat_ns = heartbeat_ns  # callable -> newest ring heartbeat (CLOCK_MONOTONIC ns) or 0
         self.log_dir = Path(log_dir or os.path.join(tempfile.gettempdir(), "stream-wav2lip-obs"))
         self._want_running = False
@@ -132,8 +134,10 @@ class Supervisor:
         self._state = "stopped"
         self._detail = ""
         self._last_error = ""
+        self._last_error_at = 0.0
         self._failures = 0
         self._started_at = 0.0
+        self._last_hb = 0
         self._next_start = 0.0
         self.restarts = 0
         self._lock = threading.Lock()
@@ -182,6 +186,10 @@ class Supervisor:
     def last_error(self) -> str:
         return self._last_error
 
+    def recent_error(self, within_s: float = 60.0) -> str:
+        """The last error if it happened within `within_s` (shown next to 'running' after a recovery)."""
+        return self._last_error if self._last_error and time.monotonic() - self._last_error_at < within_s else ""
+
     def shutdown(self, timeout: float = TERM_WAIT_S + 2) -> None:
         """Stop the backend and the watcher, synchronously (script unload, source destroy, OBS exit)."""
         with self._lock:
@@ -220,6 +228,11 @@ class Supervisor:
             return
         if self._restart_requested:
             self._restart_requested = False
+            running = self._running_config
+            if alive and running is not None and self._switcher is not None and \
+                    only_avatar_changed(running, self.config) and self._switcher(self.config):
+                self._running_config = self.config
+                return
             if proc is not None:
                 self._set("restarting", "applying new settings")
                 self._terminate()
@@ -230,8 +243,9 @@ class Supervisor:
         now = time.monotonic()
         if proc is not None and not alive:  # died on its own
             code = proc.returncode
+            self._kill_group(proc.pid)  # helpers it left (e.g. its resource tracker) would unlink by name later
             reason = self._tail_error() or f"exit code {code}"
-            self._last_error = f"backend died ({_describe_exit(code)}): {reason}"
+            self._note_error(f"backend died ({_describe_exit(code)}): {reason}")
             self._proc = None
             self._failures = 0 if now - self._started_at > STABLE_AFTER_S else self._failures + 1
             delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
@@ -241,11 +255,16 @@ class Supervisor:
             return
         if alive:
             hb = self._heartbeat_ns() or 0
-            age = (time.monotonic_ns() - hb) / 1e9 if hb else None
+            if hb > self._last_hb:
+                self._last_hb = hb
             since_start = now - self._started_at
-            if (age is not None and age > HEARTBEAT_TIMEOUT_S and since_start > HEARTBEAT_TIMEOUT_S) or \
-                    (age is None and since_start > STARTUP_GRACE_S):
-                self._last_error = "backend stopped responding (no heartbeat)"
+            if self._last_hb:  # frames have flowed since this start: the heartbeat must stay fresh
+                age = (time.monotonic_ns() - self._last_hb) / 1e9
+                hung = age > HEARTBEAT_TIMEOUT_S
+            else:  # still loading (torch, model, avatar): only the startup grace applies
+                hung = since_start > STARTUP_GRACE_S
+            if hung:
+                self._note_error("backend stopped responding (no heartbeat)")
                 self._set("restarting", self._last_error)
                 self._terminate(kill_first=True)
                 unlink_segments(self.config.session)
@@ -264,7 +283,7 @@ class Supervisor:
         try:
             cmd = self.config.command()
         except RuntimeError as exc:
-            self._last_error = str(exc)
+            self._note_error(str(exc))
             self._set("error", str(exc))
             self._next_start = time.monotonic() + 2.0
             return
@@ -283,9 +302,20 @@ class Supervisor:
             else:
                 kwargs["start_new_session"] = True
             self._proc = subprocess.Popen(cmd, **kwargs)
+        self._running_config = self.config
         self._started_at = time.monotonic()
+        self._last_hb = 0
         self.restarts += 1
         self._set("starting", f"pid {self._proc.pid}")
+
+    @staticmethod
+    def _kill_group(pid: int) -> None:
+        if sys.platform == "win32":  # pragma: no cover
+            return
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def _terminate(self, kill_first: bool = False) -> None:
         proc = self._proc
@@ -313,6 +343,7 @@ class Supervisor:
                     proc.wait(2.0)
                 except subprocess.TimeoutExpired:
                     pass
+        self._kill_group(proc.pid)  # anything the backend left in its session
         self._proc = None
 
     def _tail_error(self) -> str:
@@ -332,6 +363,16 @@ class Supervisor:
 
     def _set(self, state: str, detail: str) -> None:
         self._state, self._detail = state, detail
+
+    def _note_error(self, message: str) -> None:
+        self._last_error = message
+        self._last_error_at = time.monotonic()
+
+
+def only_avatar_changed(old: BackendConfig, new: BackendConfig) -> bool:
+    """True when `new` differs from `old` in the avatar only (a live backend can switch without a restart)."""
+    return old.avatar_dir != new.avatar_dir and \
+        BackendConfig(**{**old.__dict__, "avatar_dir": new.avatar_dir}) == new
 
 
 def _describe_exit(code: int | None) -> str:

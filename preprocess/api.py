@@ -82,6 +82,7 @@ def build_package(path: str | Path, out_root: str | Path, face_size: int = 96, h
 
     t0 = time.perf_counter()
     source = Path(path)
+    check_options(face_size, head_size, pads, smooth, max_seconds, workers)
     info = probe(source)
     out_root = Path(out_root)
     final = out_root / source.stem
@@ -119,6 +120,25 @@ def build_package(path: str | Path, out_root: str | Path, face_size: int = 96, h
 
 
 # ------------------------------------------------------------------------------------------------- internals
+def check_options(face_size, head_size, pads, smooth, max_seconds, workers) -> None:
+    """One UserError listing every bad option (so the CLI can refuse before touching any video)."""
+    problems = []
+    if int(face_size) < 32:
+        problems.append(f"face size {face_size} is too small (>= 32)")
+    if head_size is not None and int(head_size) < 64:
+        problems.append(f"head size {head_size} is too small (>= 64)")
+    if len(tuple(pads)) != 4 or any(int(p) < 0 for p in pads):
+        problems.append(f"pads {tuple(pads)} must be 4 numbers >= 0 (top bottom left right)")
+    if int(smooth) < 0:
+        problems.append(f"smooth {smooth} must be >= 0")
+    if max_seconds is not None and float(max_seconds) <= 0:
+        problems.append(f"max seconds {max_seconds} must be > 0")
+    if workers is not None and int(workers) < 1:
+        problems.append(f"workers {workers} must be >= 1")
+    if problems:
+        raise UserError("preprocess options: " + "; ".join(problems))
+
+
 def _remove_stale_temporaries(out_root: Path, name: str) -> None:
     """A crashed earlier run leaves `.tmp-<name>.*`; it is never a finished package, so it goes."""
     if out_root.is_dir():
@@ -173,7 +193,7 @@ def _build(info, final: Path, face_size: int, head_size: int, pads, smooth: int,
 
     if device == "cuda":
         report.warnings.append("face tracking runs on the CPU (mediapipe); --device cuda has no effect here")
-    max_frames = int(max_seconds * FPS) if max_seconds else None
+    max_frames = max(1, int(round(max_seconds * FPS))) if max_seconds else None
     total = min(info.expected_frames, max_frames) if max_frames else info.expected_frames
     name = final.name
     with atomic_dir(final) as tmp, native_stderr_silenced() as stderr:

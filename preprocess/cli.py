@@ -50,9 +50,10 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from preprocess.api import PackageReport, build_package
+    from preprocess.api import PackageReport, build_package, check_options
     from stream_wav2lip.errors import UserError
 
+    check_options(args.face_size, args.head_size, args.pads, args.smooth, args.max_seconds, args.workers)
     videos = collect_inputs(args.inputs)
     if not videos:
         raise UserError(f"{', '.join(args.inputs)}: no video files found")

@@ -38,7 +38,7 @@ OUTER_LIP_VERTICAL = (0, 17)
 
 DESCRIPTOR_NAMES = ("opening", "width", "height")
 FEATURE_BANDS, FEATURE_BINS = 20, 4  # mel window (80,16) pooled to 20 bands x 4 time bins
-MAX_AV_OFFSET = 8  # frames searched either way (0.32 s)
+MAX_AV_OFFSET = 10  # frames searched either way (0.4 s); a peak at the edge is not believed
 MIN_USABLE_SPEECH_S = 3.0  # below this the retrieval model is useless (probe) -> warp mode
 WARN_SPEECH_S = 30.0
 NO_AUDIO_THRESHOLDS = (-3.0, -2.5)  # generic gate for driving audio when the footage has no sound
@@ -98,29 +98,33 @@ def speech_weight(loudness: np.ndarray, thresholds: tuple[float, float]) -> np.n
 
 
 def estimate_av_offset(opening: np.ndarray, loudness: np.ndarray, valid: np.ndarray | None = None,
-                       max_lag: int = MAX_AV_OFFSET) -> tuple[int, float]:
+                       max_lag: int = MAX_AV_OFFSET, margin: float = 0.05) -> tuple[int, float]:
     """Lag k (frames) maximising corr(opening[i], loudness[i + k]); positive k = audio late vs video.
 
-    Returns (k, correlation at k). With too little signal it returns (0, 0.0) rather than a guess.
+    Returns (k, correlation at k). Short clips give noisy curves, so a peak is only believed when it lies
+    inside the search range and beats the in-sync correlation by `margin`; otherwise (0, r at 0).
     """
     o = np.asarray(opening, np.float64)
     ld = np.asarray(loudness, np.float64)
     n = min(len(o), len(ld))
     ok = np.ones(n, bool) if valid is None else np.asarray(valid[:n], bool)
+    ok = ok & np.isfinite(o[:n]) & np.isfinite(ld[:n])
     if n < 3 * max_lag + 10:
         return 0, 0.0
-    best_k, best_r = 0, -2.0
+    corr = {}
     for k in range(-max_lag, max_lag + 1):
         i0, i1 = max(0, -k), min(n, n - k)
         a, b, m = o[i0:i1], ld[i0 + k:i1 + k], ok[i0:i1] & ok[i0 + k:i1 + k]
         if m.sum() < 10 or a[m].std() < 1e-6 or b[m].std() < 1e-6:
             continue
-        r = float(np.corrcoef(a[m], b[m])[0, 1])
-        if r > best_r + 1e-9 or (abs(r - best_r) <= 1e-9 and abs(k) < abs(best_k)):
-            best_k, best_r = k, r
-    if best_r < 0.05:
-        return 0, max(best_r, 0.0)
-    return best_k, best_r
+        corr[k] = float(np.corrcoef(a[m], b[m])[0, 1])
+    if not corr:
+        return 0, 0.0
+    best = max(sorted(corr, key=abs), key=lambda k: corr[k])  # ties: the smaller shift
+    r0 = corr.get(0, 0.0)
+    if abs(best) == max_lag or corr[best] < r0 + margin or corr[best] < 0.05:
+        return 0, max(r0, 0.0)
+    return best, corr[best]
 
 
 def shift_rows(x: np.ndarray, k: int) -> np.ndarray:
@@ -375,7 +379,11 @@ def load_or_calibrate(package_dir: str | os.PathLike) -> MouthCalibration:
     """The cached calibration; computed (and cached when the folder is writable) when missing or stale."""
     root = Path(package_dir)
     calib = MouthCalibration.load(root / CALIB_FILE)
-    if calib is not None:
+    try:
+        frames = int(json.loads((root / "manifest.json").read_text(encoding="utf-8"))["frame_count"])
+    except (OSError, ValueError, KeyError):
+        frames = -1
+    if calib is not None and len(calib.descriptors) == frames:  # a rebuilt package invalidates the cache
         return calib
     try:
         calibrate(root)

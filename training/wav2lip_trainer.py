@@ -27,7 +27,7 @@ import torch
 from stream_wav2lip.errors import UserError
 from training import distributed
 from training.distributed import DistContext
-from training.loop import Trainer
+from training.loop import Trainer, make_adam
 from training.losses import hinge_d_loss, hinge_g_loss, quality_loss, sync_loss
 from training.monitor import Monitor, generator_grid
 from training.samples import Wav2LipSamples
@@ -161,14 +161,14 @@ class Wav2LipTrainer(Trainer):
         self.model = distributed.wrap(gen, self.ctx, find_unused_parameters=args.variant in _UNUSED_PARAMETERS)
         with_disc = args.disc != "none"
         betas = (0.5, 0.999) if with_disc else (0.9, 0.999)
-        self.optimizer = torch.optim.Adam([p for p in gen.parameters() if p.requires_grad], lr=args.lr, betas=betas)
+        self.optimizer = make_adam([p for p in gen.parameters() if p.requires_grad], lr=args.lr, betas=betas)
         self.expert = load_expert(args.syncnet, device, args.expert_train_mode) if args.syncnet else None
         self.disc = self.disc_model = self.disc_optimizer = None
         if with_disc:
             disc = models.build(args.disc).to(device)
             self.disc = disc
             self.disc_model = distributed.wrap(disc, self.ctx)
-            self.disc_optimizer = torch.optim.Adam([p for p in disc.parameters() if p.requires_grad],
+            self.disc_optimizer = make_adam([p for p in disc.parameters() if p.requires_grad],
                                                    lr=args.disc_lr, betas=(0.5, 0.999))
         disc_wt = args.disc_wt if args.disc_wt is not None else (0.025 if args.disc == "nlayer_disc" else 0.07)
         self.stepper = Wav2LipStep(self.model, self.optimizer, self.scaler, device, self.autocast,

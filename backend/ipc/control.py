@@ -17,8 +17,8 @@ from obs_plugin import control as wire
 
 log = logging.getLogger(__name__)
 
-STATUS_SIZE = 16384
-COMMAND_SIZE = 8192
+STATUS_SIZE = wire.STATUS_SIZE
+COMMAND_SIZE = wire.COMMAND_SIZE
 
 
 def _smd_name(segment: str) -> str:

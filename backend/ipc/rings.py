@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.frames import SAMPLE_RATE, SAMPLES_PER_FRAME
-from obs_plugin.shm_layout import (FLAG_SPEECH, RingWriter, audio_header, audio_name, video_header,
+from obs_plugin.shm_layout import (FLAG_REPEAT, FLAG_SPEECH, RingWriter, audio_header, audio_name, video_header,
                                    video_name)
 
 
@@ -20,7 +20,9 @@ class VideoRingSink:
         self.width, self.height = width, height
         self.writer = RingWriter(video_name(session), video_header(width, height, slots))
 
-    def publish(self, pts_ns: int, avatar_index: int, image_bgr: np.ndarray, speech: bool = False) -> int:
+    def publish(self, pts_ns: int, avatar_index: int, image_bgr: np.ndarray, speech: bool = False,
+                repeated: bool = False) -> int:
+        """Frame at pts; `avatar_index`/`speech` describe the image shown (for a repeat: the earlier frame's)."""
         import cv2
 
         if image_bgr.shape[:2] != (self.height, self.width):
@@ -30,7 +32,8 @@ class VideoRingSink:
             fill = lambda _flat: np.copyto(view, image_bgr)  # noqa: E731
         else:
             fill = lambda _flat: cv2.cvtColor(image_bgr, cv2.COLOR_BGR2BGRA, dst=view)  # noqa: E731
-        return self.writer.publish(pts_ns, avatar_index, FLAG_SPEECH if speech else 0, fill=fill)
+        flags = (FLAG_SPEECH if speech else 0) | (FLAG_REPEAT if repeated else 0)
+        return self.writer.publish(pts_ns, avatar_index, flags, fill=fill)
 
     def heartbeat(self) -> None:
         self.writer.heartbeat()

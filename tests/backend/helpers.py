@@ -12,8 +12,6 @@ class MemoryPackage:
 
     def __init__(self, frames: np.ndarray, landmarks: np.ndarray, body_box: np.ndarray, head_affine: np.ndarray,
                  head_face_box: np.ndarray, face_size: int = 96, head_size: int = 128):
-        import cv2
-
         from preprocess.crops import body_face_crop, head_crop, head_face_crop
 
         n = len(frames)
@@ -28,7 +26,6 @@ class MemoryPackage:
             "heads": [head_crop(f, head_affine[i], head_size) for i, f in enumerate(frames)],
             "head": [head_face_crop(f, head_affine[i], head_face_box[i], face_size) for i, f in enumerate(frames)],
         }
-        del cv2
 
     def image(self, kind: str, i: int) -> np.ndarray:
         return self.crops[kind][i]

@@ -31,8 +31,8 @@ def speech_2s(tmp_path_factory, media_dir) -> Path:
     return out
 
 
-@pytest.mark.parametrize("crop", ["head", "body"])
-def test_render_real_avatar_with_wav2lip96(small_avatar, wav2lip96_checkpoint, speech_2s, tmp_path, crop):
+@pytest.mark.parametrize("crop,seconds", [("head", 2), ("body", 1)])
+def test_render_real_avatar_with_wav2lip96(small_avatar, wav2lip96_checkpoint, speech_2s, tmp_path, crop, seconds):
     import cv2
     import torch
 
@@ -41,12 +41,17 @@ def test_render_real_avatar_with_wav2lip96(small_avatar, wav2lip96_checkpoint, s
 
     torch.set_num_threads(2)
     out = tmp_path / "out.mp4"
+    if seconds != 2:
+        wav, _ = soundfile.read(speech_2s, dtype="float32")
+        soundfile.write(tmp_path / "short.wav", wav[:16000 * seconds], 16000)
+        speech_2s = tmp_path / "short.wav"
+    n = 25 * seconds
     r = render(small_avatar, [speech_2s], out, checkpoint=wav2lip96_checkpoint, device="cpu", batch_size=8,
                crop=crop, frames_dir=tmp_path / "frames", progress=False)
-    assert r.frames == 50
+    assert r.frames == n
     info = probe(out)
-    assert info["fps"] == 25 and info["frames"] == 50
-    assert info["samples"] == 32000
+    assert info["fps"] == 25 and info["frames"] == n
+    assert info["samples"] == 640 * n
     pkg = AvatarPackage.open(small_avatar)
     changed = 0
     for k, png in enumerate(sorted((tmp_path / "frames").glob("*.png"))):
@@ -60,7 +65,7 @@ def test_render_real_avatar_with_wav2lip96(small_avatar, wav2lip96_checkpoint, s
             from preprocess import landmarks as L
 
             assert ys.min() > lm[list(L.RIGHT_EYE + L.LEFT_EYE), 1].max()  # never the eyes
-    assert changed >= 25  # speech moved the mouth on most frames
+    assert changed >= n // 2  # speech moved the mouth on most frames
 
 
 def r_index(k: int, n: int) -> int:

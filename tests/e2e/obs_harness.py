@@ -114,7 +114,8 @@ def write_config(cfg: Path, ws_port: int, sources: list[dict], script_settings: 
 class ObsSession:
     """Xvfb + OBS with a private config; use as a context manager or call close()."""
 
-    def __init__(self, sources: list[dict], script_settings: dict | None = None, workdir: Path | None = None):
+    def __init__(self, sources: list[dict], script_settings: dict | None = None, workdir: Path | None = None,
+                 screen: str = "1280x800x24"):
         self.tmp = Path(workdir or tempfile.mkdtemp(prefix="s2l-obs-"))
         self.cfg = self.tmp / "cfg"
         self.rec_dir = self.tmp / "rec"
@@ -122,7 +123,7 @@ class ObsSession:
         self.sources = sources
         write_config(self.cfg, self.port, sources, script_settings, self.rec_dir)
         self.display = _free_display()
-        self.xvfb = subprocess.Popen(["Xvfb", f":{self.display}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        self.xvfb = subprocess.Popen(["Xvfb", f":{self.display}", "-screen", "0", screen, "-nolisten", "tcp"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.obs: subprocess.Popen | None = None
         self.client = None

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -105,7 +106,10 @@ def test_chunked_pcm_stream_becomes_one_utterance_while_it_arrives(api):
     def chunks():
         for i in range(0, x.size, 77):  # odd sizes: samples split across chunks
             yield x[i:i + 77].tobytes()
-            if i == 77 * 10:
+            if i == 77 * 10:  # the server has the first chunks before the body ends
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and not (app.queue.head() and app.queue.head().n):
+                    time.sleep(0.01)
                 head = app.queue.head()
                 seen_while_streaming.append(head.n if head else 0)
         gate.set()

@@ -1,6 +1,7 @@
 """`stream-wav2lip inspect` on checkpoints made by the tests."""
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -8,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from models import testing
+from models import cli, testing
 from stream_wav2lip.cli import main
+
+
+def run_inspect(*argv: str) -> int:
+    """models.cli alone (independent of the other sub-commands' modules)."""
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    return cli.run(parser.parse_args(list(argv)))
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +28,14 @@ def checkpoint(tmp_path_factory):
 
 
 def test_inspect_text(checkpoint, capsys):
-    assert main(["inspect", str(checkpoint)]) == 0
+    assert run_inspect(str(checkpoint)) == 0
     out = capsys.readouterr().out
     for expected in ("nlayer_disc", "discriminator", "384x384", "2,765,633", "1,234", "yes (module. prefix)"):
         assert expected in out
 
 
 def test_inspect_json(checkpoint, capsys):
-    assert main(["inspect", "--json", str(checkpoint)]) == 0
+    assert run_inspect("--json", str(checkpoint)) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["variant"] == "nlayer_disc" and record["global_step"] == 1234 and record["has_optimizer"]
 
