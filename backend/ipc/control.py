@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 from obs_plugin import control as wire
@@ -64,6 +65,7 @@ class ControlChannel:
         serializer = JSONSerializer()
         self._status = SharedMemoryDict(_smd_name(self.status_name), STATUS_SIZE, serializer=serializer)
         self._commands = SharedMemoryDict(_smd_name(self.command_name), COMMAND_SIZE, serializer=serializer)
+        self._lock = threading.Lock()  # the publisher and API threads both update the status
         self._values: dict = {"session": session, "pid": os.getpid(), "state": "starting", "error": "",
                               "heartbeat": time.monotonic_ns(), "cmd_ack": 0}
         self._commands.update({"commands": []})
@@ -72,11 +74,15 @@ class ControlChannel:
     # ------------------------------------------------------------------ status
     def update(self, **fields) -> None:
         """Merge `fields` into the status and publish it (with a fresh heartbeat)."""
-        self._values.update(fields)
-        self._write()
+        if isinstance(fields.get("error"), str):
+            fields["error"] = fields["error"][:500]  # the status must always fit its segment
+        with self._lock:
+            self._values.update(fields)
+            self._write()
 
     def heartbeat(self) -> None:
-        self._write()
+        with self._lock:
+            self._write()
 
     def _write(self) -> None:
         self._values["heartbeat"] = time.monotonic_ns()
@@ -85,7 +91,8 @@ class ControlChannel:
 
     @property
     def values(self) -> dict:
-        return dict(self._values)
+        with self._lock:
+            return dict(self._values)
 
     # ------------------------------------------------------------------ commands
     def take_commands(self) -> list[dict]:

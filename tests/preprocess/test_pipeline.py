@@ -208,3 +208,12 @@ def test_two_faces_the_larger_one_is_tracked_consistently(face_frames):
             assert lm is not None
             xs.append(lm[:, 0].mean())
     assert min(xs) > w  # always the large face
+
+
+def test_30fps_input_gives_25fps_count_matching_duration(media_dir):
+    from preprocess.video import iter_frames_25fps, probe
+
+    info = probe(media_dir / "video-retalking__examples_face_4.mp4")  # 30 fps, 6.634 s
+    assert round(info.source_fps) == 30
+    count = sum(1 for _ in iter_frames_25fps(info))
+    assert abs(count - info.duration_s * 25) <= 1
