@@ -11,13 +11,20 @@ Endpoints (JSON responses; header ``Authorization: Bearer <token>`` or ``X-S2L-T
 - ``POST /pcm?rate=R&channels=C&format=s16|f32``   stream raw interleaved PCM in the body (chunked transfer
   or Content-Length); the avatar starts speaking while the body is still arriving, so a TTS can send
   audio as it synthesises. One request = one utterance; the response comes when the body ends.
+- ``GET  /ws/pcm?rate=R&channels=C&format=s16|f32[&token=T]``   the same over a WebSocket: binary messages
+  are PCM chunks, a text message ``end`` (or closing) ends the utterance; the server answers with one text
+  message (the JSON result) and closes. The token may be given as a query parameter here, because browsers
+  cannot set headers on WebSockets.
 - ``POST /flush``                       barge-in: drop queued and playing speech now
 - ``POST /switch-avatar`` ``{"avatar": DIR}``   load another avatar package and switch to it
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import json
+import struct
 import logging
 import os
 import secrets
@@ -31,6 +38,8 @@ from stream_wav2lip.errors import UserError
 
 log = logging.getLogger(__name__)
 MAX_JSON = 1 << 20
+MAX_WS_MESSAGE = 1 << 22
+_WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def runtime_dir() -> Path:
@@ -125,6 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         if auth.lower().startswith("bearer "):
             given = auth[7:].strip()
+        url = urlparse(self.path)
+        if not given and url.path.startswith("/ws/"):
+            given = (parse_qs(url.query).get("token") or [""])[-1]
         return bool(given) and hmac.compare_digest(given.encode(), self.api.token.encode())
 
     def _reply(self, code: int, body: dict) -> None:
@@ -185,6 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reply(401, {"error": "missing or wrong token (see the session file)"})
         route = (method, url.path.rstrip("/") or "/")
         try:
+            if route == ("GET", "/ws/pcm"):
+                return self._websocket_pcm({k: v[-1] for k, v in parse_qs(url.query).items()})
             if route == ("GET", "/status"):
                 return self._reply(200, self.api.app.status())
             if route == ("POST", "/say"):
@@ -219,11 +233,75 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         return self._reply(404, {"error": f"no endpoint {method} {url.path}"})
 
+    # ------------------------------------------------------------------ WebSocket (RFC 6455, server side)
+    def _websocket_pcm(self, q: dict) -> None:
+        from backend.sources.pcm import PcmDecoder
+
+        key = self.headers.get("Sec-WebSocket-Key")
+        if "websocket" not in (self.headers.get("Upgrade") or "").lower() or not key:
+            raise UserError("/ws/pcm needs a WebSocket upgrade request")
+        PcmDecoder(int(q.get("rate", 16000)), int(q.get("channels", 1)), q.get("format", "s16"))  # validate first
+        accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.close_connection = True
+        result = self.api.app.stream_pcm(self._ws_messages(), rate=int(q.get("rate", 16000)),
+                                         channels=int(q.get("channels", 1)), fmt=q.get("format", "s16"))
+        self._ws_send(0x1, json.dumps(result).encode())
+        self._ws_send(0x8, struct.pack("!H", 1000))
+
+    def _ws_messages(self):
+        """Binary payloads until the client sends `end`, closes, or the connection drops."""
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                return
+            opcode, masked, n = head[0] & 0x0F, head[1] & 0x80, head[1] & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", self.rfile.read(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", self.rfile.read(8))[0]
+            if n > MAX_WS_MESSAGE:
+                return
+            mask = self.rfile.read(4) if masked else b""
+            data = self.rfile.read(n)
+            if mask:
+                data = bytes(b ^ mask[i % 4] for i, b in enumerate(data)) if n < 64 else _unmask(data, mask)
+            if opcode == 0x8:
+                return
+            if opcode == 0x9:
+                self._ws_send(0xA, data)
+            elif opcode == 0x1 and data.strip() == b"end":
+                return
+            elif opcode in (0x0, 0x2):
+                yield data
+
+    def _ws_send(self, opcode: int, data: bytes) -> None:
+        n = len(data)
+        head = bytes([0x80 | opcode]) + (bytes([n]) if n < 126 else
+                                         bytes([126]) + struct.pack("!H", n) if n < 65536 else
+                                         bytes([127]) + struct.pack("!Q", n))
+        try:
+            self.wfile.write(head + data)
+        except OSError:
+            pass
+
     def do_GET(self):  # noqa: N802 - http.server naming
         self._dispatch("GET")
 
     def do_POST(self):  # noqa: N802
         self._dispatch("POST")
+
+
+def _unmask(data: bytes, mask: bytes) -> bytes:
+    import numpy as np
+
+    arr = np.frombuffer(data, np.uint8)
+    key = np.resize(np.frombuffer(mask, np.uint8), arr.size)
+    return (arr ^ key).tobytes()
 
 
 # ---------------------------------------------------------------------------------------------- client

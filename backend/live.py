@@ -28,8 +28,8 @@ from typing import Callable
 
 import numpy as np
 
-from backend.frames import (FRAME_NS, SAMPLES_PER_FRAME, AudioFrame, FaceFrame, FlushFrame, MelFrame,
-                            SpeechEndFrame, SpeechStartFrame)
+from backend.frames import (FRAME_NS, SAMPLES_PER_FRAME, AudioFrame, AudioOutFrame, FaceFrame, FlushFrame,
+                            MelFrame, SpeechEndFrame, SpeechStartFrame)
 from backend.generator import Generator, GeneratorInput
 from backend.schedule import schedule_index
 from backend.sources.queue import SpeechQueue, Utterance
@@ -166,6 +166,7 @@ class Timeline:
                 if utt is None:
                     return
                 self.current, self._pending = utt, np.zeros(0, np.float32)
+                utt.started_ns = time.monotonic_ns()
                 self.features.push(SpeechStartFrame(pts_ns=0, speech_id=utt.id))
             utt = self.current
             if self._pending.size == 0:
@@ -187,7 +188,7 @@ class Timeline:
         for f in frames:
             if isinstance(f, MelFrame):
                 pending_mel = f
-            elif pending_mel is not None and type(f).__name__ == "AudioOutFrame":
+            elif pending_mel is not None and isinstance(f, AudioOutFrame):
                 self._ready.append((utt, pending_mel, f))
                 pending_mel = None
 
@@ -332,9 +333,11 @@ class LiveLoop:
             t.start()
 
     def stop(self, timeout: float = 3.0) -> None:
+        """Stop both threads (callable from one of them, e.g. a stop command handled on the clock thread)."""
         self._stop.set()
         for t in self._threads:
-            t.join(timeout)
+            if t is not threading.current_thread():
+                t.join(timeout)
 
     @property
     def running(self) -> bool:

@@ -38,6 +38,7 @@ STATUS_KEYS = (
     "latency_ms", "latency_p95_ms", "queue_ms", "error", "heartbeat", "cmd_ack", "video_segment",
     "audio_segment", "video_generation", "api_port", "token_file", "frames_published", "frames_repeated",
 )
+STATES = ("starting", "loading", "idle", "speaking", "paused", "stopping", "stopped", "error")
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 

@@ -379,6 +379,9 @@ class RingWriter:
         self._buf = None
         try:
             self._shm.close()
+        except BufferError:  # a numpy view of a slot is still alive somewhere: the unlink matters more
+            pass
+        try:
             if unlink:
                 self._shm.unlink()
         except FileNotFoundError:

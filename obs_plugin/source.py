@@ -24,6 +24,10 @@ from obs_plugin.shm_layout import (AUDIO_MAGIC, SAMPLE_F32, VIDEO_MAGIC, RingRea
 
 POLL_S = 0.004  # 250 Hz: a 25 fps frame is picked up within 4 ms of being published
 RECHECK_S = 0.5  # how often to check that the mapped segment is still the live one
+# Both streams are presented this long after their pts: audio then reaches OBS before its timestamp even when
+# the backend publishes it just in time (late audio makes libobs grow its audio buffering mid-stream, which
+# shifted audio by a frame or more in recordings), and frames that arrive a little late still keep their slot.
+SYNC_SLACK_NS = int(os.environ.get("S2L_OBS_SLACK_MS", "60")) * 1_000_000
 
 
 class _Ring:
@@ -148,7 +152,7 @@ class Pusher:
                         self._push_audio(ar, slot)
                 if vr is not None:
                     queue.extend(vr.poll_all())
-                    due, wait = _take_due(queue, monotonic_ns(), wait)
+                    due, wait = _take_due(queue, monotonic_ns() - SYNC_SLACK_NS, wait)
                     if due is not None:
                         self._push_video(vr, due)
                         times.append(now)
@@ -180,7 +184,7 @@ class Pusher:
         f.linesize[0] = h.c
         f.width = h.a
         f.height = h.b
-        f.timestamp = max(0, slot.pts_ns)
+        f.timestamp = max(0, slot.pts_ns + SYNC_SLACK_NS)
         f.format = libobs.VIDEO_FORMAT_BGRA
         f.full_range = True
         self.lib.obs_source_output_video(self.source, ctypes.byref(f))
@@ -207,7 +211,7 @@ class Pusher:
         # half a tick after its pts; the audio is placed exactly at its timestamp, so it gets the same
         # half tick. libobs keeps continuous audio continuous (it ignores timestamp jitter < 70 ms), so this
         # bias and the user's delay take effect from the first block after a (re)start or a gap.
-        a.timestamp = max(0, slot.pts_ns + self.audio_bias_ns + delay_ns)
+        a.timestamp = max(0, slot.pts_ns + SYNC_SLACK_NS + self.audio_bias_ns + delay_ns)
         self.lib.obs_source_output_audio(self.source, ctypes.byref(a))
         self.stats["audio_blocks"] += 1
 

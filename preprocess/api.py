@@ -300,6 +300,8 @@ def _calibrate_mouth(package_dir: Path, report: PackageReport) -> None:
             return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            calibrate(package_dir)
+            result = calibrate(package_dir)
+        if isinstance(result, dict) and result.get("warning"):
+            report.warnings.append(str(result["warning"]))
     except Exception as exc:  # noqa: BLE001 - any failure of an optional step must not fail the package
         report.warnings.append(f"mouth calibration failed: {type(exc).__name__}: {exc}")

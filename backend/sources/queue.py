@@ -2,8 +2,9 @@
 
 An `Utterance` is a growing 16 kHz buffer plus the arrival time of each chunk, so the live loop can measure
 latency as "sample entered → its frame published". For audio that arrives faster than real time (a file,
-a fast TTS) a sample counts as entered no earlier than `first arrival + its position / 16 kHz`: it could not
-have been heard earlier, so the figure is the pipeline's delay, not the length of the queue.
+a fast TTS) a sample counts as entered no earlier than `start + its position / 16 kHz` (start = first arrival, or when
+the loop got to the utterance after the speech queued before it): it could not have been heard earlier, so
+the figure is the pipeline's delay; waiting behind earlier speech is reported separately as queue_ms.
 
 Barge-in: `flush()` cancels every utterance (a stream still sending is ignored from then on).
 """
@@ -35,6 +36,7 @@ class Utterance:
         self.ended = False
         self.cancelled = False
         self.taken = 0  # samples already handed to the live loop
+        self.started_ns = 0  # when the live loop began playing it (after what was queued before it)
 
     def append(self, pcm: np.ndarray, now_ns: int | None = None) -> None:
         pcm = np.ascontiguousarray(pcm, dtype=np.float32).reshape(-1)
@@ -63,13 +65,14 @@ class Utterance:
         return np.concatenate(parts) if len(parts) > 1 else parts[0], done
 
     def entered_ns(self, sample: int) -> int:
-        """When sample `sample` entered: its chunk's arrival, but not before first arrival + position/rate."""
+        """When sample `sample` entered: its chunk's arrival, but not before it was due, i.e. the utterance's
+        start (first arrival, or when the live loop got to it after earlier speech) + position / rate."""
         with self._lock:
             if not self._arrivals:
                 return time.monotonic_ns()
             i = min(bisect.bisect_right(self._ends, sample), len(self._ends) - 1)
             arrival = self._arrivals[i]
-            due = self._arrivals[0] + sample * 1_000_000_000 // SAMPLE_RATE
+            due = max(self._arrivals[0], self.started_ns) + sample * 1_000_000_000 // SAMPLE_RATE
         return max(arrival, due)
 
     @property

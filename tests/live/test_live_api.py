@@ -131,3 +131,46 @@ def test_bad_pcm_query_is_a_400(api):
         client.request("POST", "/pcm?rate=16000&format=mp3", body=b"\x00\x00")
     with pytest.raises(UserError, match="400"):
         client.request("POST", "/say", body={"nothing": 1})
+
+
+def _ws_frame(opcode: int, data: bytes) -> bytes:
+    mask = os.urandom(4)
+    n = len(data)
+    head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def test_websocket_pcm_stream_with_token_in_the_query(api):
+    import base64
+    import socket
+
+    server, app = api
+    x = (np.arange(3200) % 200 - 100).astype("<i2")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /ws/pcm?rate=16000&channels=1&format=s16&token={server.token} HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        f = sock.makefile("rb")
+        assert b"101" in f.readline()
+        while f.readline() not in (b"\r\n", b""):
+            pass
+        data = x.tobytes()
+        for i in range(0, len(data), 101):
+            sock.sendall(_ws_frame(0x2, data[i:i + 101]))
+        sock.sendall(_ws_frame(0x1, b"end"))
+        head = f.read(2)
+        reply = json.loads(f.read(head[1] & 0x7F))
+    assert reply["seconds"] == pytest.approx(0.2)
+    pcm, _ = app.queue.head().take_new()
+    np.testing.assert_allclose(pcm, x / 32768.0, atol=1e-7)
+
+
+def test_websocket_without_token_is_refused(api):
+    import socket
+
+    server, _app = api
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /ws/pcm?rate=16000 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n")
+        assert b"401" in sock.makefile("rb").readline()

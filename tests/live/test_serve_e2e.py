@@ -221,6 +221,8 @@ def test_kill9_then_restart_reclaims_and_two_sessions_run_side_by_side(synthetic
             assert len(cap.video) >= 10 and video.header.pid == second.proc.pid
             video.close(), audio.close()
             assert C.ControlClient(b).alive()
+            C.ControlClient(a).post("stop")  # graceful stop through the mailbox (what OBS does first)
+            assert second.proc.wait(15) == 0
         finally:
             assert second.stop() == 0
         assert segments(a) == []

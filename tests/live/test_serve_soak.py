@@ -57,44 +57,39 @@ def test_ten_minutes_of_speech_memory_flat_and_av_locked(synthetic_avatar, media
         video, audio = open_readers(session)
         t0 = time.monotonic()
         rss_warm = None
-        last_v = None
-        vcount = acount = speech_blocks = 0
-        pts_window: set = set()
-        apending: list = []
+        grid = None  # (pts, sequence) of the first video frame: every later slot must sit on this grid
+        vcount = acount = speech_blocks = missed = 0
+        last_seq = None
         while time.monotonic() - t0 < seconds:
             for s in video.poll_all():
-                if last_v is not None:
-                    assert s.pts_ns - last_v == FRAME_NS, f"video gap at {s.pts_ns}"
-                last_v = s.pts_ns
-                pts_window.add(s.pts_ns)
+                if grid is None:
+                    grid = (s.pts_ns, s.sequence)
+                assert s.pts_ns - grid[0] == (s.sequence - grid[1]) * FRAME_NS, "video left the 40 ms grid"
+                if last_seq is not None:
+                    missed += s.sequence - last_seq - 1  # the reader was descheduled (ring lapped)
+                last_seq = s.sequence
                 vcount += 1
             for s in audio.poll_all():
-                apending.append(s.pts_ns)
+                if grid is not None:  # audio block n is published with video frame n: same pts, always
+                    assert s.pts_ns - grid[0] == (s.sequence - grid[1]) * FRAME_NS, "A/V offset moved"
                 acount += 1
                 speech_blocks += bool(s.flags & S.FLAG_SPEECH)
-            keep = []
-            for p in apending:  # every audio block carries the pts of a published video frame
-                if p in pts_window:
-                    continue
-                if last_v is not None and p < last_v - 10 * FRAME_NS:
-                    raise AssertionError(f"audio block at {p} has no video frame with the same pts")
-                keep.append(p)
-            apending = keep
-            if len(pts_window) > 2000:
-                pts_window = {p for p in pts_window if p >= last_v - 100 * FRAME_NS}
             if rss_warm is None and time.monotonic() - t0 > min(60, seconds / 5):
                 rss_warm = proc.memory_info().rss
             time.sleep(0.01)
+        status = serve.control.status()
+        elapsed = time.monotonic() - t0
         rss_end = proc.memory_info().rss
         video.close(), audio.close()
         stop.set()
         talker.join(30)
-        elapsed = time.monotonic() - t0
         assert not errors, errors[:3]
-        assert vcount >= 0.97 * 25 * elapsed and abs(acount - vcount) <= 130
+        assert vcount + missed >= 0.97 * 25 * elapsed and acount >= 0.97 * 25 * elapsed
         assert speech_blocks > 0.3 * acount
+        assert status["frames_published"] >= 0.97 * 25 * elapsed
         growth = (rss_end - rss_warm) / rss_warm
-        print(f"soak {elapsed:.0f}s: {vcount} frames, {speech_blocks} speech blocks, "
+        print(f"soak {elapsed:.0f}s: {vcount} frames read ({missed} missed by the reader), {speech_blocks} "
+              f"speech blocks, latency p50/p95 {status['latency_ms']}/{status['latency_p95_ms']} ms, "
               f"rss {rss_warm / 2**20:.1f} -> {rss_end / 2**20:.1f} MiB ({100 * growth:+.2f} %)")
         assert growth < 0.05
     finally:
