@@ -269,7 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
             mask = self.rfile.read(4) if masked else b""
             data = self.rfile.read(n)
             if mask:
-                data = bytes(b ^ mask[i % 4] for i, b in enumerate(data)) if n < 64 else _unmask(data, mask)
+                data = _unmask(data, mask)
             if opcode == 0x8:
                 return
             if opcode == 0x9:

@@ -112,6 +112,8 @@ def invert_affine_2x3(m: np.ndarray) -> np.ndarray:
     a, b, tx = (float(v) for v in m[0])
     c, d, ty = (float(v) for v in m[1])
     det = a * d - b * c
+    if det == 0.0:
+        return np.full((2, 3), np.nan)
     ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
     return np.array([[ia, ib, -(ia * tx + ib * ty)], [ic, id_, -(ic * tx + id_ * ty)]])
 
@@ -124,7 +126,10 @@ def roi_of_mask(mask: np.ndarray, frame_to_face: np.ndarray, width: int, height:
         return 0, 0, 0, 0
     corners = np.array([[xs.min() - 1, ys.min() - 1], [xs.max() + 1, ys.min() - 1],
                         [xs.min() - 1, ys.max() + 1], [xs.max() + 1, ys.max() + 1]], np.float64)
-    pts = apply_affine(invert_affine_2x3(frame_to_face), corners)
+    with np.errstate(all="ignore"):
+        pts = apply_affine(invert_affine_2x3(frame_to_face), corners)
+    if not np.all(np.isfinite(pts)) or np.abs(pts).max() > 1e6:  # degenerate geometry: leave the frame alone
+        return 0, 0, 0, 0
     x0 = int(np.floor(pts[:, 0].min())) - margin
     y0 = int(np.floor(pts[:, 1].min())) - margin
     x1 = int(np.ceil(pts[:, 0].max())) + margin + 1
@@ -180,6 +185,10 @@ class Compositor:
         pkg = self.package
         m = frame_to_face_affine(pkg, index, crop, size)
         lm = np.asarray(pkg.track.landmarks[index], np.float64)
+        det = float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
+        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(lm)) and abs(det) > 1e-12):
+            empty = np.zeros((size, size), np.uint8)  # a broken track row: show the footage, never crash
+            return self._remember(key, FacePlacement(size, m, empty, empty.astype(bool), (0, 0, 0, 0), m))
         poly = apply_affine(m, L.lower_face_polygon(lm))
         feather = self.feather if self.feather is not None else max(2.0, size / 12.0)
         mask = lower_face_mask(poly, size, feather)
@@ -188,7 +197,9 @@ class Compositor:
         x, y = roi[0], roi[1]
         roi_to_face = m.copy()
         roi_to_face[:, 2] += m[:, :2] @ np.array([x, y], np.float64)
-        placed = FacePlacement(size, m, mask, ring, roi, roi_to_face)
+        return self._remember(key, FacePlacement(size, m, mask, ring, roi, roi_to_face))
+
+    def _remember(self, key, placed: FacePlacement) -> FacePlacement:
         self._cache[key] = placed
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -134,3 +134,13 @@ def test_stage_push_passes_other_frames():
     assert isinstance(vf, VideoFrame) and vf.pts_ns == 5 and vf.index == 3 and vf.avatar_index == 1
     marker = object()
     assert comp.push(marker) == [marker]
+
+
+def test_degenerate_geometry_leaves_the_frame_alone():
+    pkg = _package()
+    pkg.track.head_affine[0][:] = 0.0  # a broken track: singular affine
+    pkg.track.landmarks[1][:] = np.nan
+    comp = Compositor(pkg)
+    for i in (0, 1):
+        out = comp.compose(FaceFrame(0, 0, i, _face(pkg, "head", 255), blend=1.0))
+        assert np.array_equal(out, pkg.frame(i))

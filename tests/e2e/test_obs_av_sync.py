@@ -3,7 +3,7 @@
 The offset in OBS's own recording (x264 + AAC in mkv) must stay within ±40 ms (one 25 fps frame):
 the plugin hands video and audio to OBS with the backend's pts (unbuffered async source), so OBS's own
 clock keeps them together. Uses the fake backend's `av-sync` pattern; test_obs_serve.py does the same
-with the real backend when it provides `--test-pattern av-sync`.
+with the real backend (tests/e2e/serve_flash.py paints the frames where a `say`d beep starts).
 """
 from __future__ import annotations
 

@@ -119,33 +119,6 @@ def test_switch_avatar_without_restart(obs):
     assert (ControlClient(obs.session).status() or {}).get("avatar") == "synthetic"
 
 
-def _serve_has_av_pattern() -> bool:
-    import argparse
-
-    from backend import serve_cli
-
-    parser = argparse.ArgumentParser()
-    serve_cli.add_arguments(parser)
-    return any("--test-pattern" in a.option_strings for a in parser._actions)
-
-
-def test_av_sync_with_real_backend(obs):
-    """Same measurement as test_obs_av_sync.py, with `serve --test-pattern av-sync` (flash + beep, same pts)."""
-    if not _serve_has_av_pattern():
-        pytest.skip("stream-wav2lip serve has no --test-pattern av-sync yet")
-    from test_obs_av_sync import record_offset
-
-    obs.client.set_input_settings(obs.name, {"serve_args": "--test-pattern av-sync"}, True)
-    time.sleep(1.0)
-    obs.wait_status(obs.name, "running", timeout=START_TIMEOUT_S)
-    h, w = obs.screenshot(obs.name).shape[:2]
-    path, result = record_offset(obs, obs.name, roi=(20, min(h, 720) - 20, 20, min(w, 1280) - 20))
-    print(f"real backend A/V offsets (ms): {result.offsets_ms}; median {result.median_ms:.1f}")
-    obs.client.set_input_settings(obs.name, {"serve_args": ""}, True)
-    assert len(result.offsets_ms) >= 5, result
-    assert abs(result.median_ms) <= 40, result
-
-
 def test_av_sync_real_backend_pipeline(obs, tmp_path):
     """The real backend's clock and speech path, with frames painted white where a beep starts
     (tests/e2e/serve_flash.py): `say` a file of beeps, record 10 s in OBS, measure the offset."""

@@ -10,7 +10,6 @@ import os
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from backend.frames import FRAME_NS
