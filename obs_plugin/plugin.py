@@ -140,6 +140,8 @@ class AvatarSource:
             text = f"starting ({detail})"
             if self.supervisor.recent_error():
                 text += f" · after: {self.supervisor.recent_error()}"
+        elif st["writer_alive"] and st["fps"] > 0:  # e.g. `stream-wav2lip serve --session <this name>` by hand
+            text = f"showing a backend started outside OBS · {st['fps']:.1f} fps (Start would conflict with it)"
         else:
             text = "stopped"
             if self.supervisor.last_error:

@@ -19,6 +19,7 @@ STEPS = int(os.environ.get("S2L_SMOKE_STEPS", "300"))
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_syncnet96_learns_and_peaks_at_zero_offset(media_dir: Path, tmp_path: Path):
     import models
     from training import syncnet_trainer
@@ -31,7 +32,8 @@ def test_syncnet96_learns_and_peaks_at_zero_offset(media_dir: Path, tmp_path: Pa
                                           "--batch-size", "16", "--lr", "1e-4", "--seed", "1",
                                           "--max-steps", str(STEPS), "--eval-every", "100", "--eval-batches", "4",
                                           "--save-every", str(STEPS), "--workers", "0", "--threads", "2",
-                                          "--resume", "none", "--no-progress"])
+                                          "--resume", "none", "--log-every", "20",
+                                          "--progress" if os.environ.get("S2L_SMOKE_PROGRESS") else "--no-progress"])
     result = syncnet_trainer.train(args)
     final = result["history"][-1]["mean20_loss"]
     crossed = next((h["step"] for h in result["history"] if h["mean20_loss"] < 0.6 and h["step"] >= 20), None)
