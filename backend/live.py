@@ -319,6 +319,7 @@ class LiveLoop:
         self._last_image: np.ndarray | None = None
         self._last_shown: tuple[int, bool] = (0, False)
         self._render_ema_ns = {False: 5e6, True: 30e6}  # idle / speech batch render time
+        self._frame_ema_ns = 5e6  # render time per speech frame (decides the stride when slower than 25 fps)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pending_switch: AvatarView | None = None
@@ -352,6 +353,12 @@ class LiveLoop:
             dropped = self.queue.flush()
             self._drop_planned()
         return dropped
+
+    def queued_samples(self) -> int:
+        """Speech not yet published: queued, in the features stage, and planned for frames still ahead."""
+        with self._lock:
+            planned = sum(1 for p in self._planned.values() if p.speech)
+            return self.timeline.queued_samples() + SAMPLES_PER_FRAME * planned
 
     def switch_avatar(self, view: AvatarView) -> None:
         """Show `view` from the next unplanned frame on (queued speech is dropped: it was planned for the old one)."""
@@ -405,11 +412,22 @@ class LiveLoop:
                         self.stats.skipped += 1
                         speech = self.timeline.speech_ready()
                     plans = [self.timeline.plan()]
-                    while (plans[-1].mel is not None and len(plans) < self.batch_size
-                           and self.timeline.speech_ready()):
+                    self._planned[plans[0].k] = plans[0]
+                    # a renderer slower than 25 fps renders every `stride`-th frame (evenly spaced motion
+                    # instead of bursts of 4 frames and a long freeze); the frames between are planned
+                    # (their audio plays) and repeat the previous image
+                    stride = max(1, -(-int(self._frame_ema_ns) // FRAME_NS)) if plans[0].mel is not None else 1
+                    while plans[-1].mel is not None and len(plans) < self.batch_size:
+                        between = []
+                        while len(between) < stride - 1 and self.timeline.speech_ready():
+                            between.append(self.timeline.plan())
+                        if not self.timeline.speech_ready():
+                            break
+                        for b in between:
+                            self._planned[b.k] = b
+                            self.stats.skipped += 1
                         plans.append(self.timeline.plan())
-                    for p in plans:
-                        self._planned[p.k] = p
+                        self._planned[plans[-1].k] = plans[-1]
                     renderer = self.renderer
             if plans is None:
                 time.sleep(min(0.005, max(0.0005, (wake - now) / 1e9)))
@@ -420,6 +438,8 @@ class LiveLoop:
             speech_batch = any(p.mel is not None for p in plans)
             ema = self._render_ema_ns[speech_batch]
             self._render_ema_ns[speech_batch] = 0.8 * ema + 0.2 * dt if dt < 4 * ema else 0.5 * ema + 0.5 * dt
+            if speech_batch:
+                self._frame_ema_ns = 0.8 * self._frame_ema_ns + 0.2 * dt / len(plans)
             self.stats.rendered += len(plans)
             self.stats.render_times.extend([time.monotonic_ns()] * len(plans))
 

@@ -231,7 +231,7 @@ class ServeApp:
             "render_fps": stats.rate(stats.render_times, now),
             "latency_ms": None if p50 is None else round(p50, 1),
             "latency_p95_ms": None if p95 is None else round(p95, 1),
-            "queue_ms": round(self.loop.timeline.queued_samples() / 16.0, 1),
+            "queue_ms": round(self.loop.queued_samples() / 16.0, 1),
             "frames_published": stats.published,
             "frames_repeated": stats.repeated,
         }

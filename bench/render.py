@@ -10,7 +10,7 @@ face crop JPEG), features (incremental mel + gate), crop (network input tensors)
 (BGR → I420 + libx264), as thread CPU time (immune to other processes on a shared machine) and wall time.
 Target: everything but the network <= 10 ms per 1080p frame.
 
-    .venv/bin/python bench/render.py [--checkpoint CKPT] [--avatar DIR] [--seconds 4] [--batch 8] [--threads 2]
+    .venv/bin/python bench/render.py [--checkpoint CKPT] [--avatar DIR] [--seconds 4] [--batch 8] [--threads 2] [--part 1|2]
 
 Without --checkpoint a deterministic-weight wav2lip96 checkpoint is built in a temp folder; without --avatar a
 synthetic 1280x720 avatar is used. Numbers measured while other jobs share the CPU are noisy: the script prints
@@ -83,7 +83,7 @@ def part1(args, tmp: Path) -> dict:
 
     def end_to_end():
         return render(avatar, [wav_path], tmp / "out.mp4", generator=gen, batch_size=b, silence_gate=False,
-                      progress=False)
+                      progress=False, preset=args.render_preset)
 
     end_to_end()  # warm-up (compositor caches, encoder)
     best = {"model": (0.0, 0.0), "render": (0.0, 0.0)}  # (fps by wall clock, fps by process CPU time)
@@ -168,21 +168,23 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--presets", default="veryfast,ultrafast", help="x264 presets timed in part 2 (render: veryfast)")
-    ap.add_argument("--skip-model", action="store_true", help="only part 2")
+    ap.add_argument("--part", choices=("1", "2", "both"), default="both")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of part 1 (best kept)")
+    ap.add_argument("--render-preset", default="veryfast", help="x264 preset of the end-to-end render in part 1")
     args = ap.parse_args()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        if not args.skip_model:
+        if args.part in ("1", "both"):
             r = part1(args, tmp)
             print(f"\n## end-to-end vs model-only (device {args.device}, batch {args.batch}, {args.threads} threads, "
+                  f"x264 {args.render_preset}, "
                   f"avatar {r['avatar']}, {r['frames']} frames, load avg {load:.1f})")
             print("| model-only fps | render fps | ratio (target >= 0.9) | ratio of CPU time per frame |")
             print("|---|---|---|---|")
             print(f"| {r['model_fps']:.2f} | {r['render_fps']:.2f} | {r['ratio']:.3f} | {r['cpu_ratio']:.3f} |")
             print("render stage seconds:", {k: round(v, 2) for k, v in r["stages"].items()})
-        for size in ((1280, 720), (1920, 1080)):
+        for size in ((1280, 720), (1920, 1080)) if args.part in ("2", "both") else ():
             t = part2(size, tmp, args.presets.split(","))
             print(f"\n## everything but the network, {size[0]}x{size[1]}, one core "
                   f"(ms/frame; load avg {os.getloadavg()[0]:.1f})")

@@ -136,7 +136,8 @@ class Trainer:
 
         sampler = ResumableSampler(train_set, ctx, seed=args.seed, shuffle=True)
         loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-                            drop_last=True, pin_memory=ctx.device.type == "cuda")
+                            drop_last=True, pin_memory=ctx.device.type == "cuda",
+                            persistent_workers=args.workers > 0)  # keeps each worker's mel/crop caches
         val_loader = None
         if val_set is not None:
             val_sampler = ResumableSampler(val_set, ctx, seed=args.seed, shuffle=False)

@@ -198,6 +198,39 @@ def test_switch_avatar_of_another_size_recreates_the_video_ring(serve, synthetic
     assert serve.control.status()["avatar"] == synthetic_avatar.name
 
 
+def test_real_avatar_idle_is_the_footage_and_speech_changes_only_the_mouth(small_avatar, media_dir, tmp_path,
+                                                                          monkeypatch):
+    from backend.api import ApiClient
+    from backend.compositor import Compositor
+    from preprocess.package import AvatarPackage
+
+    pkg = AvatarPackage.open(small_avatar)
+    session = f"real{os.getpid()}"
+    env = {"S2L_RUNTIME_DIR": str(tmp_path)}
+    proc = ServeProcess(session, small_avatar, "--engine", "null", env=env)
+    try:
+        proc.wait_ready()
+        video, audio = open_readers(session)
+        idle = collect(video, audio, 0.5)
+        assert all(np.array_equal(_bgr(video, s), pkg.frame(s.index)) for s in idle.video)
+        monkeypatch.setenv("S2L_RUNTIME_DIR", str(tmp_path))
+        ApiClient(session).say([str(media_dir / CLIP)])
+        cap = collect(video, audio, 4.0)
+        comp = Compositor(pkg)
+        talking = [s for s in cap.video if s.flags & S.FLAG_SPEECH and not s.flags & S.FLAG_REPEAT]
+        assert len(talking) > 30
+        for slot in talking:
+            frame, ref = _bgr(video, slot), pkg.frame(slot.index)
+            x, y, w, h = comp.placement(slot.index, "head", pkg.face_size).roi
+            outside = np.ones(ref.shape[:2], bool)
+            outside[y:y + h, x:x + w] = False
+            assert np.array_equal(frame[outside], ref[outside])
+        video.close(), audio.close()
+    finally:
+        assert proc.stop() == 0, proc.stderr
+    assert segments(session) == []
+
+
 def test_kill9_then_restart_reclaims_and_two_sessions_run_side_by_side(synthetic_avatar, tmp_path):
     env = {"S2L_RUNTIME_DIR": str(tmp_path)}
     a, b = f"k{os.getpid()}a", f"k{os.getpid()}b"
