@@ -418,14 +418,14 @@ class LiveLoop:
                     # (their audio plays) and repeat the previous image
                     stride = max(1, -(-int(self._frame_ema_ns) // FRAME_NS)) if plans[0].mel is not None else 1
                     while plans[-1].mel is not None and len(plans) < self.batch_size:
-                        between = []
-                        while len(between) < stride - 1 and self.timeline.speech_ready():
-                            between.append(self.timeline.plan())
+                        for _ in range(stride - 1):
+                            if not self.timeline.speech_ready():
+                                break
+                            between = self.timeline.plan()
+                            self._planned[between.k] = between
+                            self.stats.skipped += 1
                         if not self.timeline.speech_ready():
                             break
-                        for b in between:
-                            self._planned[b.k] = b
-                            self.stats.skipped += 1
                         plans.append(self.timeline.plan())
                         self._planned[plans[-1].k] = plans[-1]
                     renderer = self.renderer
@@ -455,8 +455,15 @@ class LiveLoop:
             with self._lock:
                 plan = self._planned.pop(k, None)
                 if plan is None:  # the render worker is behind: plan it here (cheap) so its audio is not lost
-                    self.timeline.next_k = k
-                    plan = self.timeline.plan()
+                    if self.timeline.next_k < k:
+                        self.timeline.next_k = k
+                    if self.timeline.next_k == k:
+                        plan = self.timeline.plan()
+                    else:  # planned beyond k but k itself lost: never happens; keep the clock going
+                        log.error("frame %d was planned but lost; publishing silence", k)
+                        v = self.timeline.view
+                        index = schedule_index(k - self.timeline.k_base, v.frame_count, v.start, v.loop)
+                        plan = FramePlan(k, pts, index, SILENCE)
                 self._published_k = k
             image = plan.image
             fresh = image is not None

@@ -115,3 +115,37 @@ def test_threaded_loop_publishes_at_25fps_with_audio_paired_to_frames(view):
         if p.mel is None:
             assert np.array_equal(image, view.package.frame(p.avatar_index)), "idle = avatar footage"
     assert loop.stats.percentile(95) < 300
+
+
+class SlowGenerator(NullGenerator):
+    """A generator slower than real time (like Wav2Lip on a busy CPU): 70 ms per frame."""
+
+    def generate(self, batch):
+        time.sleep(0.07 * len(batch))
+        return super().generate(batch)
+
+
+def test_a_renderer_slower_than_25fps_drops_frames_evenly_but_never_audio(view):
+    slow = AvatarView(view.package, SlowGenerator(view.package.face_size), view.compositor)
+    q = SpeechQueue()
+    published = []
+    loop = LiveLoop(q, slow, [lambda plan, image: published.append(plan)])
+    loop._frame_ema_ns = 70e6  # as measured after the first batches
+    loop._render_ema_ns[True] = 280e6
+    loop.start()
+    try:
+        clip = _speech(0.8, seed=4)
+        q.add(clip)
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline and (loop.queued_samples() or not published or published[-1].speech):
+            time.sleep(0.02)
+    finally:
+        loop.stop()
+    assert loop.error is None
+    assert all(b.pts_ns - a.pts_ns == FRAME_NS for a, b in zip(published, published[1:]))
+    speech = [p for p in published if p.speech]
+    np.testing.assert_array_equal(np.concatenate([p.audio for p in speech])[: clip.size], clip)
+    rendered = [p.k for p in speech if not p.repeated]
+    assert 0 < len(rendered) < len(speech), "some frames rendered, the rest repeated"
+    gaps = np.diff(rendered)
+    assert gaps.max() <= 4, f"rendered frames are spread out, not bursts and freezes: {rendered}"

@@ -98,4 +98,6 @@ def test_sync_offset_on_a_video_file(media_dir: Path, tmp_path: Path, capsys):
     ckpt = _expert_checkpoint(tmp_path)
     video = media_dir / "video-retalking__examples_face_5.mp4"
     assert main(["sync-offset", "--checkpoint", str(ckpt), str(video), "--max-windows", "10"]) == 0
-    assert "best offset" in capsys.readouterr().out or "in sync" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "video-retalking__examples_face_5.mp4: 1 clip(s)" in out or "2 clip(s)" in out
+    assert "best offset" in out or "in sync" in out
