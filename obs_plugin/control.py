@@ -16,8 +16,15 @@ Segments of session S (on Linux files in /dev/shm; on Windows named mappings of 
   Ids increase by one; the mailbox keeps the last `MAILBOX_KEEP` commands; the backend executes every
   command whose id is above the status key ``cmd_ack`` and then sets ``cmd_ack`` to it.
 
-The backend is dead when its status segment is missing, its ``pid`` is gone, or its ``heartbeat``
-(CLOCK_MONOTONIC ns, refreshed at least every 100 ms) is more than `STALE_NS` old.
+Commands: ``start`` (resume after pause), ``pause`` (flush and ignore new speech/microphone until start),
+``stop`` (graceful exit: the backend unlinks every segment and exits 0; send SIGTERM if it is still there
+after a few seconds), ``flush`` (barge-in), ``switch_avatar`` with ``"avatar": "<package dir>"``.
+
+The backend is dead when its status segment is missing, its ``pid`` is gone, its ``state`` is "stopped", or
+its ``heartbeat`` (CLOCK_MONOTONIC ns, refreshed at least every 100 ms) is more than `STALE_NS` old
+(`status_is_alive`). The rings (``s2l_S_video``, ``s2l_S_audio``, see `obs_plugin.shm_layout`) carry the same
+writer heartbeat and pid in their headers. Re-open the rings when the status ``pid`` or ``video_generation``
+changes (a restarted backend, or an avatar of another size: the video ring is re-created under the same name).
 """
 from __future__ import annotations
 

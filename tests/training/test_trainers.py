@@ -124,6 +124,22 @@ def test_wav2lip96_l1_falls_on_real_faces(media_dir: Path, tmp_path: Path):
           f"({result['seconds']:.0f} s for 30 steps)")
     assert sum(l1[-5:]) / 5 < 0.8 * sum(l1[:5]) / 5
 
+    # the trained checkpoint drives `render` (and `inspect`) like any reference checkpoint
+    import numpy as np
+    import soundfile
+
+    from preprocess.synthetic import write_synthetic_package
+    from stream_wav2lip.cli import main
+
+    avatar = write_synthetic_package(tmp_path / "avatar", frames=20)
+    speech = tmp_path / "speech.wav"
+    soundfile.write(str(speech), (0.2 * np.sin(np.arange(16000) * 0.05)).astype(np.float32), 16000)
+    ckpt = tmp_path / "w" / "checkpoint_step000000030.pth"
+    assert main(["inspect", str(ckpt)]) == 0
+    assert main(["render", "--avatar", str(avatar), "--audio", str(speech), "--checkpoint", str(ckpt),
+                 "-o", str(tmp_path / "out.mp4"), "--device", "cpu", "--no-progress"]) == 0
+    assert (tmp_path / "out.mp4").stat().st_size > 0
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("disc", ["disc_qual96", "nlayer_disc"])
