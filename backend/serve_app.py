@@ -86,6 +86,8 @@ class ServeApp:
         except FileExistsError as exc:
             raise UserError(str(exc)) from None
         self._closers.append(self.control.close)
+        self._loading = self.control.keep_alive()  # heartbeat while loading; the clock takes over in start()
+        self._closers.append(self._loading.set)
         try:
             self._open(avatar, api_port, mic, mic_gate_db, play_audio, preview, keep_latencies)
         except BaseException:
@@ -146,6 +148,7 @@ class ServeApp:
         if self.api is not None:
             self.api.start()
         self.loop.start()
+        self._loading.set()
 
     def wait(self, stop: threading.Event, duration: float | None = None) -> int:
         """Block until `stop` is set, the loop fails, a stop command arrives or `duration` passes."""
@@ -164,6 +167,8 @@ class ServeApp:
         if self._closed:
             return
         self._closed = True
+        if getattr(self, "_loading", None) is not None:
+            self._loading.set()
         try:
             self.control.update(state="stopping")
         except Exception:  # noqa: BLE001

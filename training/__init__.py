@@ -9,6 +9,8 @@ Modules, one job each:
   checkpoints    atomic checkpoints in the reference format plus what an exact resume needs
   distributed    torchrun / DDP set-up (gloo on CPU, NCCL on GPU) and the sampler that can skip ahead
   monitor        TensorBoard scalars and image grids, tqdm progress
+  config         shared flags, JSON/YAML config files, printing the effective config
+  loop           the step/eval/save/resume loop both trainers share
   syncnet_trainer / wav2lip_trainer   the two training loops
   sync_offset    the audio-offset sweep with a trained expert
 CLIs: cli_syncnet (`train-syncnet`), cli_wav2lip (`train-wav2lip`), cli_sync_offset (`sync-offset`),

@@ -89,6 +89,20 @@ class ControlChannel:
         # one memcpy of the whole JSON (SharedMemoryDict.update would re-read first; we are the only writer)
         self._status._save_memory(self._values)
 
+    def keep_alive(self, interval: float = 0.08) -> threading.Event:
+        """Refresh the heartbeat from a thread until the returned event is set (while loading: the avatar
+        and the model can take seconds, and a supervisor must not mistake that for a dead backend)."""
+        done = threading.Event()
+
+        def beat():
+            while not done.wait(interval):
+                if self._status is None:
+                    return
+                self.heartbeat()
+
+        threading.Thread(target=beat, name="s2l-heartbeat", daemon=True).start()
+        return done
+
     @property
     def values(self) -> dict:
         with self._lock:

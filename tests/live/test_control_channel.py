@@ -131,3 +131,15 @@ def test_session_names_are_validated():
         with pytest.raises(ValueError):
             C.valid_session(bad)
     assert C.session_from_label("My Avatar!") == "My_Avatar_"
+
+
+def test_heartbeat_keeps_going_while_the_backend_loads(session):
+    ch = ControlChannel(session)
+    try:
+        done = ch.keep_alive(interval=0.02)
+        first = C.ControlClient(session).status()["heartbeat"]
+        time.sleep(0.15)
+        assert C.ControlClient(session).status()["heartbeat"] > first
+        done.set()
+    finally:
+        ch.close()
