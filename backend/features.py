@@ -27,7 +27,6 @@ from models import audio as mel_audio
 HOP = mel_audio.HOP
 N_FFT = mel_audio.N_FFT
 WINDOW_STEPS = mel_audio.WINDOW_STEPS
-_frames_to_mel = getattr(mel_audio, "frames_to_mel", None) or mel_audio._frames_to_mel  # noqa: SLF001
 
 
 def frames_for_samples(num_samples: int) -> int:
@@ -182,7 +181,7 @@ class MelStream:
         elif index.max() >= n:
             raise AssertionError("column needs samples not received yet")
         frames = self._emph[index - self._base]
-        self._append_mel(_frames_to_mel(frames))
+        self._append_mel(mel_audio.frames_to_mel(frames))
         self.columns = upto
 
     def _append_mel(self, mel: np.ndarray) -> None:

@@ -3,19 +3,23 @@
 Why it is shaped like this:
 
 * **One clock.** Output frame k has pts = t0 + k * 40 ms on CLOCK_MONOTONIC (libobs' clock). The publisher
-  thread is the only thing that waits: at pts_k it writes video frame k *and* audio block k (the 640 samples
-  planned for frame k) with the same pts, so audio leaves exactly as late as the frame rendered for it and the
-  A/V offset is constant to the sample, for hours.
+  thread is the only thing that waits: at pts_k it writes video frame k, and `audio_lead` earlier (100 ms in
+  `serve`) audio block k (the 640 samples planned for frame k), stamped with the same pts_k. Both carry the
+  frame's pts, so the A/V offset is constant to the sample, for hours; the audio goes out ahead because a
+  consumer that mixes audio (OBS) must have each block *before* its timestamp -- audio that arrives just in
+  time makes libobs grow its audio buffering mid-stream, which shifts audio against video.
 * **Plan late, render just in time.** What frame k shows (idle footage, or utterance frame i with its mel
-  window and audio block) is decided by `Timeline.plan()` only shortly before pts_k (the render lead, measured
-  from recent render times). Speech arriving now therefore starts about one render lead later (plus the 0.2 s
-  look-ahead the features need when audio arrives in real time), and barge-in drops at most what is planned.
+  window and audio block) is decided by `Timeline.plan()` only shortly before pts_k: the render lead (measured
+  from recent render times) or the audio lead plus a small margin, whichever is longer, because the audio
+  block must exist when it is published. Speech arriving now therefore starts about one lead later (plus the
+  0.2 s look-ahead the features need when audio arrives in real time).
 * **Never stretch audio.** If a frame is not rendered by its pts the publisher repeats the previous image but
   still publishes that frame's audio block; if the publisher itself is late it catches up without skipping
   audio. If a real-time stream stalls, the planner inserts idle frames (silence) and continues the utterance
   after them: a pause, never a stretch.
 * **Barge-in is a frame.** `flush()` cancels the queue and pushes a FlushFrame through the stages; frames
-  already planned but not yet published are re-planned as idle.
+  already planned but whose audio is not yet published are re-planned as idle. Published audio cannot be taken
+  back, so up to `audio_lead` (100 ms) of the old speech still plays after a flush, with its own frames.
 """
 from __future__ import annotations
 
@@ -73,6 +77,7 @@ class FramePlan:
     shown_index: int = -1
     shown_generated: bool = False
     repeated: bool = False
+    package: object = None  # the avatar package it was planned on (an avatar switch may come before it plays)
 
 
 @dataclass
@@ -129,9 +134,9 @@ class Timeline:
             pcm = np.zeros(SAMPLES_PER_FRAME, np.float32)
             pcm[:audio.pcm.size] = audio.pcm[:SAMPLES_PER_FRAME]
             return FramePlan(k, self.clock.pts(k), avatar_index, pcm, True, mel, blend,
-                             utt.entered_ns(mel.index * SAMPLES_PER_FRAME))
+                             utt.entered_ns(mel.index * SAMPLES_PER_FRAME), package=view.package)
         self._past_speech.append(False)
-        return FramePlan(k, self.clock.pts(k), avatar_index, SILENCE)
+        return FramePlan(k, self.clock.pts(k), avatar_index, SILENCE, package=view.package)
 
     def speech_ready(self) -> bool:
         """True when the next frame would be a speech frame (lets the worker fill a micro-batch)."""
@@ -261,7 +266,7 @@ class Renderer:
         import cv2
 
         gen = self.view.generator
-        face = self.view.package.face(avatar_index, gen.crop if gen.crop in ("head", "body") else "head")
+        face = self.view.package.face(avatar_index, gen.crop if gen.crop in ("head", "heads", "body") else "head")
         if face.shape[0] != gen.face_size:
             face = cv2.resize(face, (gen.face_size, gen.face_size), interpolation=cv2.INTER_AREA)
         return face
@@ -297,17 +302,24 @@ class LiveLoop:
     """Runs the render worker and the publisher (the clock) until `stop()`.
 
     `sinks` are callables sink(plan, image) invoked by the publisher at pts for every frame, in order, with
-    the frame's audio in plan.audio (ring writers, playback, preview).
+    the frame's audio in plan.audio (video ring, local playback, preview). `audio_sinks` are callables
+    sink(plan) invoked `audio_lead_ms` before pts for every frame, in order (the audio ring): plan.pts_ns is
+    still the frame's pts, plan.image is not there yet.
     """
 
     def __init__(self, queue: SpeechQueue, view: AvatarView, sinks: list, *, batch_size: int = 4,
                  clock: Clock | None = None, on_tick: Callable[["LiveLoop"], None] | None = None,
-                 min_lead_ms: float = 12.0, max_lead_ms: float = 400.0):
+                 min_lead_ms: float = 12.0, max_lead_ms: float = 400.0, audio_sinks: list = (),
+                 audio_lead_ms: float = 0.0):
         self.queue = queue
         self.clock = clock or Clock()
         self.timeline = Timeline(queue, view, self.clock)
         self.renderer = Renderer(view)
         self.sinks = list(sinks)
+        self.audio_sinks = list(audio_sinks)
+        if not 0 <= audio_lead_ms <= 1000:
+            raise ValueError(f"audio lead {audio_lead_ms} ms: use 0..1000")
+        self.audio_lead_ns = int(audio_lead_ms * 1e6)
         self.batch_size = max(1, min(4, int(batch_size)))
         self.on_tick = on_tick
         self.min_lead_ns = int(min_lead_ms * 1e6)
@@ -315,7 +327,8 @@ class LiveLoop:
         self.stats = LiveStats()
         self._lock = threading.Lock()
         self._planned: dict[int, FramePlan] = {}
-        self._published_k = -1
+        self._published_k = -1  # last frame whose video went out
+        self._audio_k = -1  # last frame whose audio went out (>= _published_k; its plan is final)
         self._last_image: np.ndarray | None = None
         self._last_shown: tuple[int, bool] = (0, False)
         self._render_ema_ns = {False: 5e6, True: 30e6}  # idle / speech batch render time
@@ -348,7 +361,9 @@ class LiveLoop:
         return self._stop.wait(timeout)
 
     def flush(self) -> int:
-        """Barge-in: drop queued speech and every planned-but-unpublished frame (they are re-planned idle)."""
+        """Barge-in: drop queued speech and every planned frame whose audio is not out yet (re-planned idle).
+
+        Frames whose audio block was already published (at most `audio_lead` ahead) still play as planned."""
         with self._lock:
             dropped = self.queue.flush()
             self._drop_planned()
@@ -368,7 +383,7 @@ class LiveLoop:
             self._pending_switch = view
 
     def _drop_planned(self) -> None:
-        first = self._published_k + 1
+        first = self._audio_k + 1
         self._planned = {k: p for k, p in self._planned.items() if k < first}
         self.timeline.rewind(first)
         self.timeline._sync_flush()
@@ -385,7 +400,10 @@ class LiveLoop:
 
     # ------------------------------------------------------------------ render worker
     def _lead_ns(self, speech: bool) -> int:
-        return int(min(self.max_lead_ns, max(self.min_lead_ns, 1.5 * self._render_ema_ns[speech] + 5e6)))
+        """How long before its pts a frame is planned (and its render started): enough for the render, and
+        at least the audio lead (+ a margin for this thread's wake-up), since the audio block goes out then."""
+        render = min(self.max_lead_ns, max(self.min_lead_ns, 1.5 * self._render_ema_ns[speech] + 5e6))
+        return int(max(render, self.audio_lead_ns + self.min_lead_ns)) if self.audio_lead_ns else int(render)
 
     def _render_worker(self) -> None:
         while not self._stop.is_set():
@@ -396,8 +414,8 @@ class LiveLoop:
                     self.timeline.switch(view, self.timeline.next_k)
                     self.renderer = Renderer(view)
                 k = self.timeline.next_k
-                if k <= self._published_k:  # the publisher overtook us: continue after it
-                    self.timeline.next_k = k = self._published_k + 1
+                if k <= self._audio_k:  # the publisher overtook us: continue after it
+                    self.timeline.next_k = k = self._audio_k + 1
                 speech = self.timeline.speech_ready()
                 wake = self.clock.pts(k) - self._lead_ns(speech)
                 if wake > now:
@@ -445,54 +463,83 @@ class LiveLoop:
 
     # ------------------------------------------------------------------ publisher (the clock)
     def _publisher(self) -> None:
-        k = 0
+        """Two cursors on one clock: audio block `ka` at pts(ka) - audio_lead, video frame `kv` at pts(kv).
+
+        Audio is never behind video (ka > kv whenever frame kv goes out), so every frame's plan is final by
+        the time its video is published."""
+        ka = kv = 0
         while not self._stop.is_set():
-            pts = self.clock.pts(k)
-            delay = pts - self.clock.now()
+            audio_due = self.clock.pts(ka) - self.audio_lead_ns
+            video_due = self.clock.pts(kv)
+            delay = min(audio_due, video_due) - self.clock.now()
             if delay > 0:
                 if self._stop.wait(delay / 1e9):
                     break
-            with self._lock:
-                plan = self._planned.pop(k, None)
-                if plan is None:  # the render worker is behind: plan it here (cheap) so its audio is not lost
-                    if self.timeline.next_k < k:
-                        self.timeline.next_k = k
-                    if self.timeline.next_k == k:
-                        plan = self.timeline.plan()
-                    else:  # planned beyond k but k itself lost: never happens; keep the clock going
-                        log.error("frame %d was planned but lost; publishing silence", k)
-                        v = self.timeline.view
-                        index = schedule_index(k - self.timeline.k_base, v.frame_count, v.start, v.loop)
-                        plan = FramePlan(k, pts, index, SILENCE)
-                self._published_k = k
-            image = plan.image
-            fresh = image is not None
-            plan.shown_index, plan.shown_generated = plan.avatar_index, plan.mel is not None and plan.blend > 0
-            if image is None:
-                if plan.mel is None or plan.blend <= 0 or self._last_image is None:
-                    image = self.renderer.view.package.frame(plan.avatar_index)
-                    plan.shown_generated = False
-                else:  # not rendered in time: show the previous image again, audio goes on
-                    image = self._last_image
-                    plan.shown_index, plan.shown_generated = self._last_shown
-                    plan.repeated = True
-                    self.stats.repeated += 1
-            self._last_shown = (plan.shown_index, plan.shown_generated)
-            self._last_image = image
-            for sink in self.sinks:
-                sink(plan, image)
-            now = self.clock.now()
-            self.stats.published += 1
-            if fresh or plan.mel is None:
-                self.stats.publish_times.append(now)
-            self.speaking = plan.speech
-            if plan.speech:
-                self.stats.speech_frames += 1
-                if plan.entered_ns is not None and (fresh or plan.blend <= 0):  # a repeat is not "its frame"
-                    lat = (now - plan.entered_ns) / 1e6
-                    self.stats.latencies_ms.append(lat)
-                    if self.stats.keep_all:
-                        self.stats.all_latencies_ms.append(lat)
-            if self.on_tick is not None:
-                self.on_tick(self)
-            k += 1
+                continue
+            if audio_due <= video_due:  # always so while ka <= kv: a frame's audio before its video
+                self._publish_audio(ka)
+                ka += 1
+            else:
+                self._publish_video(kv)
+                kv += 1
+
+    def _plan_now(self, k: int) -> FramePlan:
+        """Plan frame k on the publisher thread (the render worker is behind): cheap, and its audio is not lost.
+        Called with the lock held."""
+        if self.timeline.next_k < k:
+            self.timeline.next_k = k
+        if self.timeline.next_k == k:
+            return self.timeline.plan()
+        # planned beyond k but k itself lost: never happens; keep the clock going
+        log.error("frame %d was planned but lost; publishing silence", k)
+        v = self.timeline.view
+        index = schedule_index(k - self.timeline.k_base, v.frame_count, v.start, v.loop)
+        return FramePlan(k, self.clock.pts(k), index, SILENCE, package=v.package)
+
+    def _publish_audio(self, k: int) -> None:
+        with self._lock:
+            plan = self._planned.get(k)
+            if plan is None:
+                plan = self._planned[k] = self._plan_now(k)
+            self._audio_k = k
+        for sink in self.audio_sinks:
+            sink(plan)
+
+    def _publish_video(self, k: int) -> None:
+        with self._lock:
+            plan = self._planned.pop(k, None)
+            if plan is None:  # only if audio were not ahead (it always is): plan it here
+                plan = self._plan_now(k)
+                self._audio_k = max(self._audio_k, k)
+            self._published_k = k
+        image = plan.image
+        fresh = image is not None
+        plan.shown_index, plan.shown_generated = plan.avatar_index, plan.mel is not None and plan.blend > 0
+        if image is None:
+            if plan.mel is None or plan.blend <= 0 or self._last_image is None:
+                package = plan.package if plan.package is not None else self.renderer.view.package
+                image = package.frame(plan.avatar_index)
+                plan.shown_generated = False
+            else:  # not rendered in time: show the previous image again, audio goes on
+                image = self._last_image
+                plan.shown_index, plan.shown_generated = self._last_shown
+                plan.repeated = True
+                self.stats.repeated += 1
+        self._last_shown = (plan.shown_index, plan.shown_generated)
+        self._last_image = image
+        for sink in self.sinks:
+            sink(plan, image)
+        now = self.clock.now()
+        self.stats.published += 1
+        if fresh or plan.mel is None:
+            self.stats.publish_times.append(now)
+        self.speaking = plan.speech
+        if plan.speech:
+            self.stats.speech_frames += 1
+            if plan.entered_ns is not None and (fresh or plan.blend <= 0):  # a repeat is not "its frame"
+                lat = (now - plan.entered_ns) / 1e6
+                self.stats.latencies_ms.append(lat)
+                if self.stats.keep_all:
+                    self.stats.all_latencies_ms.append(lat)
+        if self.on_tick is not None:
+            self.on_tick(self)

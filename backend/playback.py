@@ -13,40 +13,23 @@ from collections import deque
 import numpy as np
 
 from backend.frames import SAMPLE_RATE
-from stream_wav2lip.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-def find_output_device(pa, wanted: str | None) -> int | None:
-    if wanted in (None, "", "default"):
-        return None
-    if str(wanted).isdigit():
-        return int(wanted)
-    for i in range(pa.get_device_count()):
-        info = pa.get_device_info_by_index(i)
-        if info.get("maxOutputChannels", 0) > 0 and str(wanted).lower() in str(info.get("name", "")).lower():
-            return i
-    raise UserError(f"--play-audio {wanted}: no such output device")
 
 
 class PlaybackSink:
     """sink(plan, image) for the live loop: queues plan.audio for the PortAudio output callback."""
 
     def __init__(self, device: str | None = None, max_buffer_ms: int = 200):
-        try:
-            import pyaudio
-        except ImportError:
-            raise UserError("--play-audio needs pyaudio (pip install 'stream-wav2lip[audio]')") from None
-        self._pa = pyaudio.PyAudio()
+        from backend.portaudio import PortAudioDevice
+
         self._blocks: deque[np.ndarray] = deque()
         self._lock = threading.Lock()
         self._max_blocks = max(2, max_buffer_ms // 40)
         self._rest = np.zeros(0, np.float32)
         self.dropped = 0
-        index = find_output_device(self._pa, device)
 
-        def callback(_in, frames, _time, _status):
+        def callback(_data, frames):
             out = np.zeros(frames, np.float32)
             filled = 0
             with self._lock:
@@ -59,14 +42,10 @@ class PlaybackSink:
                     out[filled:filled + take] = self._rest[:take]
                     self._rest = self._rest[take:]
                     filled += take
-            return (out.tobytes(), pyaudio.paContinue)
+            return out.tobytes()
 
-        try:
-            self._stream = self._pa.open(format=pyaudio.paFloat32, channels=1, rate=SAMPLE_RATE, output=True,
-                                         output_device_index=index, frames_per_buffer=320, stream_callback=callback)
-        except OSError as exc:
-            self._pa.terminate()
-            raise UserError(f"--play-audio {device or 'default'}: cannot open output device ({exc})") from None
+        self._device = PortAudioDevice("--play-audio", device, output=True)
+        self._device.open(callback, SAMPLE_RATE, frames_per_buffer=320)
 
     def __call__(self, plan, _image) -> None:
         with self._lock:
@@ -76,8 +55,4 @@ class PlaybackSink:
                 self.dropped += 1
 
     def close(self) -> None:
-        try:
-            self._stream.stop_stream()
-            self._stream.close()
-        finally:
-            self._pa.terminate()
+        self._device.close()

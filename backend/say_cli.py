@@ -21,14 +21,9 @@ def stream_file(client, path: str, chunk_ms: int = 20, realtime: bool = True) ->
 
     import numpy as np
 
-    try:  # the file's own rate and channels, as a TTS would send them
-        import soundfile
+    from models.audio import read_audio
 
-        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except Exception:  # noqa: BLE001 - not a libsndfile format: decode (and resample) with FFmpeg
-        from models.audio import load_audio
-
-        samples, rate = load_audio(path)[:, None], 16000
+    samples, rate = read_audio(path)  # the file's own rate and channels, as a TTS would send them
     pcm = (np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2")
     step = max(1, rate * chunk_ms // 1000)
 

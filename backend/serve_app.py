@@ -1,8 +1,9 @@
 """`serve` wired together: avatar + generator loaded once, the live loop, its sinks, sources and control.
 
 Outputs of session S (names stable, relied on by the OBS plugin and the tests):
-  /dev/shm/s2l_S_video       video ring (DESIGN §4), BGRA at the avatar's resolution
-  /dev/shm/s2l_S_audio       audio ring, 16 kHz mono float32 blocks of 640 samples, pts = its frame's pts
+  /dev/shm/s2l_S_video       video ring (DESIGN §4), BGRA at the avatar's resolution, frame k published at pts_k
+  /dev/shm/s2l_S_audio       audio ring, 16 kHz mono float32 blocks of 640 samples, pts = its frame's pts,
+                             published `audio_lead_ms` (default 100) before that pts
   /dev/shm/sm_s2l_S_ctl      status dict  (shared-memory-dict, JSON)  -- see obs_plugin.control
   /dev/shm/sm_s2l_S_cmd      command mailbox (shared-memory-dict, JSON)
   <runtime dir>/S.json       API port + token (0600)
@@ -26,17 +27,19 @@ log = logging.getLogger(__name__)
 PRELOAD_LIMIT_BYTES = 768 << 20  # decode every frame up front when the whole avatar fits in this
 
 
-def load_view(avatar: str | Path, engine: str | None, checkpoint: str | None, device: str, crop: str,
+def load_view(avatar: str | Path, engine: str | None, checkpoint: str | None, device: str, crop: str | None,
               batch_size: int, generator=None) -> AvatarView:
-    """Open the package, build (or reuse) the generator and the compositor, preload frames when small."""
+    """Open the package, build (or reuse) the generator and the compositor, preload frames when small.
+
+    crop None = the engine's own choice (the mouth engine's sharper whole-head crop, "head" otherwise)."""
     from backend.compositor import Compositor
     from preprocess.package import AvatarPackage
 
     package = AvatarPackage.open(avatar, cache_frames=128)
-    if package.frame_count * package.width * package.height * 3 <= PRELOAD_LIMIT_BYTES:
-        package.preload(("bg", crop))
     if generator is None:
         generator = make_live_generator(engine, checkpoint, device, package, crop, batch_size)
+    if package.frame_count * package.width * package.height * 3 <= PRELOAD_LIMIT_BYTES:
+        package.preload(("bg", face_crop(generator)))
     view = AvatarView(package, generator, Compositor(package))
     from backend.live import Renderer
 
@@ -44,10 +47,15 @@ def load_view(avatar: str | Path, engine: str | None, checkpoint: str | None, de
     return view
 
 
-def make_live_generator(engine: str | None, checkpoint: str | None, device: str, package, crop: str,
+def face_crop(generator) -> str:
+    """The package crop that feeds `generator` ("head", "heads" or "body")."""
+    return generator.crop if generator.crop in ("head", "heads", "body") else "head"
+
+
+def make_live_generator(engine: str | None, checkpoint: str | None, device: str, package, crop: str | None,
                         batch_size: int):
     if engine == "null":
-        return NullGenerator(package.face_size, crop)
+        return NullGenerator(package.face_size, crop or "head")
     from backend.generators import default_engine, make_generator
 
     engine = engine or default_engine(checkpoint)
@@ -56,7 +64,7 @@ def make_live_generator(engine: str | None, checkpoint: str | None, device: str,
     except UserError as exc:
         if engine == "mouth" and "not available" in str(exc):
             log.warning("%s; using the null generator (footage mouth only)", exc)
-            return NullGenerator(package.face_size, crop)
+            return NullGenerator(package.face_size, crop or "head")
         raise
 
 
@@ -64,9 +72,9 @@ class ServeApp:
     """Owns every resource of one `serve` session; `close()` releases all of them (idempotent)."""
 
     def __init__(self, session: str, avatar: str, *, engine: str | None = None, checkpoint: str | None = None,
-                 device: str = "auto", crop: str = "head", batch_size: int = 4, api_port: int | None = 0,
+                 device: str = "auto", crop: str | None = None, batch_size: int = 4, api_port: int | None = 0,
                  mic: str | None = None, mic_gate_db: float = -40.0, play_audio: str | None = None,
-                 preview: bool = False, keep_latencies: bool = False):
+                 preview: bool = False, keep_latencies: bool = False, audio_lead_ms: float = 100.0):
         from backend.ipc.control import ControlChannel
         from obs_plugin.control import valid_session
 
@@ -76,6 +84,7 @@ class ServeApp:
             raise UserError(f"--session: {exc}") from None
         self.engine, self.checkpoint, self.device, self.crop = engine, checkpoint, device, crop
         self.batch_size = batch_size
+        self.audio_lead_ms = audio_lead_ms
         self._closers: list = []
         self._closed = False
         self._status_tick = 0
@@ -122,7 +131,8 @@ class ServeApp:
             pv = PreviewSink(f"stream-wav2lip {self.session}")
             self._closers.append(pv.close)
             sinks.append(pv)
-        self.loop = LiveLoop(self.queue, view, sinks, batch_size=self.batch_size, on_tick=self._tick)
+        self.loop = LiveLoop(self.queue, view, sinks, batch_size=self.batch_size, on_tick=self._tick,
+                             audio_sinks=[self._audio_sink], audio_lead_ms=self.audio_lead_ms)
         self.loop.stats.keep_all = keep_latencies
         self._closers.append(self.loop.stop)
         self.api = None
@@ -150,13 +160,18 @@ class ServeApp:
         self.loop.start()
         self._loading.set()
 
-    def wait(self, stop: threading.Event, duration: float | None = None) -> int:
-        """Block until `stop` is set, the loop fails, a stop command arrives or `duration` passes."""
+    def wait(self, stop: threading.Event, duration: float | None = None, parent_pid: int | None = None) -> int:
+        """Block until `stop` is set, the loop fails, a stop command arrives, `duration` passes or the process
+        `parent_pid` (OBS, which started us) is gone: a backend orphaned by a crashed OBS exits by itself."""
         deadline = None if duration is None else time.monotonic() + duration
+        parent = ParentWatch(parent_pid) if parent_pid else None
         while not stop.wait(0.1):
             if not self.loop.running:
                 break
             if deadline is not None and time.monotonic() >= deadline:
+                break
+            if parent is not None and parent.gone():
+                log.info("parent process %d is gone: stopping", parent.pid)
                 break
         if self.loop.error is not None:
             self.control.update(state="error", error=f"{type(self.loop.error).__name__}: {self.loop.error}")
@@ -181,9 +196,14 @@ class ServeApp:
 
     # ------------------------------------------------------------------ sinks and ticks (publisher thread)
     def _ring_sink(self, plan, image: np.ndarray) -> None:
+        """Video frame k at pts_k (its audio block went out `audio_lead_ms` earlier, see `_audio_sink`)."""
         if image.shape[:2] != (self.video.height, self.video.width):
             self._resize_video_ring(image.shape[1], image.shape[0])
         self.video.publish(plan.pts_ns, plan.shown_index, image, plan.shown_generated, plan.repeated)
+
+    def _audio_sink(self, plan) -> None:
+        """Audio block k, `audio_lead_ms` before pts_k and stamped with pts_k: OBS must have audio before its
+        timestamp (obs-notes §5), else it grows its audio buffering mid-stream and the offset drifts."""
         self.audio.publish(plan.pts_ns, plan.audio, plan.speech)
 
     def _resize_video_ring(self, width: int, height: int) -> None:
@@ -302,6 +322,36 @@ class ServeApp:
         """The network does not depend on the avatar: keep it (loading weights again would stall)."""
         gen = self.view.generator
         return None if gen.name == "mouth" else gen
+
+
+class ParentWatch:
+    """Is the process that started us still there? (`S2L_PARENT_PID`, set by the OBS plugin's supervisor.)
+
+    `shm_layout.pid_alive` works on Linux, macOS and Windows. On POSIX it also sees a parent that has died but
+    is not reaped yet (a zombie still answers signal 0): if `pid` was our parent when we started, a changed
+    getppid() means it has exited (orphans are re-parented at once)."""
+
+    def __init__(self, pid: int):
+        self.pid = int(pid)
+        self._was_parent = hasattr(os, "getppid") and os.name != "nt" and os.getppid() == self.pid
+
+    def gone(self) -> bool:
+        from obs_plugin.shm_layout import pid_alive
+
+        if self._was_parent and os.getppid() != self.pid:
+            return True
+        return not pid_alive(self.pid)
+
+
+def parent_pid_from_env(environ=os.environ) -> int | None:
+    """The pid in `S2L_PARENT_PID`, or None when unset or not a positive integer (logged, then ignored)."""
+    raw = environ.get("S2L_PARENT_PID", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) <= 0:
+        log.warning("ignoring S2L_PARENT_PID=%r (not a process id)", raw)
+        return None
+    return int(raw)
 
 
 def default_session() -> str:

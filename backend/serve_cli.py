@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--session", default="default",
                    help="session name (1-32 of A-Z a-z 0-9 _ -): shared memory s2l_<session>_*; default: default")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--crop", choices=("head", "body"), default="head", help="face crop fed to the generator")
+    p.add_argument("--crop", choices=("head", "heads", "body"), default=None,
+                   help="face crop fed to the generator: head (upright face, the network's default), body "
+                        "(Wav2Lip-style box) or heads (whole head, the mouth engine's default)")
     p.add_argument("--batch-size", type=int, default=4, help="micro-batch size, 1-4 (default 4)")
     p.add_argument("--mic", nargs="?", const="", default=None, metavar="DEVICE",
                    help="listen to a microphone (PortAudio); optional device index or name part")
@@ -26,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--play-audio", nargs="?", const="", default=None, metavar="DEVICE",
                    help="also play the avatar's audio locally (PortAudio); optional device")
     p.add_argument("--preview", action="store_true", help="show the output in a window")
+    p.add_argument("--audio-lead-ms", type=float, default=100.0,
+                   help="publish each audio block this long before its pts (OBS needs audio ahead of its "
+                        "timestamp); after a flush up to this much old speech still plays (default 100)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (benchmarks, tests)")
     p.add_argument("--quiet", action="store_true", help="print only errors")
 
@@ -35,13 +40,15 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from backend.serve_app import ServeApp
+    from backend.serve_app import ServeApp, parent_pid_from_env
     from stream_wav2lip.errors import UserError
 
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.INFO,
                         format="stream-wav2lip serve: %(message)s")
     if not 1 <= args.batch_size <= 4:
         raise UserError(f"--batch-size {args.batch_size}: use 1..4 (live micro-batches stay small for latency)")
+    if not 0 <= args.audio_lead_ms <= 1000:
+        raise UserError(f"--audio-lead-ms {args.audio_lead_ms}: use 0..1000")
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -50,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     app = ServeApp(args.session, args.avatar, engine=args.engine, checkpoint=args.checkpoint, device=args.device,
                    crop=args.crop, batch_size=args.batch_size, api_port=None if args.no_api else args.api_port,
-                   mic=args.mic, mic_gate_db=args.mic_gate_db, play_audio=args.play_audio, preview=args.preview)
+                   mic=args.mic, mic_gate_db=args.mic_gate_db, play_audio=args.play_audio, preview=args.preview,
+                   audio_lead_ms=args.audio_lead_ms)
     try:
         app.start()
         if not args.quiet:
@@ -64,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             if app.mic is not None:
                 print(f"stream-wav2lip serve: microphone {app.mic.device_name}", flush=True)
             print("stream-wav2lip serve: running; Ctrl+C to stop", flush=True)
-        return app.wait(stop, args.duration)
+        return app.wait(stop, args.duration, parent_pid=parent_pid_from_env())
     finally:
         app.close()
         for s, handler in previous.items():

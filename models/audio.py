@@ -44,6 +44,22 @@ def load_audio(path: str | Path) -> np.ndarray:
     Raises UserError for a missing/unreadable file, a file without an audio stream, or zero samples.
     """
     path = Path(path)
+    samples, rate = read_audio(path)
+    mono = samples.mean(axis=1, dtype=np.float64).astype(np.float32) if samples.shape[1] > 1 else samples[:, 0]
+    if rate != SAMPLE_RATE:
+        mono = resample(mono, rate, SAMPLE_RATE)
+    if mono.size == 0:
+        raise UserError(f"{path}: audio stream has zero samples")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """The file's own samples, before any mixing or resampling: ((frames, channels) float32, native rate).
+
+    For callers that must reproduce what a producer at the native rate sends (e.g. `say --stream` acting like
+    a TTS engine); everything else wants `load_audio`. Raises UserError like `load_audio`.
+    """
+    path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: file not found")
     if not path.is_file():
@@ -55,12 +71,7 @@ def load_audio(path: str | Path) -> np.ndarray:
         samples, rate = _read_with_pyav(path)
     if samples.size == 0 or samples.shape[0] == 0:
         raise UserError(f"{path}: audio stream has zero samples")
-    mono = samples.mean(axis=1, dtype=np.float64).astype(np.float32) if samples.shape[1] > 1 else samples[:, 0]
-    if rate != SAMPLE_RATE:
-        mono = resample(mono, rate, SAMPLE_RATE)
-    if mono.size == 0:
-        raise UserError(f"{path}: audio stream has zero samples")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    return samples, int(rate)
 
 
 def resample(wav: np.ndarray, rate_in: int, rate_out: int = SAMPLE_RATE) -> np.ndarray:
@@ -185,8 +196,12 @@ def preemphasis(wav: np.ndarray) -> np.ndarray:
     return out
 
 
-def _frames_to_mel(frames: np.ndarray) -> np.ndarray:
+def frames_to_mel(frames: np.ndarray) -> np.ndarray:
     """(F, 800) float64 frames (not yet windowed) -> (80, F) normalised mel in [-4, 4].
+
+    The last step of `melspectrogram`, public for incremental front-ends (backend.features) that frame and
+    pre-emphasise a live stream themselves: each row is one STFT frame of pre-emphasised samples centred on
+    its hop (Hann window, FFT, Slaney mel, dB, normalisation are applied here).
 
     Precision mirrors the reference: FFT in float64, magnitudes and the mel projection in float32,
     dB conversion in float64 (what NumPy 2 does with the reference code).
@@ -218,7 +233,7 @@ def melspectrogram(wav: np.ndarray) -> np.ndarray:
     out = np.empty((NUM_MELS, total), dtype=np.float32)
     for start in range(0, total, _BLOCK_FRAMES):
         stop = min(total, start + _BLOCK_FRAMES)
-        out[:, start:stop] = _frames_to_mel(all_frames[start:stop])
+        out[:, start:stop] = frames_to_mel(all_frames[start:stop])
     return out
 
 
@@ -246,7 +261,7 @@ def mel_for_range(wav: np.ndarray, start: int, stop: int) -> np.ndarray:
     if lo > 0:
         emphasised = emphasised[1:]  # first sample was only the y[n-1] history
     frames = emphasised[index - lo]
-    return _frames_to_mel(frames)
+    return frames_to_mel(frames)
 
 
 # ------------------------------------------------------------------------------------------ windows

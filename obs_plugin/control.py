@@ -35,7 +35,9 @@ import re
 import sys
 import time
 
-STALE_NS = 2_000_000_000
+from obs_plugin.shm_layout import HEARTBEAT_STALE_NS, writer_is_stale
+
+STALE_NS = HEARTBEAT_STALE_NS
 STATUS_SIZE = 16384  # bytes of the status segment (the backend creates it with this size)
 COMMAND_SIZE = 8192
 MAILBOX_KEEP = 16
@@ -141,35 +143,15 @@ def write_segment(name: str, d: dict) -> bool:
         mm.close()
 
 
-def pid_alive(pid: int) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if sys.platform == "win32":  # pragma: no cover
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)
-        if not handle:
-            return False
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def status_is_alive(status: dict | None, now_ns: int | None = None) -> bool:
-    """True while the backend that wrote `status` runs: pid present and heartbeat younger than 2 s."""
+    """True while the backend that wrote `status` runs: pid present and heartbeat younger than 2 s
+    (the rings' liveness rule, `shm_layout.writer_is_stale`, applied to the status dict)."""
     if not status:
         return False
-    now_ns = time.monotonic_ns() if now_ns is None else now_ns
-    heartbeat = status.get("heartbeat")
-    if not isinstance(heartbeat, int) or now_ns - heartbeat > STALE_NS:
+    heartbeat, pid = status.get("heartbeat"), status.get("pid")
+    if not isinstance(heartbeat, int) or not isinstance(pid, int):
         return False
-    return pid_alive(status.get("pid", 0)) and status.get("state") != "stopped"
+    return not writer_is_stale(pid, heartbeat, now_ns) and status.get("state") != "stopped"
 
 
 # ------------------------------------------------------------------------------------------ client

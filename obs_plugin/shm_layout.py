@@ -142,7 +142,8 @@ def unpack_header(buf) -> tuple[RingHeader, int, int]:
 
 
 def pid_alive(pid: int) -> bool:
-    if pid <= 0:
+    """True while process `pid` exists (Linux/macOS: signal 0; Windows: OpenProcess). A zombie counts as alive."""
+    if not isinstance(pid, int) or pid <= 0:
         return False
     if sys.platform == "win32":  # pragma: no cover - Windows
         import ctypes
@@ -297,23 +298,78 @@ def segment_exists(name: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- writer
+def create_untracked(name: str, size: int):
+    """Create a `multiprocessing.shared_memory` segment that CPython's resource tracker does not know about.
+
+    Why: after a `kill -9` of its creator, the tracker process unlinks every segment it was told about, *by
+    name*, some time later, and by then a restarted backend of the same session may have created new segments
+    under those names (it would silently lose them). The backend unlinks its own segments on exit, and stale ones
+    of a crashed backend are reclaimed by pid/heartbeat (`writer_is_stale`) or by the OBS supervisor, so the
+    tracker is not needed. Unlink such a segment with `unlink_untracked`.
+    """
+    from multiprocessing import shared_memory
+
+    if sys.version_info >= (3, 13):
+        return shared_memory.SharedMemory(name=name, create=True, size=size, track=False)
+    shm = shared_memory.SharedMemory(name=name, create=True, size=size)
+    untrack(shm)
+    return shm
+
+
+def untrack(shm) -> None:
+    """Tell the resource tracker to forget `shm` (one created by other code, e.g. shared-memory-dict)."""
+    if sys.platform == "win32":  # pragma: no cover - no resource tracker for named mappings
+        return
+    if sys.version_info >= (3, 13) and not getattr(shm, "_track", True):
+        return
+    from multiprocessing import resource_tracker
+
+    resource_tracker.unregister(shm._name, "shared_memory")
+    if sys.version_info >= (3, 13):
+        shm._track = False  # its unlink() must not unregister a second time
+
+
+def unlink_untracked(shm) -> None:
+    """Unlink a segment made by `create_untracked`/`untrack` without messaging the resource tracker
+    (an unregister of a name it no longer knows makes the tracker print a KeyError traceback)."""
+    if sys.platform == "win32":  # pragma: no cover - the mapping vanishes with its last handle
+        return
+    if sys.version_info >= (3, 13):
+        shm.unlink()
+        return
+    import _posixshmem
+
+    _posixshmem.shm_unlink(shm._name)
+
+
+def unlink_name(name: str) -> None:
+    """Unlink the POSIX segment `name` (no-op if it is gone; on Windows mappings vanish with their handles)."""
+    if sys.platform == "win32":  # pragma: no cover
+        return
+    import _posixshmem
+
+    try:
+        _posixshmem.shm_unlink("/" + name)
+    except FileNotFoundError:
+        pass
+
+
 class RingWriter:
     """Creates and owns a ring; publishes slots without ever waiting for readers.
 
-    Uses multiprocessing.shared_memory in the backend (the creating process), reclaiming a stale segment
-    of a crashed writer with the same name (its pid is gone or its heartbeat is 2 s old).
+    Uses multiprocessing.shared_memory in the backend (the creating process), untracked by the resource
+    tracker (see `create_untracked`), reclaiming a stale segment of a crashed writer with the same name (its
+    pid is gone or its heartbeat is 2 s old).
     """
 
     def __init__(self, name: str, header: RingHeader):
-        from multiprocessing import shared_memory
-
         self.name = name
         self.header = header
         try:
-            self._shm = shared_memory.SharedMemory(name=name, create=True, size=header.total_size)
+            self._shm = create_untracked(name, header.total_size)
         except FileExistsError:
             self._reclaim_or_raise(name)
-            self._shm = shared_memory.SharedMemory(name=name, create=True, size=header.total_size)
+            self._shm = create_untracked(name, header.total_size)
         self._buf = self._shm.buf
         self._buf[:HEADER_SIZE] = bytes(HEADER_SIZE)
         self._buf[:64] = pack_header(header, 0, monotonic_ns())
@@ -321,19 +377,17 @@ class RingWriter:
 
     @staticmethod
     def _reclaim_or_raise(name: str) -> None:
-        from multiprocessing import shared_memory
-
-        old = shared_memory.SharedMemory(name=name)
+        # read through plain mmap: opening with SharedMemory would register the name with this process's
+        # resource tracker, which would unlink a *live* writer's segment when this process exits
+        mm = _open_mapping(name)
         try:
-            hdr, _pub, hb = unpack_header(old.buf)
+            hdr, _pub, hb = unpack_header(mm)
             stale = hdr.magic not in (VIDEO_MAGIC, AUDIO_MAGIC) or writer_is_stale(hdr.pid, hb)
         finally:
-            old.close()
+            mm.close()
         if not stale:
             raise FileExistsError(f"shared memory {name} is in use by a running backend (pid {hdr.pid})")
-        old = shared_memory.SharedMemory(name=name)
-        old.close()
-        old.unlink()
+        unlink_name(name)
 
     def slot_payload(self, sequence: int) -> memoryview:
         h = self.header
@@ -383,7 +437,7 @@ class RingWriter:
             pass
         try:
             if unlink:
-                self._shm.unlink()
+                unlink_untracked(self._shm)
         except FileNotFoundError:
             pass
         self._shm = None

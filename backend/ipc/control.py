@@ -29,14 +29,9 @@ def _smd_name(segment: str) -> str:
 
 
 def _unlink_segment(segment: str) -> None:
-    from multiprocessing import shared_memory
+    from obs_plugin.shm_layout import unlink_name
 
-    try:
-        shm = shared_memory.SharedMemory(name=segment)
-    except FileNotFoundError:
-        return
-    shm.close()
-    shm.unlink()
+    unlink_name(segment)
 
 
 def reclaim_or_raise(session: str) -> None:
@@ -58,13 +53,17 @@ class ControlChannel:
         from shared_memory_dict import SharedMemoryDict
         from shared_memory_dict.serializers import JSONSerializer
 
+        from obs_plugin.shm_layout import untrack
+
         self.session = wire.valid_session(session)
         reclaim_or_raise(session)
         self.status_name = wire.status_segment(session)
         self.command_name = wire.command_segment(session)
         serializer = JSONSerializer()
         self._status = SharedMemoryDict(_smd_name(self.status_name), STATUS_SIZE, serializer=serializer)
+        untrack(self._status.shm)  # see obs_plugin.shm_layout.create_untracked: close() unlinks them
         self._commands = SharedMemoryDict(_smd_name(self.command_name), COMMAND_SIZE, serializer=serializer)
+        untrack(self._commands.shm)
         self._lock = threading.Lock()  # the publisher and API threads both update the status
         self._values: dict = {"session": session, "pid": os.getpid(), "state": "starting", "error": "",
                               "heartbeat": time.monotonic_ns(), "cmd_ack": 0}
@@ -130,6 +129,8 @@ class ControlChannel:
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         """Mark stopped, then unlink both segments."""
+        from obs_plugin.shm_layout import unlink_untracked
+
         if self._status is None:
             return
         try:
@@ -140,7 +141,7 @@ class ControlChannel:
             shm = smd.shm
             smd.cleanup()
             try:
-                shm.unlink()
+                unlink_untracked(shm)
             except FileNotFoundError:
                 pass
         self._status = self._commands = None

@@ -15,7 +15,6 @@ import numpy as np
 
 from backend.sources.pcm import PcmDecoder
 from backend.sources.queue import SpeechQueue, Utterance
-from stream_wav2lip.errors import UserError
 
 log = logging.getLogger(__name__)
 BLOCK = 320  # 20 ms at 16 kHz
@@ -76,60 +75,32 @@ class MicGate:
         self._quiet_ms = 0
 
 
-def find_input_device(pa, wanted: str | None) -> int | None:
-    """Device index for `wanted` (an index or part of a name); None = PortAudio's default input."""
-    if wanted in (None, "", "default"):
-        return None
-    if str(wanted).isdigit():
-        return int(wanted)
-    for i in range(pa.get_device_count()):
-        info = pa.get_device_info_by_index(i)
-        if info.get("maxInputChannels", 0) > 0 and str(wanted).lower() in str(info.get("name", "")).lower():
-            return i
-    names = [pa.get_device_info_by_index(i)["name"] for i in range(pa.get_device_count())
-             if pa.get_device_info_by_index(i).get("maxInputChannels", 0) > 0]
-    raise UserError(f"--mic {wanted}: no such input device (available: {', '.join(names) or 'none'})")
-
-
 class MicrophoneSource:
     """Opens a PortAudio input stream; its callback thread feeds the gate. `close()` stops it."""
 
     def __init__(self, queue: SpeechQueue, device: str | None = None, open_db: float = -40.0):
-        try:
-            import pyaudio
-        except ImportError:
-            raise UserError("--mic needs pyaudio (pip install 'stream-wav2lip[audio]')") from None
-        self._pa = pyaudio.PyAudio()
-        index = find_input_device(self._pa, device)
-        info = self._pa.get_device_info_by_index(index) if index is not None \
-            else self._pa.get_default_input_device_info()
-        self.device_name = str(info.get("name"))
-        rate = int(info.get("defaultSampleRate") or 16000)
+        from backend.portaudio import PortAudioDevice
+
+        self._device = PortAudioDevice("--mic", device, output=False)
+        self.device_name = self._device.name
+        rate = self._device.default_rate
         self.gate = MicGate(queue, open_db=open_db, close_db=open_db - 8)
         self._decoder = PcmDecoder(rate, 1, "f32")
         self._lock = threading.Lock()
         self.blocks = 0
 
-        def callback(data, _frames, _time, _status):
+        def callback(data, _frames):
             with self._lock:
                 self.blocks += 1
                 self.gate.push(self._decoder.feed(data))
-            return (None, pyaudio.paContinue)
+            return None
 
-        try:
-            self._stream = self._pa.open(format=pyaudio.paFloat32, channels=1, rate=rate, input=True,
-                                         input_device_index=index, frames_per_buffer=max(64, rate // 50),
-                                         stream_callback=callback)
-        except OSError as exc:
-            self._pa.terminate()
-            raise UserError(f"--mic {device or 'default'}: cannot open input device ({exc})") from None
+        self._device.open(callback, rate, frames_per_buffer=max(64, rate // 50))
         log.info("microphone: %s at %d Hz", self.device_name, rate)
 
     def close(self) -> None:
         try:
-            self._stream.stop_stream()
-            self._stream.close()
+            self._device.close()
         finally:
-            self._pa.terminate()
             with self._lock:
                 self.gate.close()

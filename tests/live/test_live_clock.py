@@ -149,3 +149,59 @@ def test_a_renderer_slower_than_25fps_drops_frames_evenly_but_never_audio(view):
     assert 0 < len(rendered) < len(speech), "some frames rendered, the rest repeated"
     gaps = np.diff(rendered)
     assert gaps.max() <= 4, f"rendered frames are spread out, not bursts and freezes: {rendered}"
+
+
+def test_audio_goes_out_a_lead_ahead_with_its_frames_pts_and_flush_keeps_only_what_is_out(view):
+    """audio_lead_ms=100: audio block k is handed to the audio sinks ~100 ms before pts_k, stamped pts_k; video
+    frame k still at pts_k. Every frame's audio exactly once, in order; a flush only re-plans frames whose
+    audio is not out yet, so the old speech that still plays (<= the lead) keeps its own frames."""
+    q = SpeechQueue()
+    video, audio = [], []
+    loop = LiveLoop(q, view, [lambda plan, image: video.append((plan, time.monotonic_ns()))],
+                    audio_sinks=[lambda plan: audio.append((plan, plan.pts_ns, plan.audio.copy(), plan.speech,
+                                                            time.monotonic_ns()))],
+                    audio_lead_ms=100)
+    loop.start()
+    try:
+        time.sleep(0.3)
+        clip = _speech(0.5, seed=5)
+        q.add(clip)
+        time.sleep(1.0)
+        long = _speech(3.0, seed=6)
+        q.add(long)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not (video and video[-1][0].speech):
+            time.sleep(0.005)
+        time.sleep(0.3)
+        loop.flush()
+        t_flush = time.monotonic_ns()
+        time.sleep(0.5)
+    finally:
+        loop.stop()
+    assert loop.error is None
+    apts = [pts for _p, pts, _a, _s, _t in audio]
+    assert (np.diff(apts) == FRAME_NS).all(), "one audio block per frame, in order, none twice"
+    ahead = np.array([pts - t for _p, pts, _a, _s, t in audio]) / 1e6
+    assert 80 < np.median(ahead) <= 100, f"audio goes out ~100 ms before its pts: {np.median(ahead):.1f} ms"
+    late = np.array([t - p.pts_ns for p, t in video]) / 1e6
+    assert np.median(late) < 15, "video still goes out at its pts"
+    by_k = {p.k: (pts, a, sp) for p, pts, a, sp, _t in audio}
+    for p, _t in video:  # the audio that went out for frame k is the audio of the frame shown at pts_k
+        pts, a, sp = by_k[p.k]
+        assert pts == p.pts_ns and sp == p.speech and np.array_equal(a, p.audio)
+    first = [a for _p, _pts, a, sp, _t in audio if sp][: -(-clip.size // SAMPLES_PER_FRAME)]
+    np.testing.assert_array_equal(np.concatenate(first)[: clip.size], clip)
+    after = [(pts, sp) for _p, pts, _a, sp, t in audio if t > t_flush]
+    assert not any(sp for _pts, sp in after), "no speech audio is published after the flush"
+    still = [pts for _p, pts, _a, sp, t in audio if sp and pts > t_flush]
+    assert len(still) <= 3, f"only what was already out (<= 100 ms) plays after the flush: {len(still)} blocks"
+    assert not video[-1][0].speech and loop.queued_samples() == 0
+
+
+def test_without_audio_sinks_or_lead_the_loop_behaves_as_before(view):
+    loop = LiveLoop(SpeechQueue(), view, [])
+    assert loop._lead_ns(False) < 50e6, "no audio lead: planned just a render lead ahead"
+    lead = LiveLoop(SpeechQueue(), view, [], audio_lead_ms=100)
+    assert lead._lead_ns(False) >= 100e6 + lead.min_lead_ns, "frames are planned before their audio is due"
+    with pytest.raises(ValueError):
+        LiveLoop(SpeechQueue(), view, [], audio_lead_ms=-1)
