@@ -132,8 +132,9 @@ def test_av_sync_real_backend_pipeline(obs, tmp_path):
     beeps = write_beeps(tmp_path / "beeps.wav", seconds=RECORD_S)
     # `--engine null` (footage mouth): the backend's clock and audio path without the network's CPU load, so a
     # busy 2-core CI machine measures the plugin + OBS path rather than a backend that cannot keep real time
+    serve_args = os.environ.get("S2L_TEST_AV_SERVE_ARGS", "--engine null")
     obs.client.set_input_settings(obs.name, {"backend_python": str(wrapper), "avatar": "face",
-                                             "serve_args": "--engine null"}, True)
+                                             "serve_args": serve_args}, True)
     obs.wait_for(lambda: any("serve_flash" in " ".join(_cmdline(p)) for p in obs.backend_pids(obs.session)), 20,
                  what="the backend restarted with the flash wrapper")
     obs.wait_status(obs.name, "running", timeout=START_TIMEOUT_S)
