@@ -24,10 +24,13 @@ from obs_plugin.shm_layout import (AUDIO_MAGIC, SAMPLE_F32, VIDEO_MAGIC, RingRea
 
 POLL_S = 0.004  # 250 Hz: a 25 fps frame is picked up within 4 ms of being published
 RECHECK_S = 0.5  # how often to check that the mapped segment is still the live one
-# Both streams are presented this long after their pts: audio then reaches OBS before its timestamp even when
-# the backend publishes it just in time (late audio makes libobs grow its audio buffering mid-stream, which
-# shifted audio by a frame or more in recordings), and frames that arrive a little late still keep their slot.
-SYNC_SLACK_NS = int(os.environ.get("S2L_OBS_SLACK_MS", "60")) * 1_000_000
+# Both streams are presented this long after their pts, so that frames that arrive a little late (a backend
+# thread delayed by a busy CPU) still keep their slot. Audio needs no slack: `serve` publishes each block
+# 100 ms before its pts (--audio-lead-ms), so it always reaches OBS before its timestamp (late audio makes
+# libobs grow its audio buffering mid-stream, which shifted audio by a frame or more in recordings; the slack
+# was 60 ms while the backend published audio just in time). Measured with 20 ms, real OBS recordings: median
+# A/V offset -12.5 ms (footage mouth), +7.0 / -3.2 ms (Wav2Lip 96 on a busy 2-core CPU), +14.8 ms (stand-in backend).
+SYNC_SLACK_NS = int(os.environ.get("S2L_OBS_SLACK_MS", "20")) * 1_000_000
 
 
 class _Ring:

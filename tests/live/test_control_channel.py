@@ -113,10 +113,7 @@ def test_a_crashed_backends_control_segments_are_reclaimed_and_a_live_one_refuse
     stale = {**ch.values, "pid": os.getppid(), "heartbeat": time.monotonic_ns() - 10_000_000_000}
     C.write_segment(C.status_segment(session), stale)
     assert not C.status_is_alive(C.read_segment(C.status_segment(session)))
-    from multiprocessing import resource_tracker
-
-    for smd in (ch._status, ch._commands):  # simulate the crash: leave the segments behind
-        resource_tracker.unregister(smd.shm._name, "shared_memory")
+    for smd in (ch._status, ch._commands):  # simulate the crash: leave the segments behind (they are untracked)
         smd.cleanup()
     ch2 = ControlChannel(session)
     try:

@@ -100,10 +100,7 @@ def _fake_crash(name: str, header: S.RingHeader, dead_pid: int) -> None:
     """Leave a segment behind as a killed writer would (no unlink, pid of a process that is gone)."""
     w = S.RingWriter(name, header)
     struct.pack_into("<Q", w._buf, 56, dead_pid)
-    w.close(unlink=False)
-    from multiprocessing import resource_tracker
-
-    resource_tracker.unregister(f"/{name}", "shared_memory")
+    w.close(unlink=False)  # RingWriter segments are never registered with the resource tracker
 
 
 def _dead_pid() -> int:
