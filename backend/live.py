@@ -3,7 +3,7 @@
 Why it is shaped like this:
 
 * **One clock.** Output frame k has pts = t0 + k * 40 ms on CLOCK_MONOTONIC (libobs' clock). The publisher
-  thread is the only thing that waits: at pts_k it writes video frame k, and `audio_lead` earlier (100 ms in
+  thread is the only thing that waits: at pts_k it writes video frame k, and `audio_lead` earlier (60 ms in
   `serve`) audio block k (the 640 samples planned for frame k), stamped with the same pts_k. Both carry the
   frame's pts, so the A/V offset is constant to the sample, for hours; the audio goes out ahead because a
   consumer that mixes audio (OBS) must have each block *before* its timestamp -- audio that arrives just in
@@ -19,7 +19,7 @@ Why it is shaped like this:
   after them: a pause, never a stretch.
 * **Barge-in is a frame.** `flush()` cancels the queue and pushes a FlushFrame through the stages; frames
   already planned but whose audio is not yet published are re-planned as idle. Published audio cannot be taken
-  back, so up to `audio_lead` (100 ms) of the old speech still plays after a flush, with its own frames.
+  back, so up to `audio_lead` (60 ms by default) of the old speech still plays after a flush, with its own frames.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Outputs of session S (names stable, relied on by the OBS plugin and the tests):
   /dev/shm/s2l_S_video       video ring (DESIGN §4), BGRA at the avatar's resolution, frame k published at pts_k
   /dev/shm/s2l_S_audio       audio ring, 16 kHz mono float32 blocks of 640 samples, pts = its frame's pts,
-                             published `audio_lead_ms` (default 100) before that pts
+                             published `audio_lead_ms` (default 60) before that pts
   /dev/shm/sm_s2l_S_ctl      status dict  (shared-memory-dict, JSON)  -- see obs_plugin.control
   /dev/shm/sm_s2l_S_cmd      command mailbox (shared-memory-dict, JSON)
   <runtime dir>/S.json       API port + token (0600)
@@ -74,7 +74,7 @@ class ServeApp:
     def __init__(self, session: str, avatar: str, *, engine: str | None = None, checkpoint: str | None = None,
                  device: str = "auto", crop: str | None = None, batch_size: int = 4, api_port: int | None = 0,
                  mic: str | None = None, mic_gate_db: float = -40.0, play_audio: str | None = None,
-                 preview: bool = False, keep_latencies: bool = False, audio_lead_ms: float = 100.0):
+                 preview: bool = False, keep_latencies: bool = False, audio_lead_ms: float = 60.0):
         from backend.ipc.control import ControlChannel
         from obs_plugin.control import valid_session
 

@@ -28,9 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--play-audio", nargs="?", const="", default=None, metavar="DEVICE",
                    help="also play the avatar's audio locally (PortAudio); optional device")
     p.add_argument("--preview", action="store_true", help="show the output in a window")
-    p.add_argument("--audio-lead-ms", type=float, default=100.0,
+    p.add_argument("--audio-lead-ms", type=float, default=60.0,
                    help="publish each audio block this long before its pts (OBS needs audio ahead of its "
-                        "timestamp); after a flush up to this much old speech still plays (default 100)")
+                        "timestamp); after a flush up to this much old speech still plays (default 60)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (benchmarks, tests)")
     p.add_argument("--quiet", action="store_true", help="print only errors")
 
