@@ -332,7 +332,8 @@ class LiveLoop:
         self._last_image: np.ndarray | None = None
         self._last_shown: tuple[int, bool] = (0, False)
         self._render_ema_ns = {False: 5e6, True: 30e6}  # idle / speech batch render time
-        self._frame_ema_ns = 5e6  # render time per speech frame (decides the stride when slower than 25 fps)
+        self._frame_ema_ns = 5e6  # render time per speech frame (decides the share rendered when slower than 25 fps)
+        self._render_credit = 1.0  # fraction-of-a-frame budget for spreading renders evenly (see _render_worker)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pending_switch: AvatarView | None = None
@@ -431,21 +432,22 @@ class LiveLoop:
                         speech = self.timeline.speech_ready()
                     plans = [self.timeline.plan()]
                     self._planned[plans[0].k] = plans[0]
-                    # a renderer slower than 25 fps renders every `stride`-th frame (evenly spaced motion
-                    # instead of bursts of 4 frames and a long freeze); the frames between are planned
-                    # (their audio plays) and repeat the previous image
-                    stride = max(1, -(-int(self._frame_ema_ns) // FRAME_NS)) if plans[0].mel is not None else 1
+                    # a renderer slower than 25 fps renders the fraction of frames it can (evenly spread by a
+                    # credit accumulator, so 18 fps of capacity shows 18 distinct frames/s, not 12.5 as a
+                    # whole-number stride would); the frames between are planned (their audio plays) and
+                    # repeat the previous image
+                    rate = min(1.0, FRAME_NS / max(1.0, self._frame_ema_ns))
                     while plans[-1].mel is not None and len(plans) < self.batch_size:
-                        for _ in range(stride - 1):
-                            if not self.timeline.speech_ready():
-                                break
-                            between = self.timeline.plan()
-                            self._planned[between.k] = between
-                            self.stats.skipped += 1
                         if not self.timeline.speech_ready():
                             break
-                        plans.append(self.timeline.plan())
-                        self._planned[plans[-1].k] = plans[-1]
+                        self._render_credit = min(1.0, self._render_credit + rate)
+                        plan = self.timeline.plan()
+                        self._planned[plan.k] = plan
+                        if self._render_credit >= 1.0 or plan.mel is None:
+                            self._render_credit -= 1.0 if plan.mel is not None else 0.0
+                            plans.append(plan)
+                        else:
+                            self.stats.skipped += 1
                     renderer = self.renderer
             if plans is None:
                 time.sleep(min(0.005, max(0.0005, (wake - now) / 1e9)))

@@ -19,9 +19,9 @@ def _serve_args(*argv: str) -> argparse.Namespace:
     return p.parse_args(["--avatar", "x", *argv])
 
 
-def test_serve_defaults_leave_the_crop_to_the_engine_and_lead_audio_by_100ms():
+def test_serve_defaults_leave_the_crop_to_the_engine_and_lead_audio_by_60ms():
     args = _serve_args()
-    assert args.crop is None and args.audio_lead_ms == 100.0
+    assert args.crop is None and args.audio_lead_ms == 60.0
     assert _serve_args("--crop", "heads", "--audio-lead-ms", "40").crop == "heads"
 
 
