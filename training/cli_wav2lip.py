@@ -3,22 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from training.cli_common import add_trainer_arguments, run_trainer
+
 HELP = "train a Wav2Lip generator (wav2lip96/288/384/sam) with L1, expert sync loss and optional GAN"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from training.wav2lip_trainer import add_arguments as add
-
-    add(parser)
+    add_trainer_arguments(parser, "wav2lip_trainer")
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.config import apply_config, validate_common
-    from training.wav2lip_trainer import add_arguments as add, train
-
-    parser = argparse.ArgumentParser(add_help=False)
-    add(parser)
-    args = apply_config(parser, args)
-    validate_common(args)
-    train(args)
-    return 0
+    return run_trainer(args, "wav2lip_trainer")
