@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from backend.ipc.control import ControlChannel  # noqa: E402
-from obs_plugin.shm_layout import (FLAG_SPEECH, RingWriter, audio_header, audio_name, video_header,  # noqa: E402
+from obs_plugin.shm_layout import (FLAG_SPEECH, pid_alive, RingWriter, audio_header, audio_name, video_header,  # noqa: E402
                                    video_name)
 
 FPS = 25
@@ -56,16 +56,6 @@ def decode_counter(rgb: np.ndarray, scale_x: float = 1.0, scale_y: float = 1.0) 
         if rgb[y, x].mean() > 127:
             value |= 1 << bit
     return value
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def main(argv: list[str]) -> int:
@@ -130,7 +120,7 @@ def main(argv: list[str]) -> int:
                     ctl.update(flushes=flushes)
             if k % 5 == 0:
                 ctl.heartbeat()
-                if parent and not _alive(parent):
+                if parent and not pid_alive(parent):
                     break  # OBS died without stopping us
             k += 1
     finally:
