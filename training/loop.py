@@ -114,6 +114,16 @@ class Trainer:
         return train, val
 
     # ------------------------------------------------------------------ the loop
+    @classmethod
+    def train(cls, args: argparse.Namespace, ctx: DistContext | None = None) -> dict[str, Any]:
+        """Build, run, and (when this call set up the process group itself) tear distribution down."""
+        trainer = cls(args, ctx)
+        try:
+            return trainer.run()
+        finally:
+            if ctx is None:
+                distributed.teardown(trainer.ctx)
+
     def run(self) -> dict[str, Any]:
         args, ctx = self.args, self.ctx
         if args.threads:

@@ -114,9 +114,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train(args: argparse.Namespace, ctx: DistContext | None = None) -> dict[str, Any]:
-    trainer = SyncNetTrainer(args, ctx)
-    try:
-        return trainer.run()
-    finally:
-        if ctx is None:
-            distributed.teardown(trainer.ctx)
+    return SyncNetTrainer.train(args, ctx)

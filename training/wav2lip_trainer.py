@@ -260,9 +260,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def train(args: argparse.Namespace, ctx: DistContext | None = None) -> dict[str, Any]:
-    trainer = Wav2LipTrainer(args, ctx)
-    try:
-        return trainer.run()
-    finally:
-        if ctx is None:
-            distributed.teardown(trainer.ctx)
+    return Wav2LipTrainer.train(args, ctx)

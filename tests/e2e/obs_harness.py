@@ -207,6 +207,11 @@ class ObsSession:
         logs = sorted((self.cfg / "obs-studio" / "logs").glob("*.txt"))
         return logs[-1].read_text(errors="replace") if logs else ""
 
+    def backend_pid(self) -> int:
+        """The one backend of this session's source, or 0 if there is none (or, wrongly, several)."""
+        pids = self.backend_pids(self.session)
+        return pids[0] if len(pids) == 1 else 0
+
     def backend_pids(self, session: str) -> list[int]:
         """Processes whose command line runs a backend for `session` (found through /proc)."""
         pids = []

@@ -49,10 +49,6 @@ def _bgr_to_rgb(c):
     return c[2], c[1], c[0]
 
 
-def _running_pid(obs) -> int:
-    pids = obs.backend_pids(obs.session)
-    return pids[0] if len(pids) == 1 else 0
-
 
 def test_avatar_dropdown_lists_packages(obs):
     items = obs.client.get_input_properties_list_property_items(obs.name, "avatar").property_items
@@ -79,7 +75,7 @@ def test_start_button_frames_advance(obs):
 
 
 def test_stop_button_stops_backend_and_frees_segments(obs):
-    assert _running_pid(obs)
+    assert obs.backend_pid()
     obs.client.press_input_properties_button(obs.name, "stop")
     obs.wait_status(obs.name, "stopped", timeout=10)
     obs.wait_for(lambda: not obs.backend_pids(obs.session) and not obs.segments(obs.session), 5,
@@ -92,7 +88,7 @@ def test_stop_button_stops_backend_and_frees_segments(obs):
 def test_hotkeys_start_and_stop(obs):
     obs.client.trigger_hotkey_by_name("stream_wav2lip.start")
     obs.wait_status(obs.name, "running", timeout=20)
-    assert _running_pid(obs)
+    assert obs.backend_pid()
     obs.client.trigger_hotkey_by_name("stream_wav2lip.stop")
     obs.wait_status(obs.name, "stopped", timeout=10)
     obs.wait_for(lambda: not obs.backend_pids(obs.session), 5, what="backend gone")
@@ -130,24 +126,24 @@ def test_flush_hotkey_reaches_backend(obs):
 
 
 def test_avatar_switch_while_running(obs):
-    pid = _running_pid(obs)
+    pid = obs.backend_pid()
     assert pid
     obs.client.set_input_settings(obs.name, {"avatar": "bob"}, True)
     obs.wait_for(lambda: _centre_rgb(obs.screenshot(obs.name)) == _bgr_to_rgb(avatar_colour("bob")), 10,
                  what="bob's colour on screen")
-    assert _running_pid(obs) == pid, "a live backend switches avatars without a restart"
+    assert obs.backend_pid() == pid, "a live backend switches avatars without a restart"
     assert "bob" in obs.wait_status(obs.name, "running: bob", timeout=5)
 
 
 def test_kill9_backend_is_restarted_while_obs_keeps_rendering(obs):
-    pid = _running_pid(obs)
+    pid = obs.backend_pid()
     assert pid
     stats0 = obs.client.get_stats()
     t0 = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     obs.wait_for(lambda: "killed by SIGKILL" in obs.status(obs.name), 3, interval=0.1,
                  what="the panel to report the crash")
-    new = obs.wait_for(lambda: (p := _running_pid(obs)) and p != pid and p, 5, interval=0.05,
+    new = obs.wait_for(lambda: (p := obs.backend_pid()) and p != pid and p, 5, interval=0.05,
                        what="a new backend")
     restart_s = time.monotonic() - t0
     obs.wait_status(obs.name, "running", timeout=10)
@@ -182,7 +178,7 @@ def test_script_reload_three_times(obs):
 
 
 def test_obs_exit_leaves_no_backend_and_no_segment(obs):
-    assert _running_pid(obs)
+    assert obs.backend_pid()
     code = obs.stop_obs()
     assert code == 0
     time.sleep(0.2)

@@ -51,10 +51,6 @@ def obs(tmp_path_factory, small_avatar, synthetic_avatar):
         sess.close()
 
 
-def _pid(obs) -> int:
-    pids = obs.backend_pids(obs.session)
-    return pids[0] if len(pids) == 1 else 0
-
 
 def test_dropdown_lists_real_packages(obs):
     items = obs.client.get_input_properties_list_property_items(obs.name, "avatar").property_items
@@ -88,14 +84,14 @@ def test_say_real_clip_shows_speech_frames(obs, media_dir):
 
 
 def test_kill9_real_backend_restarts(obs):
-    pid = _pid(obs)
+    pid = obs.backend_pid()
     assert pid
     stats0 = obs.client.get_stats()
     t0 = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     obs.wait_for(lambda: "killed by SIGKILL" in obs.status(obs.name), 3, interval=0.1,
                  what="the panel to report the crash")
-    obs.wait_for(lambda: (p := _pid(obs)) and p != pid, 5, interval=0.05, what="a new backend process")
+    obs.wait_for(lambda: (p := obs.backend_pid()) and p != pid, 5, interval=0.05, what="a new backend process")
     print(f"new backend {time.monotonic() - t0:.2f} s after kill -9")
     obs.wait_status(obs.name, "running", timeout=START_TIMEOUT_S)
     stats1 = obs.client.get_stats()
@@ -111,11 +107,11 @@ def test_kill9_real_backend_restarts(obs):
 
 
 def test_switch_avatar_without_restart(obs):
-    pid = _pid(obs)
+    pid = obs.backend_pid()
     obs.client.set_input_settings(obs.name, {"avatar": "synthetic"}, True)
     obs.wait_for(lambda: obs.screenshot(obs.name).shape[:2] == (240, 320), 60, interval=0.5,
                  what="the synthetic avatar (320x240) on screen")
-    assert _pid(obs) == pid
+    assert obs.backend_pid() == pid
     assert (ControlClient(obs.session).status() or {}).get("avatar") == "synthetic"
 
 
@@ -171,7 +167,7 @@ def _cmdline(pid: int) -> list[str]:
 
 
 def test_obs_exit_stops_real_backend(obs):
-    assert _pid(obs)
+    assert obs.backend_pid()
     assert obs.stop_obs() == 0
     assert obs.backend_pids(obs.session) == []
     assert obs.segments(obs.session) == []
