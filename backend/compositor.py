@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from backend.frames import FaceFrame, Frame, VideoFrame
+from backend.yuv import I420, blend_region, decode_jpeg, even_roi, from_bgr
 from preprocess import landmarks as L
 from preprocess.geometry import apply_affine, box_to_size_affine, compose_affine
 
@@ -142,23 +143,25 @@ def roi_of_mask(mask: np.ndarray, frame_to_face: np.ndarray, width: int, height:
 
 def colour_match(generated: np.ndarray, original: np.ndarray, ring: np.ndarray) -> np.ndarray:
     """Shift/scale each BGR channel of `generated` so its mean/std in `ring` match `original`'s there."""
-    g = generated.astype(np.float32)
-    gs, os_ = g[ring], original[ring].astype(np.float32)
-    if gs.shape[0] < 8:
+    ring8 = ring.view(np.uint8) if ring.dtype == np.bool_ else ring.astype(np.uint8)
+    if cv2.countNonZero(ring8) < 8:
         return generated
-    mg, sg = gs.mean(0), gs.std(0)
-    mo, so = os_.mean(0), os_.std(0)
+    mg, sg = (v.ravel() for v in cv2.meanStdDev(generated, mask=ring8))
+    mo, so = (v.ravel() for v in cv2.meanStdDev(original, mask=ring8))
     gain = np.clip(so / np.maximum(sg, 1.0), 0.7, 1.4)
-    out = (g - mg) * gain + mo
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    # one pass, rounded and saturated to uint8: out = g * gain + (mo - mg * gain), per channel
+    matrix = np.hstack([np.diag(gain), (mo - mg * gain)[:, None]])
+    return cv2.transform(generated, matrix)
 
 
 class Compositor:
     """FaceFrame → VideoFrame (other frames pass through). See the module docstring."""
 
     def __init__(self, package, *, feather: float | None = None, colour: bool = True, enhancer=None,
-                 cache_size: int = 256):
+                 cache_size: int = 256, deferred: bool = False, frame_cache=None):
         self.package = package
+        self.frame_cache = frame_cache  # backend.frame_cache.FrameCache: decoded I420 frames on disk
+        self.deferred = deferred  # push() hands the FaceFrame on in VideoFrame.pending; finish() composes it
         self.feather = feather
         self.colour = colour
         self.enhancer = enhancer
@@ -168,9 +171,19 @@ class Compositor:
     # ------------------------------------------------------------------ stage API
     def push(self, frame: Frame) -> list[Frame]:
         if isinstance(frame, FaceFrame):
+            if self.deferred:
+                return [VideoFrame(pts_ns=frame.pts_ns, index=frame.index, avatar_index=frame.avatar_index,
+                                   image=None, speech=frame.speech, pending=frame)]
             return [VideoFrame(pts_ns=frame.pts_ns, index=frame.index, avatar_index=frame.avatar_index,
                                image=self.compose(frame), speech=frame.speech)]
         return [frame]
+
+    def finish(self, video: VideoFrame) -> VideoFrame:
+        """The same frame with its image composed (a no-op for frames that already have one)."""
+        if video.pending is None:
+            return video
+        return VideoFrame(pts_ns=video.pts_ns, index=video.index, avatar_index=video.avatar_index,
+                          image=self.compose(video.pending), speech=video.speech)
 
     def flush(self) -> list[Frame]:
         return []
@@ -218,24 +231,81 @@ class Compositor:
             view = base.view()
             view.flags.writeable = False
             return view
-        face = np.ascontiguousarray(ff.face)
-        size = face.shape[0]
-        placed = self.placement(ff.avatar_index, ff.crop, size)
+        placed = self.placement(ff.avatar_index, ff.crop, ff.face.shape[0])
         out = base.copy()
         x, y, w, h = placed.roi
         if w == 0:
             return out
+        generated, alpha = self._face_layer(ff, placed, placed.roi)
+        region = out[y:y + h, x:x + w]
+        # blendLinear rounds a*gen + (1-a)*frame in place; with a == 0 it is the frame pixel, bit for bit
+        cv2.blendLinear(generated, region, alpha, np.subtract(np.float32(1.0), alpha), dst=region)
+        return out
+
+    def background_i420(self, index: int) -> I420:
+        """Avatar frame `index` as I420 planes (from the frame cache, else decoded straight from the JPEG and
+        kept like BGR frames)."""
+        if self.frame_cache is not None:
+            return self.frame_cache.frame(index)
+        return self.package.cached(("bg_i420", index), lambda: self._load_i420(index))
+
+    def _load_i420(self, index: int) -> I420:
+        image_path = getattr(self.package, "image_path", None)  # packages held in memory (tests) have no JPEGs
+        if image_path is None:
+            return from_bgr(self.package.frame(index))
+        return load_i420(image_path("bg", index))
+
+    def compose_i420(self, ff: FaceFrame) -> I420:
+        """`compose` for the mp4 fast path (backend.yuv): the same blend on I420 planes (needs even W, H)."""
+        base = self.background_i420(ff.avatar_index)
+        if ff.face is None or ff.blend <= 0.0:
+            return base
+        placed = self.placement(ff.avatar_index, ff.crop, ff.face.shape[0])
+        if placed.roi[2] == 0:
+            return base
+        roi = even_roi(placed.roi, base.width, base.height)
+        generated, alpha = self._face_layer(ff, placed, roi)
+        return blend_region(base, generated, alpha, roi)
+
+    def finish_i420(self, video: VideoFrame) -> VideoFrame:
+        """`finish`, producing `VideoFrame.yuv` instead of a BGR image."""
+        if video.pending is not None:
+            yuv = self.compose_i420(video.pending)
+        else:
+            yuv = from_bgr(video.image)
+        return VideoFrame(pts_ns=video.pts_ns, index=video.index, avatar_index=video.avatar_index, image=None,
+                          speech=video.speech, yuv=yuv)
+
+    def _face_layer(self, ff: FaceFrame, placed: FacePlacement,
+                    roi: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The generated face warped into frame region `roi` (x, y, w, h): BGR pixels and blend weights
+        (float32, mask × blend, 0 outside the mask)."""
+        face = np.ascontiguousarray(ff.face)
+        size = face.shape[0]
         if self.enhancer is not None:
             face = self.enhancer(face)
         if self.colour:
             face = colour_match(face, self.original_face(ff.avatar_index, ff.crop, size), placed.ring)
+        x, y, w, h = roi
+        roi_to_face = placed.roi_to_face
+        if (x, y) != placed.roi[:2]:
+            roi_to_face = placed.frame_to_face.copy()
+            roi_to_face[:, 2] += placed.frame_to_face[:, :2] @ np.array([x, y], np.float64)
         bgra = np.dstack([face, placed.mask])
-        warped = cv2.warpAffine(bgra, placed.roi_to_face, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        warped = cv2.warpAffine(bgra, roi_to_face, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         generated = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)  # a SIMD copy; numpy's strided one is 100x slower
         alpha = np.multiply(cv2.extractChannel(warped, 3), np.float32(min(1.0, ff.blend) / 255.0), dtype=np.float32)
-        beta = np.subtract(np.float32(1.0), alpha)
-        region = out[y:y + h, x:x + w]
-        # blendLinear rounds a*gen + (1-a)*frame in place; with a == 0 it is the frame pixel, bit for bit
-        cv2.blendLinear(generated, region, alpha, beta, dst=region)
-        return out
+        return generated, alpha
+
+
+def load_i420(path) -> I420:
+    """I420 planes of a package JPEG (BGR decode + conversion for files the MJPEG decoder rejects)."""
+    from preprocess.package import read_image
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = b""
+    yuv = decode_jpeg(data) if data else None
+    return yuv if yuv is not None else from_bgr(read_image(path))

@@ -39,12 +39,15 @@ class Engine:
     package: an opened `AvatarPackage`; generator: any `Generator` (network, mouth engine, NullGenerator).
     crop: which package crop feeds the generator ("head" or "body"; default the generator's own).
     silence_gate: False → every frame counts as speech (the generator runs for all of them).
+    compose_later: pairs come out with `VideoFrame.pending` instead of an image; the caller composes them
+    with `engine.compositor.finish()` (on another thread: `backend.post.PostWorker`).
+    frame_cache: a backend.frame_cache.FrameCache the compositor's I420 path reads frames from.
     """
 
     def __init__(self, package, generator: Generator, *, crop: str | None = None, batch_size: int | None = None,
                  loop: str = "pingpong", start_frame: int = 0, silence_gate: bool | SilenceGate = True,
                  ramp: int = 3, lookahead: int | None = None, t0_ns: int = 0, onset_lead: int = 0,
-                 enhancer=None, colour_match: bool = True):
+                 enhancer=None, colour_match: bool = True, compose_later: bool = False, frame_cache=None):
         self.package = package
         self.generator = generator
         self.crop = crop or generator.crop
@@ -52,7 +55,8 @@ class Engine:
         self.features = FeatureStage(gate)
         self.generate = GenerateStage(generator, self._face_of, self._assign, batch_size=batch_size, ramp=ramp,
                                       lookahead=lookahead, crop=self.crop)
-        self.compositor = Compositor(package, colour=colour_match, enhancer=enhancer)
+        self.compositor = Compositor(package, colour=colour_match, enhancer=enhancer, deferred=compose_later,
+                                     frame_cache=frame_cache)
         self.cursor = ScheduleCursor(package.frame_count, start_frame, loop)
         self.onset_lead = max(0, int(onset_lead))
         self.t0_ns = int(t0_ns)
@@ -92,7 +96,7 @@ class Engine:
             self.cursor.step = max(self.cursor.step, step + 1)
             pts = self._next_pts()
             out.append((VideoFrame(pts_ns=pts, index=self.slot - 1, avatar_index=video.avatar_index,
-                                   image=video.image, speech=video.speech),
+                                   image=video.image, speech=video.speech, pending=video.pending),
                         AudioOutFrame(pts_ns=pts, pcm=audio.pcm, speech=audio.speech)))
         return out
 

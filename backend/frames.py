@@ -87,12 +87,19 @@ class FaceFrame(Frame):
 
 @dataclass(frozen=True, slots=True)
 class VideoFrame(Frame):
-    """A finished full frame, BGR uint8 (H, W, 3), ready for sinks."""
+    """A finished full frame, BGR uint8 (H, W, 3), ready for sinks.
+
+    `pending` is set (and `image` is None) when the engine left the compositing to the sink side: `render`
+    composes and encodes on a worker thread so that both overlap with the network (see backend.post).
+    `yuv` (a backend.yuv.I420, `image` None) is the same frame as I420 planes: the mp4-only fast path.
+    """
 
     index: int
     avatar_index: int
-    image: np.ndarray
+    image: np.ndarray | None
     speech: bool = False
+    pending: FaceFrame | None = None
+    yuv: object | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from backend.frames import AudioFrame, SpeechEndFrame, SpeechStartFrame
 from stream_wav2lip.errors import UserError
 
 CHUNK_SAMPLES = 16000  # 1 s per push: the engine works incrementally either way
-PRELOAD_BYTES = 1 << 30  # avatars whose frames fit in 1 GB are decoded once, not on every ping-pong pass
+KEEP_BYTES = 1 << 30  # avatars whose frames fit in 1 GB are decoded once, not on every ping-pong pass
 
 
 @dataclass
@@ -30,6 +30,7 @@ class RenderResult:
     frames_dir: Path | None
     generator: str
     stage_seconds: dict = field(default_factory=dict)
+    encoder: str = ""  # the H.264 encoder used ("" when only PNG frames were written)
 
     @property
     def fps(self) -> float:
@@ -61,10 +62,12 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
            checkpoint: str | Path | None = None, engine: str | None = None, device: str = "auto",
            batch_size: int | None = None, crop: str | None = None, frames_dir: str | Path | None = None,
            start_frame: int = 0, loop: str = "pingpong", silence_gate: bool = True, enhancer: str | None = None,
-           progress: bool = True, generator=None, crf: int = 18, preset: str = "veryfast") -> RenderResult:
+           progress: bool = True, generator=None, crf: int = 18, preset: str | None = None,
+           encoder: str = "auto", frame_cache: bool = True) -> RenderResult:
     """Render `audio` spoken by `avatar` into `output` (mp4) and/or `frames_dir` (PNGs). See module docstring.
 
     `generator` (a ready Generator) overrides engine/checkpoint/device (tests, benchmarks).
+    `frame_cache`: read (and on first use build) the package's decoded-frame cache (backend/frame_cache.py).
     """
     from preprocess.package import AvatarPackage
     from stream_wav2lip.atomic import atomic_dir, atomic_path
@@ -73,6 +76,7 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     from backend.enhancer import make_enhancer
     from backend.features import frames_for_samples
     from backend.generators import make_generator
+    from backend.post import PostWorker
     from backend.sinks.png import PngSink
 
     out_path = check_output(output)
@@ -85,56 +89,74 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
         generator = make_generator(engine, checkpoint, device, package, crop=crop, batch_size=batch_size)
     if batch_size is None and getattr(generator, "device", None) is not None:  # offline: throughput first
         batch_size = 16 if generator.device.type == "cuda" else 8
+    # mp4 only, even frame size: composite on I420 planes straight from the JPEGs or the frame cache
+    i420 = dir_path is None and package.width % 2 == 0 and package.height % 2 == 0
+    cache = None
+    if i420 and frame_cache:
+        from backend.frame_cache import FrameCache
+
+        # build it only when this render decodes every frame anyway (a short clip of a long avatar does not)
+        build = frames_for_samples(speech.size) >= package.frame_count
+        cache = FrameCache.open_or_build(package, build=build, progress=progress, log=_note if progress else _quiet)
     eng = Engine(package, generator, crop=crop, batch_size=batch_size, loop=loop, start_frame=start_frame,
-                 silence_gate=silence_gate, enhancer=make_enhancer(enhancer, device))
+                 silence_gate=silence_gate, enhancer=make_enhancer(enhancer, device), compose_later=True,
+                 frame_cache=cache)
     total = frames_for_samples(speech.size)
-    if total > package.frame_count and package.frame_count * package.width * package.height * 3 <= PRELOAD_BYTES:
-        package.preload(("bg", eng.crop))
+    comp = eng.compositor
+    finish, load = (comp.finish_i420, comp.background_i420) if i420 else (comp.finish, package.frame)
+    frame_bytes = package.width * package.height * (1.5 if i420 else 3)
+    if cache is None and total > package.frame_count and package.frame_count * frame_bytes <= KEEP_BYTES:
+        package.keep(("bg_i420" if i420 else "bg", eng.crop))  # later ping-pong passes reuse decoded frames
 
     with _maybe(atomic_path, out_path) as tmp_mp4, _maybe(atomic_dir, dir_path) as tmp_dir:
         sinks = []
-        mp4 = None
+        codec = ""
         if tmp_mp4 is not None:
             from backend.sinks.mp4 import Mp4Sink
 
-            w, h = package.width, package.height
-            mp4 = Mp4Sink(tmp_mp4, w, h, crf=crf, preset=preset)
-            sinks.append(mp4)
+            # the network on the CPU: one encoder thread (x264's frame threads only add overhead when every
+            # core is busy anyway); on a GPU host as many as x264 likes
+            on_cpu = getattr(getattr(generator, "device", None), "type", "cpu") == "cpu"
+            sinks.append(Mp4Sink(tmp_mp4, package.width, package.height, crf=crf, preset=preset, codec=encoder,
+                                 threads=1 if on_cpu else 0, background_priority=True))
+            codec = sinks[-1].codec
         if tmp_dir is not None:
             sinks.append(PngSink(tmp_dir))
         bar = _progress(total, progress)
+        post = PostWorker(finish, load, sinks, on_written=bar.update if bar is not None else None)
         t_start = time.perf_counter()
-        written = 0
         try:
             eng.push(SpeechStartFrame(pts_ns=0))
             for k in range(0, speech.size, CHUNK_SAMPLES):
                 eng.push(AudioFrame(pts_ns=0, pcm=speech[k:k + CHUNK_SAMPLES]))
-                written += _write(eng.poll(), sinks, bar)
+                post.put(eng.poll())
             eng.push(SpeechEndFrame(pts_ns=0))
-            written += _write(eng.drain(), sinks, bar)
-            for sink in sinks:
-                sink.close()
+            post.put(eng.drain())
+            post.close()
         except BaseException:
-            if mp4 is not None:
-                mp4.abort()
+            post.abort()
             raise
         finally:
             if bar is not None:
                 bar.close()
         seconds = time.perf_counter() - t_start
+        written = post.written
     if written != total:
         raise AssertionError(f"rendered {written} frames, expected {total}")
-    stage_seconds = {name: st.busy_ns / 1e9 for name, st in eng.stats.items()}
-    return RenderResult(written, int(speech.size), seconds, out_path, dir_path, generator.name, stage_seconds)
+    stage_seconds = {name: st.busy_ns / 1e9 for name, st in eng.stats.items() if name != "compositor"}
+    stage_seconds["compositor"] = post.busy_ns / 1e9
+    return RenderResult(written, int(speech.size), seconds, out_path, dir_path, generator.name, stage_seconds,
+                        codec)
 
 
-def _write(pairs, sinks, bar) -> int:
-    for video, audio in pairs:
-        for sink in sinks:
-            sink.write(video, audio)
-    if bar is not None and pairs:
-        bar.update(len(pairs))
-    return len(pairs)
+def _note(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr)
+
+
+def _quiet(message: str) -> None:
+    pass
 
 
 def _progress(total: int, enabled: bool):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from backend.sinks.encoders import ENCODERS
+
 HELP = "render speech audio spoken by an avatar into an mp4 (offline; H.264 + AAC, 25 fps)"
 
 
@@ -29,10 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drive the mouth on every frame, also where the audio is silent")
     parser.add_argument("--enhancer", choices=("none", "gfpgan"), default="none",
                         help="optional face enhancer (GFPGAN, if installed with its weights)")
-    parser.add_argument("--preset", default="veryfast",
-                        choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"),
-                        help="x264 speed/size trade-off (default veryfast; ultrafast is ~3x cheaper, larger files)")
-    parser.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default 18)")
+    parser.add_argument("--encoder", default="auto", choices=ENCODERS,
+                        help="H.264 encoder: auto = NVENC on a CUDA host where it opens, else libx264")
+    parser.add_argument("--preset", default=None,
+                        help="encoder speed preset (x264: ultrafast..slow, default ultrafast: the CPU goes to the "
+                             "network; veryfast makes ~3x smaller files for ~3x the encoding time. NVENC: p1..p7, "
+                             "default p4)")
+    parser.add_argument("--crf", type=int, default=18,
+                        help="quality, lower is better (x264 CRF / NVENC cq / QSV global_quality; default 18)")
+    parser.add_argument("--no-frame-cache", action="store_true",
+                        help="decode the avatar's JPEGs every time instead of keeping decoded frames in "
+                             "<avatar>/.cache (built on first use, 1.5 bytes per pixel per frame, at most 4 GB)")
     parser.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for the network (0 = all)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -52,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
     result = render(args.avatar, args.audio, args.output, checkpoint=args.checkpoint, engine=args.engine,
                     device=args.device, batch_size=batch, crop=args.crop, frames_dir=args.frames_dir,
                     start_frame=args.start_frame, loop=args.loop, silence_gate=not args.no_silence_gate,
-                    enhancer=args.enhancer, progress=not args.no_progress, preset=args.preset, crf=args.crf)
+                    enhancer=args.enhancer, progress=not args.no_progress, preset=args.preset, crf=args.crf,
+                    encoder=args.encoder, frame_cache=not args.no_frame_cache)
     where = ", ".join(str(p) for p in (result.output, result.frames_dir) if p is not None)
     print(f"wrote {where}: {result.frames} frames ({result.frames / 25:.2f} s) in {result.seconds:.1f} s "
-          f"({result.fps:.1f} fps, {result.generator})")
+          f"({result.fps:.1f} fps, {result.generator}"
+          f"{', ' + result.encoder if result.encoder else ''})")
     return 0

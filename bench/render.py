@@ -6,15 +6,17 @@ H.264/AAC encoding, silence gate off so the network runs on every frame) divided
 (`Wav2LipGenerator.forward` on the same face crops and mel windows). Target >= 0.9.
 
 Part 2 (one core: torch/OpenCV/x264 limited to one thread): per-frame cost of decode (background JPEG +
-face crop JPEG), features (incremental mel + gate), crop (network input tensors), composite, encode
-(BGR → I420 + libx264), as thread CPU time (immune to other processes on a shared machine) and wall time.
-Target: everything but the network <= 10 ms per 1080p frame.
+face crop JPEG), features (incremental mel + gate), crop (network input tensors), composite, encode,
+as thread CPU time (immune to other processes on a shared machine) and wall time, for the two ways `render`
+can run: the mp4 fast path (JPEG → I420 planes, composite on planes, planes to the encoder) and the BGR path
+(used when PNG frames are written too). Target: everything but the network <= 10 ms per 1080p frame.
 
-    .venv/bin/python bench/render.py [--checkpoint CKPT] [--avatar DIR] [--seconds 4] [--batch 8] [--threads 2] [--part 1|2]
+    .venv/bin/python bench/render.py [--checkpoint CKPT] [--avatar DIR] [--seconds 6] [--batch 8] [--threads 2] [--part 1|2]
 
-Without --checkpoint a deterministic-weight wav2lip96 checkpoint is built in a temp folder; without --avatar a
-synthetic 1280x720 avatar is used. Numbers measured while other jobs share the CPU are noisy: the script prints
-the 1-minute load average next to them.
+Without --checkpoint a deterministic-weight wav2lip96 checkpoint is built in a temp folder. Avatars: real
+footage from ../shared/media preprocessed on the fly (720x1280 for part 1, 720x1280 and 1080x1920 for part 2;
+JPEGs of real footage cost 2-3x more to decode and encode than synthetic frames), else synthetic ones.
+Numbers measured while other jobs share the CPU are noisy: the script prints the load average next to them.
 """
 from __future__ import annotations
 
@@ -30,8 +32,28 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+FOOTAGE = {720: "LivePortrait__assets_examples_driving_d13.mp4", 1080: "LatentSync__assets_demo1_video.mp4"}
+
+
+def real_or_synthetic_avatar(tmp: Path, height: int, seconds: float = 3.0) -> Path:
+    """A package of real footage (first `seconds`, portrait 720x1280 / 1080x1920) if the media is there,
+    else a synthetic landscape one of the same pixel count."""
+    source = MEDIA / FOOTAGE[height]
+    out = tmp / f"real{height}"
+    if source.is_file():
+        from preprocess.api import preprocess_video
+
+        return preprocess_video(source, out, face_size=96, max_seconds=seconds)
+    from preprocess.synthetic import write_synthetic_package
+
+    width = {720: 1280, 1080: 1920}[height]
+    return write_synthetic_package(out / "synthetic", frames=int(25 * seconds), width=width, height=height,
+                                   head_size=256)
+
+
 def speech(seconds: float) -> np.ndarray:
-    media = Path(__file__).resolve().parents[2] / "shared" / "media" / "whisper__tests_jfk.flac"
+    media = MEDIA / "whisper__tests_jfk.flac"
     from models.audio import load_audio
 
     if media.is_file():
@@ -52,7 +74,6 @@ def part1(args, tmp: Path) -> dict:
     from backend.render import render
     from backend.wav2lip_generator import Wav2LipGenerator
     from preprocess.package import AvatarPackage
-    from preprocess.synthetic import write_synthetic_package
 
     torch.set_num_threads(args.threads)
     ckpt = args.checkpoint
@@ -60,8 +81,8 @@ def part1(args, tmp: Path) -> dict:
         from models.testing import deterministic_state_dict, save_reference_checkpoint
 
         ckpt = save_reference_checkpoint(deterministic_state_dict("wav2lip96"), tmp / "w96.pth", with_optimizer=False)
-    avatar = Path(args.avatar) if args.avatar else write_synthetic_package(tmp / "avatar", frames=50, width=1280,
-                                                                           height=720, head_size=256)
+    # longer than the speech: every frame is a new one (no ping-pong pass reuses a decoded frame)
+    avatar = Path(args.avatar) if args.avatar else real_or_synthetic_avatar(tmp, 720, seconds=args.seconds + 1)
     pkg = AvatarPackage.open(avatar)
     wav = speech(args.seconds)
     wav_path = tmp / "speech.wav"
@@ -81,41 +102,47 @@ def part1(args, tmp: Path) -> dict:
         for k in range(0, len(mels), b):
             gen.forward(np.stack(faces[k:k + b]), np.stack(mels[k:k + b]))
 
-    def end_to_end():
-        return render(avatar, [wav_path], tmp / "out.mp4", generator=gen, batch_size=b, silence_gate=False,
-                      progress=False, preset=args.render_preset)
+    def end_to_end(cache: bool):
+        return lambda: render(avatar, [wav_path], tmp / "out.mp4", generator=gen, batch_size=b, silence_gate=False,
+                              progress=False, preset=args.render_preset, encoder=args.encoder, frame_cache=cache)
 
-    end_to_end()  # warm-up (compositor caches, encoder)
-    best = {"model": (0.0, 0.0), "render": (0.0, 0.0)}  # (fps by wall clock, fps by process CPU time)
-    r = None
+    runs = {"model-only": model_only, "render, frames decoded from JPEG": end_to_end(False),
+            "render, frame cache": end_to_end(True)}
+    for name, fn in runs.items():
+        if name != "model-only":
+            fn()  # warm-up (compositor caches, encoder; builds the frame cache)
+    best = {name: (0.0, 0.0) for name in runs}  # (fps by wall clock, fps by process CPU time)
+    stages = {}
     for _ in range(args.repeats):  # alternate, keep the best of each: other jobs only ever slow a run down
-        for name, fn in (("model", model_only), ("render", end_to_end)):
+        for name, fn in runs.items():
             c0, w0 = time.process_time(), time.perf_counter()
             out = fn()
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-            r = out if out is not None else r
+            if out is not None:
+                stages[name] = out.stage_seconds
             best[name] = (max(best[name][0], len(mels) / wall), max(best[name][1], len(mels) / cpu))
-    return {"avatar": f"{pkg.width}x{pkg.height}", "frames": r.frames, "model_fps": best["model"][0],
-            "render_fps": best["render"][0], "ratio": best["render"][0] / best["model"][0],
-            "cpu_ratio": best["render"][1] / best["model"][1], "stages": r.stage_seconds}
+    model = best.pop("model-only")
+    return {"avatar": f"{pkg.width}x{pkg.height}", "frames": len(mels), "model_fps": model[0],
+            "rows": {name: (fps, fps / model[0], cpu / model[1]) for name, (fps, cpu) in best.items()},
+            "stages": stages}
 
 
-def part2(size: tuple[int, int], tmp: Path, presets: list[str]) -> dict:
+def part2(height: int, tmp: Path, presets: list[str]) -> tuple[str, dict]:
     import cv2
     import torch
 
-    from backend.compositor import Compositor
+    from backend.compositor import Compositor, load_i420
     from backend.features import FeatureStage
-    from backend.frames import AudioFrame, FaceFrame, SpeechEndFrame, VideoFrame, AudioOutFrame
+    from backend.frames import AudioFrame, AudioOutFrame, FaceFrame, SpeechEndFrame, VideoFrame
+    from backend.sinks.encoders import probe
     from backend.sinks.mp4 import Mp4Sink
     from backend.wav2lip_generator import build_network_input
-    from preprocess.package import AvatarPackage, _read_image
-    from preprocess.synthetic import write_synthetic_package
+    from preprocess.package import AvatarPackage, read_image
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    w, h = size
-    pkg = AvatarPackage.open(write_synthetic_package(tmp / f"av{h}", frames=20, width=w, height=h, head_size=256))
+    pkg = AvatarPackage.open(real_or_synthetic_avatar(tmp, height, seconds=2.0))
+    w, h = pkg.width, pkg.height
     n = 50
     idx = [i % pkg.frame_count for i in range(n)]
     cost: dict[str, list[float]] = {}
@@ -128,49 +155,74 @@ def part2(size: tuple[int, int], tmp: Path, presets: list[str]) -> dict:
         cost[name][1] += time.perf_counter() - w0
         return out
 
-    frames = [timed("decode", lambda i=i: (_read_image(pkg.image_path("bg", i)), _read_image(pkg.image_path("head", i))))
-              for i in idx]
+    heads = [timed("decode face crop", lambda i=i: read_image(pkg.image_path("head", i))) for i in idx]
+    for i in idx:
+        timed("decode frame: BGR", lambda i=i: read_image(pkg.image_path("bg", i)))
+        timed("decode frame: I420", lambda i=i: load_i420(pkg.image_path("bg", i)))
     wav = speech(n / 25)
     FeatureStage().push(AudioFrame(0, wav[:8000]))  # warm-up (scipy.fft import)
     fs = FeatureStage()
     timed("features", lambda: fs.push(AudioFrame(0, wav)) + fs.push(SpeechEndFrame(0)))
     mel = np.zeros((80, 16), np.float32)
     for k in range(0, n, 8):
-        timed("crop", lambda k=k: build_network_input(np.stack([f[1] for f in frames[k:k + 8]]), np.stack([mel] * len(frames[k:k + 8]))))
-    pkg.preload(("bg", "head"))  # decoding was counted above; the compositor reads the cache
+        timed("crop", lambda k=k: build_network_input(np.stack(heads[k:k + 8]), np.stack([mel] * len(heads[k:k + 8]))))
     comp = Compositor(pkg)  # cold: the per-avatar-frame mask/placement is part of the cost
-    images = []
-    for k, i in enumerate(idx):  # results dropped at once, as the sinks do (keeping 50 frames costs page faults)
-        timed("composite", lambda k=k, i=i: comp.compose(FaceFrame(0, k, i, frames[k][1], blend=1.0)))
-    images = [comp.compose(FaceFrame(0, k, i, frames[k][1], blend=1.0)) for k, i in enumerate(idx)]
+    pkg.keep(("bg", "head", "bg_i420"))  # room for both decoded forms: decoding was counted above
+    pkg.preload(("bg", "head"))
+    for i in idx:
+        comp.background_i420(i)
+    faces = [FaceFrame(0, k, i, heads[k], blend=1.0) for k, i in enumerate(idx)]
+    for ff in faces:  # results dropped at once, as the sinks do (keeping 50 frames costs page faults)
+        timed("composite: BGR", lambda ff=ff: comp.compose(ff))
+    comp = Compositor(pkg)
+    for ff in faces:
+        timed("composite: I420", lambda ff=ff: comp.compose_i420(ff))
+    bgr = [comp.compose(ff) for ff in faces]
+    yuv = [comp.compose_i420(ff) for ff in faces]
     silence = np.zeros(640, np.float32)
-    for preset in presets:
-        sink = Mp4Sink(tmp / f"enc{h}.mp4", w, h, threads=1, background=False, preset=preset)
-        name = f"encode ({preset})"
-        for k, img in enumerate(images):
-            timed(name, lambda k=k, img=img: sink.write(VideoFrame(k * 40_000_000, k, 0, img),
-                                                          AudioOutFrame(k * 40_000_000, silence)))
-        timed(name, sink.close)
+    encoders = [("libx264", p) for p in presets]
+    nvenc = probe("h264_nvenc")
+    if nvenc is None:
+        encoders.append(("h264_nvenc", None))
+    for codec, preset in encoders:
+        for path, frames in (("BGR", bgr), ("I420", yuv)):
+            sink = Mp4Sink(tmp / f"enc{h}.mp4", w, h, threads=1, background=False, preset=preset, codec=codec)
+            name = f"encode {codec} {preset or ''}: {path}".replace("  ", " ")
+            for k, img in enumerate(frames):
+                video = VideoFrame(k * 40_000_000, k, 0, None if path == "I420" else img,
+                                   yuv=img if path == "I420" else None)
+                timed(name, lambda video=video: sink.write(video, AudioOutFrame(video.pts_ns, silence)))
+            timed(name, sink.close)
     table = {name: (c / n * 1000, wl / n * 1000) for name, (c, wl) in cost.items()}
-    base = dict(table)
-    for preset in presets:
-        rows = [v for k, v in base.items() if not k.startswith("encode") or k == f"encode ({preset})"]
-        table[f"total with {preset}"] = (sum(v[0] for v in rows), sum(v[1] for v in rows))
-    return table
+    base = {k: v for k, v in table.items() if not k.startswith("encode")}
+    for path in ("I420", "BGR"):
+        rows = [v for k, v in base.items() if not k.endswith(":") and (":" not in k or k.endswith(path))]
+        table[f"everything but network and encoder: {path}"] = (sum(v[0] for v in rows), sum(v[1] for v in rows))
+        for codec, preset in encoders:
+            enc = table[f"encode {codec} {preset or ''}: {path}".replace("  ", " ")]
+            table[f"**total, {path} path, {codec} {preset or ''}**".replace(" **", "**")] = (
+                table[f"everything but network and encoder: {path}"][0] + enc[0],
+                table[f"everything but network and encoder: {path}"][1] + enc[1])
+    if nvenc is not None:
+        table[f"h264_nvenc: not available here ({nvenc[:60]})"] = (float("nan"), float("nan"))
+    return f"{w}x{h}", table
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint")
     ap.add_argument("--avatar")
-    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--presets", default="veryfast,ultrafast", help="x264 presets timed in part 2 (render: veryfast)")
+    ap.add_argument("--presets", default="ultrafast,veryfast",
+                    help="x264 presets timed in part 2 (render's default: ultrafast)")
+    ap.add_argument("--encoder", default="auto", help="encoder of the end-to-end render in part 1")
     ap.add_argument("--part", choices=("1", "2", "both"), default="both")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of part 1 (best kept)")
-    ap.add_argument("--render-preset", default="veryfast", help="x264 preset of the end-to-end render in part 1")
+    ap.add_argument("--render-preset", default=None, help="encoder preset of the end-to-end render in part 1 "
+                    "(default: render's default, x264 ultrafast)")
     args = ap.parse_args()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
@@ -178,15 +230,19 @@ def main() -> int:
         if args.part in ("1", "both"):
             r = part1(args, tmp)
             print(f"\n## end-to-end vs model-only (device {args.device}, batch {args.batch}, {args.threads} threads, "
-                  f"x264 {args.render_preset}, "
-                  f"avatar {r['avatar']}, {r['frames']} frames, load avg {load:.1f})")
-            print("| model-only fps | render fps | ratio (target >= 0.9) | ratio of CPU time per frame |")
+                  f"encoder {args.encoder} {args.render_preset or 'default preset'}, "
+                  f"avatar {r['avatar']}, {r['frames']} frames, {args.repeats} alternating runs, "
+                  f"load avg {load:.1f})")
+            print(f"model-only: {r['model_fps']:.2f} fps\n")
+            print("| run | fps | ratio to model-only (target >= 0.9) | ratio of CPU time per frame |")
             print("|---|---|---|---|")
-            print(f"| {r['model_fps']:.2f} | {r['render_fps']:.2f} | {r['ratio']:.3f} | {r['cpu_ratio']:.3f} |")
-            print("render stage seconds:", {k: round(v, 2) for k, v in r["stages"].items()})
-        for size in ((1280, 720), (1920, 1080)) if args.part in ("2", "both") else ():
-            t = part2(size, tmp, args.presets.split(","))
-            print(f"\n## everything but the network, {size[0]}x{size[1]}, one core "
+            for name, (fps, ratio, cpu_ratio) in r["rows"].items():
+                print(f"| {name} | {fps:.2f} | {ratio:.3f} | {cpu_ratio:.3f} |")
+            for name, st in r["stages"].items():
+                print(f"{name}: stage seconds", {k: round(v, 2) for k, v in st.items()})
+        for height in (720, 1080) if args.part in ("2", "both") else ():
+            size, t = part2(height, tmp, args.presets.split(","))
+            print(f"\n## everything but the network, {size}, one core "
                   f"(ms/frame; load avg {os.getloadavg()[0]:.1f})")
             print("| stage | CPU ms | wall ms |")
             print("|---|---|---|")

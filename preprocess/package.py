@@ -15,6 +15,7 @@ Layout::
                       head_face_box (N,4) x1,y1,x2,y2 in head-crop pixels (float32)
                       landmarks     (N,K,2) in frame pixels (MediaPipe FaceMesh indices, see preprocess.landmarks)
                       valid         (N,) bool (False = no face found, values filled from the nearest valid frames)
+      .cache/         optional, derived: decoded frames written by `render` (backend/frame_cache.py); safe to delete
 
 Frames are decoded lazily with a small LRU cache, because a minute of 1080p footage does not fit in RAM
 as raw pixels; `preload()` decodes everything for short avatars.
@@ -22,6 +23,7 @@ as raw pixels; `preload()` decodes everything for short avatars.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,18 +60,28 @@ class FaceTrack:
 
 
 class _LRU:
+    """Least-recently-used cache; thread-safe because `render` reads faces and full frames on two threads.
+
+    The lock is not held while loading (decoding a frame takes milliseconds): two threads asking for the
+    same missing key may both decode it, which is harmless.
+    """
+
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.items: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
 
     def get(self, key, load):
-        if key in self.items:
-            self.items.move_to_end(key)
-            return self.items[key]
+        with self.lock:
+            value = self.items.get(key)
+            if value is not None:
+                self.items.move_to_end(key)
+                return value
         value = load()
-        self.items[key] = value
-        if len(self.items) > self.capacity:
-            self.items.popitem(last=False)
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.capacity:
+                self.items.popitem(last=False)
         return value
 
 
@@ -155,7 +167,11 @@ class AvatarPackage:
 
     def image(self, kind: str, i: int) -> np.ndarray:
         """BGR uint8 image `kind` of frame i (cached)."""
-        return self._cache.get((kind, i), lambda: _read_image(self.image_path(kind, i)))
+        return self._cache.get((kind, i), lambda: read_image(self.image_path(kind, i)))
+
+    def cached(self, key, load):
+        """`load()` once per key, kept in the same LRU as the images (other decoded forms of the frames)."""
+        return self._cache.get(key, load)
 
     def frame(self, i: int) -> np.ndarray:
         """Full frame i, BGR uint8 (H, W, 3)."""
@@ -165,15 +181,19 @@ class AvatarPackage:
         """The network's face crop of frame i: crop 'head' (upright, head_face/) or 'body' (body_face/)."""
         return self.image(crop, i)
 
-    def preload(self, kinds: tuple[str, ...] = ("bg", "head")) -> None:
-        """Decode every frame of `kinds` into the cache (for short avatars / benchmarks)."""
+    def keep(self, kinds: tuple[str, ...] = ("bg", "head")) -> None:
+        """Make the cache big enough to keep every frame of `kinds` once decoded (decoded when first used)."""
         self._cache.capacity = max(self._cache.capacity, self.frame_count * len(kinds) + 1)
+
+    def preload(self, kinds: tuple[str, ...] = ("bg", "head")) -> None:
+        """Decode every frame of `kinds` into the cache now (serve: no decoding on the real-time path)."""
+        self.keep(kinds)
         for kind in kinds:
             for i in range(self.frame_count):
                 self.image(kind, i)
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: Path) -> np.ndarray:
     import cv2
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)

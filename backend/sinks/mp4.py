@@ -1,4 +1,5 @@
-"""MP4 sink: H.264 (yuv420p) + AAC through PyAV, 25 fps, timestamps from the frames' pts.
+"""MP4 sink: H.264 (yuv420p; libx264, or NVENC/QSV, see encoders.py) + AAC through PyAV, 25 fps, timestamps
+from the frames' pts.
 
 Why these choices: H.264 yuv420p + AAC plays everywhere (browsers, editors, phones). Colour conversion is
 done with OpenCV (BT.601 limited range, what swscale would do, but several times faster), and encoding
@@ -16,31 +17,39 @@ import cv2
 import numpy as np
 
 from backend.frames import FPS, FRAME_NS, SAMPLE_RATE, AudioOutFrame, VideoFrame
+from backend.sinks.encoders import choose_encoder, encoder_options
 
 
 class Mp4Sink:
     """`write(video, audio)` pairs in timeline order, then `close()`.
 
-    crf/preset: x264 quality/speed; threads: encoder threads (0 = auto). Odd frame sizes are padded by one
-    edge pixel (yuv420p needs even sizes). `background=True` encodes on a worker thread (bounded queue).
+    codec: "auto" (NVENC on a CUDA host, else libx264) or a name from `encoders.ENCODERS`; crf/preset:
+    quality/speed in that encoder's terms (preset None = its default, see backend.sinks.encoders);
+    threads: encoder threads (0 = auto). Odd frame sizes are padded by one edge pixel (yuv420p needs even
+    sizes). `background=True` encodes on a worker thread (bounded queue); `background_priority` runs it (and
+    the encoder's own threads) at idle CPU priority, see backend.post.lower_priority (offline render only).
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, *, crf: int = 18, preset: str = "veryfast",
+    def __init__(self, path: str | Path, width: int, height: int, *, crf: int = 18, preset: str | None = None,
                  threads: int = 0, audio: bool = True, audio_bitrate: int = 96_000, background: bool = True,
-                 t0_ns: int = 0):
+                 t0_ns: int = 0, codec: str = "libx264", background_priority: bool = False):
         import av
 
+        self.codec = choose_encoder(codec)
+        options = encoder_options(self.codec, crf, preset)
         self.path = Path(path)
         self.width, self.height = width + (width & 1), height + (height & 1)
         self.pad = (self.width - width, self.height - height)
         self.t0_ns = t0_ns
         self.container = av.open(str(self.path), mode="w", format="mp4")
-        self.video = self.container.add_stream("libx264", rate=FPS)
+        self.video = self.container.add_stream(self.codec, rate=FPS)
         self.video.width, self.video.height = self.width, self.height
         self.video.pix_fmt = "yuv420p"
         self.video.time_base = Fraction(1, FPS)
         self.video.codec_context.time_base = Fraction(1, FPS)
-        self.video.options = {"crf": str(crf), "preset": preset}
+        self.video.options = options
+        ctx = self.video.codec_context  # say what the pixels are: BT.601 limited range (else HD players guess 709)
+        ctx.color_range, ctx.colorspace, ctx.color_primaries, ctx.color_trc = 1, 6, 6, 6
         if threads:
             self.video.codec_context.thread_count = int(threads)
         self.audio = None
@@ -53,6 +62,7 @@ class Mp4Sink:
         self.frames_written = 0
         self._queue: queue.Queue | None = None
         self._error: BaseException | None = None
+        self._idle_priority = background_priority
         if background:
             self._queue = queue.Queue(maxsize=8)
             self._thread = threading.Thread(target=self._worker, name="mp4-sink", daemon=True)
@@ -97,6 +107,10 @@ class Mp4Sink:
 
     # ------------------------------------------------------------------ internals
     def _worker(self) -> None:
+        if self._idle_priority:
+            from backend.post import lower_priority
+
+            lower_priority()  # the encoder's own threads are created on this thread and inherit its priority
         while True:
             item = self._queue.get()
             if item is None:
@@ -116,7 +130,10 @@ class Mp4Sink:
     def _encode(self, video: VideoFrame, audio: AudioOutFrame | None) -> None:
         import av
 
-        frame = av.VideoFrame.from_ndarray(self.to_i420(video.image), format="yuv420p")
+        if video.yuv is not None:  # already I420 planes (render's fast path)
+            frame = video.yuv.to_av()
+        else:
+            frame = av.VideoFrame.from_ndarray(self.to_i420(video.image), format="yuv420p")
         frame.pts = int(round((video.pts_ns - self.t0_ns) / FRAME_NS))
         for packet in self.video.encode(frame):
             self.container.mux(packet)

@@ -1,0 +1,139 @@
+"""Decoded avatar frames on disk: every background frame of a package as raw I420 planes in one file.
+
+Why: a 1080p background JPEG (quality >= 95) costs ~7.5 ms of CPU to decode, as much as everything else
+around the network together, and `render` needs one per output frame, again on every ping-pong pass and
+every render of the same avatar. Raw planes are read through a memory map: the first render of an avatar
+decodes each frame once while writing this file, later ones (and later passes) cost a page-cache read.
+1.5 bytes per pixel: 0.8 GB for 10 s of 1080p, so it is built only under a size cap and when the disk has room.
+
+Layout (inside the package, so it goes away with it): `.cache/bg_i420.raw` = frame 0 (Y H×W, U and V
+H/2×W/2, limited-range BT.601 as backend.yuv decodes them), frame 1, ...; `.cache/bg_i420.json` says what it
+was built from (size, frame count, the manifest's size and mtime). Both are written under temporary names and
+renamed, the JSON last, so a cache is either complete and current or ignored.
+"""
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from backend.yuv import I420
+
+CACHE_FOLDER = ".cache"
+RAW_NAME, META_NAME = "bg_i420.raw", "bg_i420.json"
+FORMAT = "i420-bt601-limited/1"
+MAX_BYTES = 4 << 30  # larger avatars are decoded on the fly
+FREE_MARGIN = 1 << 30  # leave this much disk free
+
+
+class FrameCache:
+    """Read-only, memory-mapped I420 frames of one package. `open_or_build(package)` to get one."""
+
+    def __init__(self, raw: Path, width: int, height: int, count: int):
+        self.width, self.height, self.count = width, height, count
+        self.frame_bytes = width * height * 3 // 2
+        with open(raw, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        if len(self._map) != self.frame_bytes * count:
+            self._map.close()
+            raise ValueError(f"{raw}: {len(self._map)} bytes, expected {self.frame_bytes * count}")
+        self._data = np.frombuffer(self._map, np.uint8)
+
+    def frame(self, i: int) -> I420:
+        """Frame i as read-only views into the map (nothing is copied until the encoder's frame is made)."""
+        w, h = self.width, self.height
+        n, q = w * h, (w // 2) * (h // 2)
+        base = i * self.frame_bytes
+        d = self._data
+        return I420(d[base:base + n].reshape(h, w), d[base + n:base + n + q].reshape(h // 2, w // 2),
+                    d[base + n + q:base + n + 2 * q].reshape(h // 2, w // 2))
+
+    # ------------------------------------------------------------------ opening / building
+    @classmethod
+    def open(cls, package) -> "FrameCache | None":
+        """The package's cache if it is complete and was built from this package, else None."""
+        folder = Path(package.root) / CACHE_FOLDER
+        try:
+            meta = json.loads((folder / META_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if meta != _stamp(package):
+            return None
+        try:
+            return cls(folder / RAW_NAME, package.width, package.height, package.frame_count)
+        except (OSError, ValueError):
+            return None
+
+    @classmethod
+    def open_or_build(cls, package, *, build: bool = True, progress: bool = False,
+                      log=print) -> "FrameCache | None":
+        """Open the cache, or (if `build`) build it when it is worth it and possible; None: decode on the fly."""
+        cache = cls.open(package)
+        if cache is not None or not build:
+            return cache
+        why = cls.unsuitable(package)
+        if why is not None:
+            log(f"{package.root}: decoding frames on the fly ({why})")
+            return None
+        try:
+            cls.build(package, progress=progress)
+        except OSError as exc:  # read-only package, disk full: render without it
+            log(f"{package.root}: cannot write the frame cache ({exc}); decoding frames on the fly")
+            return None
+        return cls.open(package)
+
+    @staticmethod
+    def unsuitable(package) -> str | None:
+        if package.width % 2 or package.height % 2:
+            return "odd frame size"
+        size = package.width * package.height * 3 // 2 * package.frame_count
+        if size > MAX_BYTES:
+            return f"a frame cache would take {size / 2**30:.1f} GB"
+        try:
+            free = shutil.disk_usage(package.root).free
+        except OSError:
+            return "cannot tell the free disk space"
+        if free < size + FREE_MARGIN:
+            return f"only {free / 2**30:.1f} GB free on disk"
+        return None
+
+    @staticmethod
+    def build(package, *, progress: bool = False) -> None:
+        """Decode every background frame once and write the cache (temporary names, then rename)."""
+        from backend.compositor import load_i420
+
+        folder = Path(package.root) / CACHE_FOLDER
+        folder.mkdir(exist_ok=True)
+        raw_tmp, meta_tmp = folder / f".tmp-{os.getpid()}-{RAW_NAME}", folder / f".tmp-{os.getpid()}-{META_NAME}"
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=package.frame_count, unit="frame", desc="caching decoded frames", dynamic_ncols=True)
+        try:
+            (folder / META_NAME).unlink(missing_ok=True)  # an old cache is invalid from here on
+            with open(raw_tmp, "wb") as f:
+                for i in range(package.frame_count):
+                    yuv = load_i420(package.image_path("bg", i))
+                    for plane in (yuv.y, yuv.u, yuv.v):
+                        f.write(np.ascontiguousarray(plane).data)
+                    if bar is not None:
+                        bar.update(1)
+            os.replace(raw_tmp, folder / RAW_NAME)
+            meta_tmp.write_text(json.dumps(_stamp(package)), encoding="utf-8")
+            os.replace(meta_tmp, folder / META_NAME)
+        finally:
+            if bar is not None:
+                bar.close()
+            raw_tmp.unlink(missing_ok=True)
+            meta_tmp.unlink(missing_ok=True)
+
+
+def _stamp(package) -> dict:
+    manifest = os.stat(Path(package.root) / "manifest.json")
+    return {"format": FORMAT, "width": package.width, "height": package.height, "frame_count": package.frame_count,
+            "manifest_size": manifest.st_size, "manifest_mtime_ns": manifest.st_mtime_ns}

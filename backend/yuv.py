@@ -1,0 +1,144 @@
+"""Frames as I420 planes (limited-range BT.601), the mp4 fast path of `render`.
+
+Why: an avatar frame is stored as a JPEG, which is already YCbCr 4:2:0 inside, and H.264 wants YCbCr 4:2:0.
+Decoding it to BGR, compositing the whole frame in BGR and converting it back costs a colour conversion each
+way plus full-frame copies, for a face that covers a few percent of the frame. Here the JPEG is decoded
+straight to its planes (ffmpeg's MJPEG decoder through PyAV), mapped once from JPEG's full range to video's
+limited range, kept like any decoded frame, and only the face region is converted and blended.
+
+The blend is the compositor's (same mask, same warp, same colour match); it is done per plane with the
+mask averaged over each 2x2 block for the chroma planes. Where the mask is 0 a luma sample is bit-identical
+to the avatar frame's, and so is a chroma sample whose four pixels are all outside the mask.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# JPEG (JFIF) stores full-range BT.601 YCbCr; H.264 in mp4 is conventionally limited range (16-235/240)
+_LUMA = np.clip(np.round(16.0 + np.arange(256) * (219.0 / 255.0)), 0, 255).astype(np.uint8)
+_CHROMA = np.clip(np.round(128.0 + (np.arange(256) - 128.0) * (224.0 / 255.0)), 0, 255).astype(np.uint8)
+_local = threading.local()
+_CHROMA_SIZE = {  # chroma plane (rows, cols) of the MJPEG decoder's output formats, for an even H x W frame
+    "yuvj420p": lambda h, w: (h // 2, w // 2), "yuvj422p": lambda h, w: (h, w // 2),
+    "yuvj440p": lambda h, w: (h // 2, w), "yuvj444p": lambda h, w: (h, w),
+}
+
+
+@dataclass(frozen=True)
+class I420:
+    """Planes y (H, W), u and v (H/2, W/2), uint8, limited-range BT.601. H and W are even.
+
+    `frame`: the av.VideoFrame whose buffers the planes are views of, when they are (then the encoder
+    takes it as it is, without another copy).
+    """
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    frame: object | None = None
+
+    @property
+    def width(self) -> int:
+        return self.y.shape[1]
+
+    @property
+    def height(self) -> int:
+        return self.y.shape[0]
+
+    def copy_to_av(self) -> "I420":
+        """A copy whose planes live in a new av.VideoFrame (yuv420p)."""
+        import av
+
+        frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        views = []
+        for plane, data in zip(frame.planes, (self.y, self.u, self.v)):
+            rows, cols = data.shape
+            view = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :cols]
+            view[...] = data
+            views.append(view)
+        return I420(*views, frame=frame)
+
+    def to_bgr(self) -> np.ndarray:
+        """BGR image (for tests and previews; the fast path never needs it)."""
+        return cv2.cvtColor(np.concatenate([self.y.ravel(), self.u.ravel(), self.v.ravel()]).reshape(
+            self.height * 3 // 2, self.width), cv2.COLOR_YUV2BGR_I420)
+
+    def to_av(self):
+        """An av.VideoFrame (yuv420p) with these pixels for the encoder: `frame` itself, or a new copy."""
+        return self.frame if self.frame is not None else self.copy_to_av().frame
+
+
+def from_bgr(image: np.ndarray) -> I420:
+    """BGR (even H, W) → I420, OpenCV's BT.601 limited-range conversion (what the BGR mp4 path uses)."""
+    h, w = image.shape[:2]
+    flat = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).ravel()
+    return _split(flat, h, w)
+
+
+def _split(flat: np.ndarray, h: int, w: int) -> I420:
+    n, q = h * w, (h // 2) * (w // 2)
+    return I420(flat[:n].reshape(h, w), flat[n:n + q].reshape(h // 2, w // 2), flat[n + q:n + 2 * q].reshape(h // 2, w // 2))
+
+
+def decode_jpeg(data: bytes) -> I420 | None:
+    """JPEG bytes → I420 without going through RGB; None if it is not decodable or has odd dimensions."""
+    import av
+
+    ctx = getattr(_local, "mjpeg", None)
+    if ctx is None:  # one decoder per thread: decoding runs on the prefetch and the compositing threads
+        ctx = _local.mjpeg = av.CodecContext.create("mjpeg", "r")
+        ctx.thread_count = 1
+    try:
+        frames = ctx.decode(av.Packet(data))
+    except Exception:  # av.error.* (corrupt data)
+        return None
+    if not frames:
+        return None
+    frame = frames[0]
+    if frame.width % 2 or frame.height % 2:
+        return None
+    name, h, w = frame.format.name, frame.height, frame.width
+    if name == "gray":
+        grey = np.full((h // 2, w // 2), 128, np.uint8)
+        return I420(cv2.LUT(_plane(frame, 0, h, w), _LUMA), grey, grey.copy())
+    if name not in _CHROMA_SIZE:  # not a JPEG layout we know: let swscale bring it to 4:2:0 full range
+        frame, name = frame.reformat(format="yuvj420p"), "yuvj420p"
+    ch, cw = _CHROMA_SIZE[name](h, w)
+    y = _plane(frame, 0, h, w)
+    u, v = (_plane(frame, i, ch, cw) for i in (1, 2))
+    if (ch, cw) != (h // 2, w // 2):  # 4:4:4, 4:2:2, 4:4:0: average to 4:2:0 as OpenCV's BGR→I420 does
+        u, v = (cv2.resize(p, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for p in (u, v))
+    return I420(cv2.LUT(y, _LUMA), cv2.LUT(u, _CHROMA), cv2.LUT(v, _CHROMA))
+
+
+def _plane(frame, i: int, rows: int, cols: int) -> np.ndarray:
+    plane = frame.planes[i]
+    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :cols]
+
+
+def even_roi(roi: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """The smallest ROI with even origin and size that contains `roi` (chroma samples cover 2x2 pixels)."""
+    x, y, w, h = roi
+    x0, y0 = x & ~1, y & ~1
+    x1, y1 = min(width, (x + w + 1) & ~1), min(height, (y + h + 1) & ~1)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def blend_region(base: I420, generated_bgr: np.ndarray, alpha: np.ndarray, roi: tuple[int, int, int, int]) -> I420:
+    """A copy of `base` with `generated_bgr` (h, w, 3) blended into the even `roi` with per-pixel `alpha`
+    (float32 in [0, 1], (h, w))."""
+    x, y, w, h = roi
+    out = base.copy_to_av()
+    gen = from_bgr(generated_bgr)
+    alpha_c = cv2.resize(alpha, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    for plane, src, a, (px, py) in ((out.y, gen.y, alpha, (x, y)), (out.u, gen.u, alpha_c, (x // 2, y // 2)),
+                                    (out.v, gen.v, alpha_c, (x // 2, y // 2))):
+        ph, pw = a.shape
+        region = plane[py:py + ph, px:px + pw]
+        # blendLinear rounds a*gen + (1-a)*base in place; with a == 0 it is the base sample, bit for bit
+        cv2.blendLinear(src, region, a, np.subtract(np.float32(1.0), a), dst=region)
+    return out
