@@ -30,7 +30,8 @@ def lower_priority() -> None:
     barrier and the machine does less work in total (measured: the network ran ~18 % slower next to a
     normal-priority encoder; nice 19 did no better). At idle priority this work fills the gaps, and when its
     queue is full the network waits for it, its threads go to sleep, and it runs on every core: nothing
-    starves. GPU hosts lose nothing: there the CPU has idle time to give.
+    starves -- unless another program keeps every core busy: then this work waits for it, which is why
+    `render` uses it only when the network runs on the CPU (a GPU host has idle CPU time to give anyway).
     """
     import os
 
@@ -53,12 +54,14 @@ class PostWorker:
     `finish_i420`; the compositor is used only from this worker once rendering starts);
     load: avatar frame index → decoded background (cached by the package), called on the prefetch thread;
     sinks: objects with write(video, audio) and close(); on_written(n): progress callback (worker thread);
+    idle_priority: run the worker and prefetch threads at idle CPU priority (see lower_priority; for a network
+    on the CPU);
     prefetch: how many upcoming avatar frames to decode ahead on a helper thread (0 = none); bounded because
     a 1080p frame is 6 MB and the package's frame cache is shared with the main thread.
     """
 
     def __init__(self, finish: Callable[[VideoFrame], VideoFrame], load: Callable[[int], object],
-                 sinks: Sequence, *, depth: int = 16, prefetch: int = 6,
+                 sinks: Sequence, *, depth: int = 16, prefetch: int = 6, idle_priority: bool = True,
                  on_written: Callable[[int], None] | None = None):
         self.finish = finish
         self.load = load
@@ -69,7 +72,9 @@ class PostWorker:
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._error: BaseException | None = None
         self._stopping = False
-        self._prefetch = (ThreadPoolExecutor(1, thread_name_prefix="prefetch", initializer=lower_priority)
+        self._idle = idle_priority
+        self._prefetch = (ThreadPoolExecutor(1, thread_name_prefix="prefetch",
+                                             initializer=lower_priority if idle_priority else None)
                           if prefetch > 0 else None)
         self._prefetch_depth = prefetch
         self._upcoming: deque[int] = deque()  # avatar indices queued but not yet sent to the prefetcher
@@ -124,7 +129,8 @@ class PostWorker:
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
-        lower_priority()
+        if self._idle:
+            lower_priority()
         while True:
             item = self._queue.get()
             if item is None or self._stopping:

@@ -111,19 +111,21 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     with _maybe(atomic_path, out_path) as tmp_mp4, _maybe(atomic_dir, dir_path) as tmp_dir:
         sinks = []
         codec = ""
+        # the network on the CPU: compositing/encoding take only the cycles it leaves (backend.post.lower_priority)
+        on_cpu = getattr(getattr(generator, "device", None), "type", "cpu") == "cpu"
         if tmp_mp4 is not None:
             from backend.sinks.mp4 import Mp4Sink
 
-            # the network on the CPU: one encoder thread (x264's frame threads only add overhead when every
-            # core is busy anyway); on a GPU host as many as x264 likes
-            on_cpu = getattr(getattr(generator, "device", None), "type", "cpu") == "cpu"
+            # one encoder thread when the network is on the CPU (x264's frame threads only add overhead when
+            # every core is busy anyway); on a GPU host as many as x264 likes
             sinks.append(Mp4Sink(tmp_mp4, package.width, package.height, crf=crf, preset=preset, codec=encoder,
-                                 threads=1 if on_cpu else 0, background_priority=True))
+                                 threads=1 if on_cpu else 0, background_priority=on_cpu))
             codec = sinks[-1].codec
         if tmp_dir is not None:
             sinks.append(PngSink(tmp_dir))
         bar = _progress(total, progress)
-        post = PostWorker(finish, load, sinks, on_written=bar.update if bar is not None else None)
+        post = PostWorker(finish, load, sinks, idle_priority=on_cpu,
+                          on_written=bar.update if bar is not None else None)
         t_start = time.perf_counter()
         try:
             eng.push(SpeechStartFrame(pts_ns=0))

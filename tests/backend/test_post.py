@@ -89,3 +89,21 @@ def test_abort_stops_a_blocked_worker():
     threading.Timer(0.1, gate.set).start()
     post.abort()
     assert time.perf_counter() - t < 3 and sink.aborted and not sink.closed
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "SCHED_IDLE"), reason="Linux scheduling policies")
+@pytest.mark.parametrize("idle", [True, False])
+def test_workers_take_only_idle_cpu_when_asked(idle):
+    import os
+
+    seen = []
+
+    def finish(video):
+        seen.append(os.sched_getscheduler(0))
+        return finish_slowly(video)
+
+    post = PostWorker(finish, lambda i: seen.append(os.sched_getscheduler(0)), [ListSink()], idle_priority=idle)
+    post.put(pairs(2))
+    post.close()
+    assert len(seen) == 4 and set(seen) == {os.SCHED_IDLE if idle else os.SCHED_OTHER}
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller (the network's thread) is untouched
