@@ -11,6 +11,9 @@ Why it looks like this:
   face straight into that region, one per-pixel `blendLinear`. Pixels where the mask is 0 (everything
   outside it) are bit-identical to the avatar frame, and blend 0 returns the avatar frame itself.
 
+* `compose_i420` does the same blend on I420 planes (backend/yuv.py) for mp4-only renders, so frames go from
+  the avatar's JPEG (or its decoded-frame cache) to the encoder without a trip through BGR.
+
 Crop spaces (FaceFrame.crop): "head" = head_face box inside the upright head crop (face → head crop →
 frame through the inverse of head_affine), "heads" = the whole head crop, "body" = body_face box in the frame.
 """

@@ -1,6 +1,7 @@
 """Offline rendering: avatar package + speech file(s) → lip-synced mp4 (and optionally PNG frames).
 
-The same Engine as `serve`, driven as fast as the machine goes: the audio files are decoded (any format),
+The same Engine as `serve`, driven as fast as the machine goes (features + network on the calling thread;
+compositing and encoding on worker threads, see backend/post.py): the audio files are decoded (any format),
 joined into one utterance (they play one after another, as in the output's audio track), pushed in 1 s
 chunks, and every finished pair goes straight to the sinks. The video lasts ceil(samples / 640) frames, so
 its duration equals the audio's to within one frame. Every bad input is a one-line `UserError`, raised
@@ -113,16 +114,22 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
         codec = ""
         # the network on the CPU: compositing/encoding take only the cycles it leaves (backend.post.lower_priority)
         on_cpu = getattr(getattr(generator, "device", None), "type", "cpu") == "cpu"
-        if tmp_mp4 is not None:
-            from backend.sinks.mp4 import Mp4Sink
+        try:
+            if tmp_mp4 is not None:
+                from backend.sinks.mp4 import Mp4Sink
 
-            # one encoder thread when the network is on the CPU (x264's frame threads only add overhead when
-            # every core is busy anyway); on a GPU host as many as x264 likes
-            sinks.append(Mp4Sink(tmp_mp4, package.width, package.height, crf=crf, preset=preset, codec=encoder,
-                                 threads=1 if on_cpu else 0, background_priority=on_cpu))
-            codec = sinks[-1].codec
-        if tmp_dir is not None:
-            sinks.append(PngSink(tmp_dir))
+                # one encoder thread when the network is on the CPU (x264's frame threads only add overhead
+                # when every core is busy anyway); on a GPU host as many as x264 likes
+                sinks.append(Mp4Sink(tmp_mp4, package.width, package.height, crf=crf, preset=preset, codec=encoder,
+                                     threads=1 if on_cpu else 0, background_priority=on_cpu))
+                codec = sinks[-1].codec
+            if tmp_dir is not None:
+                sinks.append(PngSink(tmp_dir))
+        except BaseException:
+            for sink in sinks:  # a later sink failed: stop the encoder thread of an earlier one
+                if hasattr(sink, "abort"):
+                    sink.abort()
+            raise
         bar = _progress(total, progress)
         post = PostWorker(finish, load, sinks, idle_priority=on_cpu,
                           on_written=bar.update if bar is not None else None)
