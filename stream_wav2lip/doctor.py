@@ -44,6 +44,12 @@ def checks() -> list[tuple[str, bool, str]]:
         rows.append(("device", True, f"{dev}, {torch.get_num_threads()} threads"))
     except Exception:  # noqa: BLE001
         pass
+    if _module_version("av") is not None:
+        from backend.sinks.encoders import choose_encoder, probe
+
+        why = probe("h264_nvenc")
+        rows.append(("render encoder", True, f"{choose_encoder('auto')} (NVENC: "
+                                             f"{'available' if why is None else 'not available'})"))
     for tool, why in [("ffmpeg", "audio formats"), ("espeak-ng", "demo speech"), ("obs", "OBS Studio")]:
         path = shutil.which(tool)
         rows.append((tool, path is not None, path or f"missing: needed for {why}"))

@@ -74,3 +74,10 @@ def test_cli_bad_encoder_leaves_nothing(synthetic_avatar, speech_wav, tmp_path, 
     assert code != 0 and not out.exists() and not list(tmp_path.glob(".tmp-*"))
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "p9" in err[0]
+
+
+def test_doctor_says_which_encoder_render_uses():
+    from stream_wav2lip.doctor import checks
+
+    rows = {name: detail for name, ok, detail in checks()}
+    assert rows["render encoder"].startswith(choose_encoder("auto"))
