@@ -210,6 +210,8 @@ class Compositor:
         mask = lower_face_mask(poly, size, feather)
         ring = mouth_ring(apply_affine(m, lm[list(L.LIPS_OUTER)]), mask, size)
         roi = roi_of_mask(mask, m, pkg.width, pkg.height)
+        if roi[2]:  # even origin and size: the I420 path blends whole 2x2 chroma blocks in the same region
+            roi = even_roi(roi, pkg.width, pkg.height)
         x, y = roi[0], roi[1]
         roi_to_face = m.copy()
         roi_to_face[:, 2] += m[:, :2] @ np.array([x, y], np.float64)
@@ -239,7 +241,7 @@ class Compositor:
         x, y, w, h = placed.roi
         if w == 0:
             return out
-        generated, alpha = self._face_layer(ff, placed, placed.roi)
+        generated, alpha = self._face_layer(ff, placed)
         region = out[y:y + h, x:x + w]
         # blendLinear rounds a*gen + (1-a)*frame in place; with a == 0 it is the frame pixel, bit for bit
         cv2.blendLinear(generated, region, alpha, np.subtract(np.float32(1.0), alpha), dst=region)
@@ -266,9 +268,8 @@ class Compositor:
         placed = self.placement(ff.avatar_index, ff.crop, ff.face.shape[0])
         if placed.roi[2] == 0:
             return base
-        roi = even_roi(placed.roi, base.width, base.height)
-        generated, alpha = self._face_layer(ff, placed, roi)
-        return blend_region(base, generated, alpha, roi)
+        generated, alpha = self._face_layer(ff, placed)
+        return blend_region(base, generated, alpha, placed.roi)
 
     def finish_i420(self, video: VideoFrame) -> VideoFrame:
         """`finish`, producing `VideoFrame.yuv` instead of a BGR image."""
@@ -279,9 +280,8 @@ class Compositor:
         return VideoFrame(pts_ns=video.pts_ns, index=video.index, avatar_index=video.avatar_index, image=None,
                           speech=video.speech, yuv=yuv)
 
-    def _face_layer(self, ff: FaceFrame, placed: FacePlacement,
-                    roi: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """The generated face warped into frame region `roi` (x, y, w, h): BGR pixels and blend weights
+    def _face_layer(self, ff: FaceFrame, placed: FacePlacement) -> tuple[np.ndarray, np.ndarray]:
+        """The generated face warped into the placement's frame region: BGR pixels and blend weights
         (float32, mask × blend, 0 outside the mask)."""
         face = np.ascontiguousarray(ff.face)
         size = face.shape[0]
@@ -289,13 +289,9 @@ class Compositor:
             face = self.enhancer(face)
         if self.colour:
             face = colour_match(face, self.original_face(ff.avatar_index, ff.crop, size), placed.ring)
-        x, y, w, h = roi
-        roi_to_face = placed.roi_to_face
-        if (x, y) != placed.roi[:2]:
-            roi_to_face = placed.frame_to_face.copy()
-            roi_to_face[:, 2] += placed.frame_to_face[:, :2] @ np.array([x, y], np.float64)
+        w, h = placed.roi[2], placed.roi[3]
         bgra = np.dstack([face, placed.mask])
-        warped = cv2.warpAffine(bgra, roi_to_face, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        warped = cv2.warpAffine(bgra, placed.roi_to_face, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         generated = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)  # a SIMD copy; numpy's strided one is 100x slower
         alpha = np.multiply(cv2.extractChannel(warped, 3), np.float32(min(1.0, ff.blend) / 255.0), dtype=np.float32)

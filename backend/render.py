@@ -90,6 +90,7 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
         generator = make_generator(engine, checkpoint, device, package, crop=crop, batch_size=batch_size)
     if batch_size is None and getattr(generator, "device", None) is not None:  # offline: throughput first
         batch_size = 16 if generator.device.type == "cuda" else 8
+    total = frames_for_samples(speech.size)
     # mp4 only, even frame size: composite on I420 planes straight from the JPEGs or the frame cache
     i420 = dir_path is None and package.width % 2 == 0 and package.height % 2 == 0
     cache = None
@@ -97,12 +98,11 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
         from backend.frame_cache import FrameCache
 
         # build it only when this render decodes every frame anyway (a short clip of a long avatar does not)
-        build = frames_for_samples(speech.size) >= package.frame_count
-        cache = FrameCache.open_or_build(package, build=build, progress=progress, log=_note if progress else _quiet)
+        cache = FrameCache.open_or_build(package, build=total >= package.frame_count, progress=progress,
+                                         log=_note if progress else _quiet)
     eng = Engine(package, generator, crop=crop, batch_size=batch_size, loop=loop, start_frame=start_frame,
                  silence_gate=silence_gate, enhancer=make_enhancer(enhancer, device), compose_later=True,
                  frame_cache=cache)
-    total = frames_for_samples(speech.size)
     comp = eng.compositor
     finish, load = (comp.finish_i420, comp.background_i420) if i420 else (comp.finish, package.frame)
     frame_bytes = package.width * package.height * (1.5 if i420 else 3)

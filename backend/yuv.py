@@ -54,12 +54,9 @@ class I420:
         import av
 
         frame = av.VideoFrame(self.width, self.height, "yuv420p")
-        views = []
-        for plane, data in zip(frame.planes, (self.y, self.u, self.v)):
-            rows, cols = data.shape
-            view = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :cols]
+        views = [_plane(frame, i, *data.shape) for i, data in enumerate((self.y, self.u, self.v))]
+        for view, data in zip(views, (self.y, self.u, self.v)):
             view[...] = data
-            views.append(view)
         return I420(*views, frame=frame)
 
     def to_bgr(self) -> np.ndarray:
@@ -116,6 +113,7 @@ def decode_jpeg(data: bytes) -> I420 | None:
 
 
 def _plane(frame, i: int, rows: int, cols: int) -> np.ndarray:
+    """Writable (rows, cols) view of plane i of an av.VideoFrame (its rows are `line_size` bytes apart)."""
     plane = frame.planes[i]
     return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :cols]
 
