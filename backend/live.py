@@ -34,6 +34,7 @@ import numpy as np
 
 from backend.frames import (FRAME_NS, SAMPLES_PER_FRAME, AudioFrame, AudioOutFrame, FaceFrame, FlushFrame,
                             MelFrame, SpeechEndFrame, SpeechStartFrame)
+from backend.compositor import CROP_SPACES
 from backend.generator import Generator, GeneratorInput
 from backend.schedule import schedule_index
 from backend.sources.queue import SpeechQueue, Utterance
@@ -221,6 +222,11 @@ class Timeline:
         return self.queue.queued_samples() + SAMPLES_PER_FRAME * len(self._ready)
 
 
+def face_crop(generator) -> str:
+    """The package crop that feeds `generator` ("head", "heads" or "body")."""
+    return generator.crop if generator.crop in CROP_SPACES else "head"
+
+
 class Renderer:
     """FramePlans → images: footage for idle frames, generator + compositor for speech (micro-batches)."""
 
@@ -266,7 +272,7 @@ class Renderer:
         import cv2
 
         gen = self.view.generator
-        face = self.view.package.face(avatar_index, gen.crop if gen.crop in ("head", "heads", "body") else "head")
+        face = self.view.package.face(avatar_index, face_crop(gen))
         if face.shape[0] != gen.face_size:
             face = cv2.resize(face, (gen.face_size, gen.face_size), interpolation=cv2.INTER_AREA)
         return face
@@ -404,7 +410,7 @@ class LiveLoop:
         """How long before its pts a frame is planned (and its render started): enough for the render, and
         at least the audio lead (+ a margin for this thread's wake-up), since the audio block goes out then."""
         render = min(self.max_lead_ns, max(self.min_lead_ns, 1.5 * self._render_ema_ns[speech] + 5e6))
-        return int(max(render, self.audio_lead_ns + self.min_lead_ns)) if self.audio_lead_ns else int(render)
+        return int(max(render, self.audio_lead_ns + self.min_lead_ns))  # render >= min_lead_ns already
 
     def _render_worker(self) -> None:
         while not self._stop.is_set():
@@ -426,28 +432,32 @@ class LiveLoop:
                     # play) but not rendered: the publisher repeats the last image (the clock drops them)
                     busy = int(self._render_ema_ns[speech])
                     while speech and self.clock.pts(self.timeline.next_k) < now + busy:
-                        skipped = self.timeline.plan()
-                        self._planned[skipped.k] = skipped
+                        self._plan_next()
                         self.stats.skipped += 1
                         speech = self.timeline.speech_ready()
-                    plans = [self.timeline.plan()]
-                    self._planned[plans[0].k] = plans[0]
+                    plans = [self._plan_next()]
                     # a renderer slower than 25 fps renders the fraction of frames it can (evenly spread by a
                     # credit accumulator, so 18 fps of capacity shows 18 distinct frames/s, not 12.5 as a
                     # whole-number stride would); the frames between are planned (their audio plays) and
-                    # repeat the previous image
+                    # repeat the previous image. Every planned speech frame earns `rate`, every rendered one
+                    # costs 1 (the batch's first too); the surplus is capped only after paying, at one frame.
                     rate = min(1.0, FRAME_NS / max(1.0, self._frame_ema_ns))
+                    if plans[0].mel is not None:
+                        self._render_credit = min(1.0, self._render_credit + rate - 1.0)
                     while plans[-1].mel is not None and len(plans) < self.batch_size:
                         if not self.timeline.speech_ready():
                             break
-                        self._render_credit = min(1.0, self._render_credit + rate)
-                        plan = self.timeline.plan()
-                        self._planned[plan.k] = plan
-                        if self._render_credit >= 1.0 or plan.mel is None:
-                            self._render_credit -= 1.0 if plan.mel is not None else 0.0
+                        plan = self._plan_next()
+                        if plan.mel is None:
+                            plans.append(plan)
+                            break
+                        self._render_credit += rate
+                        if self._render_credit >= 1.0:
+                            self._render_credit -= 1.0
                             plans.append(plan)
                         else:
                             self.stats.skipped += 1
+                        self._render_credit = min(1.0, self._render_credit)
                     renderer = self.renderer
             if plans is None:
                 time.sleep(min(0.005, max(0.0005, (wake - now) / 1e9)))
@@ -485,34 +495,25 @@ class LiveLoop:
                 self._publish_video(kv)
                 kv += 1
 
-    def _plan_now(self, k: int) -> FramePlan:
-        """Plan frame k on the publisher thread (the render worker is behind): cheap, and its audio is not lost.
-        Called with the lock held."""
-        if self.timeline.next_k < k:
-            self.timeline.next_k = k
-        if self.timeline.next_k == k:
-            return self.timeline.plan()
-        # planned beyond k but k itself lost: never happens; keep the clock going
-        log.error("frame %d was planned but lost; publishing silence", k)
-        v = self.timeline.view
-        index = schedule_index(k - self.timeline.k_base, v.frame_count, v.start, v.loop)
-        return FramePlan(k, self.clock.pts(k), index, SILENCE, package=v.package)
+    def _plan_next(self) -> FramePlan:
+        """Plan the timeline's next frame and remember it for the publisher. Called with the lock held."""
+        plan = self.timeline.plan()
+        self._planned[plan.k] = plan
+        return plan
 
     def _publish_audio(self, k: int) -> None:
         with self._lock:
             plan = self._planned.get(k)
-            if plan is None:
-                plan = self._planned[k] = self._plan_now(k)
+            if plan is None:  # the render worker is behind: plan it here so its audio is not lost
+                self.timeline.next_k = k
+                plan = self._plan_next()
             self._audio_k = k
         for sink in self.audio_sinks:
             sink(plan)
 
     def _publish_video(self, k: int) -> None:
         with self._lock:
-            plan = self._planned.pop(k, None)
-            if plan is None:  # only if audio were not ahead (it always is): plan it here
-                plan = self._plan_now(k)
-                self._audio_k = max(self._audio_k, k)
+            plan = self._planned.pop(k)  # its audio went out first, so it is planned
             self._published_k = k
         image = plan.image
         fresh = image is not None

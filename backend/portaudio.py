@@ -53,11 +53,10 @@ class PortAudioDevice:
                 info = self._pa.get_default_output_device_info()
             else:
                 info = self._pa.get_default_input_device_info()
-        except (OSError, IOError) as exc:
+        except BaseException as exc:
             self._pa.terminate()
-            raise UserError(f"{option} {device or 'default'}: no usable device ({exc})") from None
-        except BaseException:
-            self._pa.terminate()
+            if isinstance(exc, OSError):
+                raise UserError(f"{option} {device or 'default'}: no usable device ({exc})") from None
             raise
         self.name = str(info.get("name"))
         self.default_rate = int(info.get("defaultSampleRate") or 16000)

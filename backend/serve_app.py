@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from backend.generator import NullGenerator
-from backend.live import AvatarView, LiveLoop
+from backend.live import AvatarView, LiveLoop, face_crop
 from backend.sources.queue import SpeechQueue
 from stream_wav2lip.errors import UserError
 
@@ -47,15 +47,12 @@ def load_view(avatar: str | Path, engine: str | None, checkpoint: str | None, de
     return view
 
 
-def face_crop(generator) -> str:
-    """The package crop that feeds `generator` ("head", "heads" or "body")."""
-    return generator.crop if generator.crop in ("head", "heads", "body") else "head"
-
-
 def make_live_generator(engine: str | None, checkpoint: str | None, device: str, package, crop: str | None,
                         batch_size: int):
+    null_crop = crop or "head"  # crop None = the generator's own default (make_generator decides)
+    null = NullGenerator(package.head_size if null_crop == "heads" else package.face_size, null_crop)
     if engine == "null":
-        return NullGenerator(package.face_size, crop or "head")
+        return null
     from backend.generators import default_engine, make_generator
 
     engine = engine or default_engine(checkpoint)
@@ -64,7 +61,7 @@ def make_live_generator(engine: str | None, checkpoint: str | None, device: str,
     except UserError as exc:
         if engine == "mouth" and "not available" in str(exc):
             log.warning("%s; using the null generator (footage mouth only)", exc)
-            return NullGenerator(package.face_size, crop or "head")
+            return null
         raise
 
 
@@ -333,7 +330,7 @@ class ParentWatch:
 
     def __init__(self, pid: int):
         self.pid = int(pid)
-        self._was_parent = hasattr(os, "getppid") and os.name != "nt" and os.getppid() == self.pid
+        self._was_parent = os.name != "nt" and os.getppid() == self.pid
 
     def gone(self) -> bool:
         from obs_plugin.shm_layout import pid_alive

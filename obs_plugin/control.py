@@ -21,7 +21,7 @@ Commands: ``start`` (resume after pause), ``pause`` (flush and ignore new speech
 after a few seconds), ``flush`` (barge-in), ``switch_avatar`` with ``"avatar": "<package dir>"``.
 
 The backend is dead when its status segment is missing, its ``pid`` is gone, its ``state`` is "stopped", or
-its ``heartbeat`` (CLOCK_MONOTONIC ns, refreshed at least every 100 ms) is more than `STALE_NS` old
+its ``heartbeat`` (CLOCK_MONOTONIC ns, refreshed at least every 100 ms) is more than `HEARTBEAT_STALE_NS` old
 (`status_is_alive`). The rings (``s2l_S_video``, ``s2l_S_audio``, see `obs_plugin.shm_layout`) carry the same
 writer heartbeat and pid in their headers. Re-open the rings when the status ``pid`` or ``video_generation``
 changes (a restarted backend, or an avatar of another size: the video ring is re-created under the same name).
@@ -35,9 +35,8 @@ import re
 import sys
 import time
 
-from obs_plugin.shm_layout import HEARTBEAT_STALE_NS, writer_is_stale
+from obs_plugin.shm_layout import writer_is_stale
 
-STALE_NS = HEARTBEAT_STALE_NS
 STATUS_SIZE = 16384  # bytes of the status segment (the backend creates it with this size)
 COMMAND_SIZE = 8192
 MAILBOX_KEEP = 16

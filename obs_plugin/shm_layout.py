@@ -305,7 +305,7 @@ def create_untracked(name: str, size: int):
     name*, some time later, and by then a restarted backend of the same session may have created new segments
     under those names (it would silently lose them). The backend unlinks its own segments on exit, and stale ones
     of a crashed backend are reclaimed by pid/heartbeat (`writer_is_stale`) or by the OBS supervisor, so the
-    tracker is not needed. Unlink such a segment with `unlink_untracked`.
+    tracker is not needed. Unlink such a segment with `unlink_name(shm.name)`.
     """
     from multiprocessing import shared_memory
 
@@ -327,19 +327,6 @@ def untrack(shm) -> None:
     resource_tracker.unregister(shm._name, "shared_memory")
     if sys.version_info >= (3, 13):
         shm._track = False  # its unlink() must not unregister a second time
-
-
-def unlink_untracked(shm) -> None:
-    """Unlink a segment made by `create_untracked`/`untrack` without messaging the resource tracker
-    (an unregister of a name it no longer knows makes the tracker print a KeyError traceback)."""
-    if sys.platform == "win32":  # pragma: no cover - the mapping vanishes with its last handle
-        return
-    if sys.version_info >= (3, 13):
-        shm.unlink()
-        return
-    import _posixshmem
-
-    _posixshmem.shm_unlink(shm._name)
 
 
 def unlink_name(name: str) -> None:
@@ -435,11 +422,8 @@ class RingWriter:
             self._shm.close()
         except BufferError:  # a numpy view of a slot is still alive somewhere: the unlink matters more
             pass
-        try:
-            if unlink:
-                unlink_untracked(self._shm)
-        except FileNotFoundError:
-            pass
+        if unlink:
+            unlink_name(self._shm.name)
         self._shm = None
 
     def __enter__(self) -> "RingWriter":

@@ -26,7 +26,7 @@ POLL_S = 0.004  # 250 Hz: a 25 fps frame is picked up within 4 ms of being publi
 RECHECK_S = 0.5  # how often to check that the mapped segment is still the live one
 # Both streams are presented this long after their pts, so that frames that arrive a little late (a backend
 # thread delayed by a busy CPU) still keep their slot. Audio needs no slack: `serve` publishes each block
-# 100 ms before its pts (--audio-lead-ms), so it always reaches OBS before its timestamp (late audio makes
+# 60 ms before its pts (--audio-lead-ms), so it always reaches OBS before its timestamp (late audio makes
 # libobs grow its audio buffering mid-stream, which shifted audio by a frame or more in recordings; the slack
 # was 60 ms while the backend published audio just in time). Measured with 20 ms, real OBS recordings: median
 # A/V offset -12.5 ms (footage mouth), +7.0 / -3.2 ms (Wav2Lip 96 on a busy 2-core CPU), +14.8 ms (stand-in backend).

@@ -44,12 +44,12 @@ def checks() -> list[tuple[str, bool, str]]:
         rows.append(("device", True, f"{dev}, {torch.get_num_threads()} threads"))
     except Exception:  # noqa: BLE001
         pass
-    if _module_version("av") is not None:
+    if any(name == "av" and ok for name, ok, _ in rows):
         from backend.sinks.encoders import choose_encoder, probe
 
-        why = probe("h264_nvenc")
+        why = probe("h264_nvenc")  # the reason matters on a GPU host where NVENC does not open
         rows.append(("render encoder", True, f"{choose_encoder('auto')} (NVENC: "
-                                             f"{'available' if why is None else 'not available'})"))
+                                             f"{'available' if why is None else why})"))
     for tool, why in [("ffmpeg", "audio formats"), ("espeak-ng", "demo speech"), ("obs", "OBS Studio")]:
         path = shutil.which(tool)
         rows.append((tool, path is not None, path or f"missing: needed for {why}"))

@@ -115,14 +115,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     @classmethod
-    def train(cls, args: argparse.Namespace, ctx: DistContext | None = None) -> dict[str, Any]:
-        """Build, run, and (when this call set up the process group itself) tear distribution down."""
-        trainer = cls(args, ctx)
+    def train(cls, args: argparse.Namespace) -> dict[str, Any]:
+        """Build (setting up distribution from the environment), run, and tear distribution down."""
+        trainer = cls(args)
         try:
             return trainer.run()
         finally:
-            if ctx is None:
-                distributed.teardown(trainer.ctx)
+            distributed.teardown(trainer.ctx)
 
     def run(self) -> dict[str, Any]:
         args, ctx = self.args, self.ctx
@@ -151,8 +150,9 @@ class Trainer:
         val_loader = None
         if val_set is not None:
             val_sampler = ResumableSampler(val_set, ctx, seed=args.seed, shuffle=False)
+            n_val = min(args.workers, 2)  # re-iterated at every eval: keep the workers and their caches
             val_loader = DataLoader(val_set, batch_size=args.batch_size, sampler=val_sampler,
-                                    num_workers=min(args.workers, 2), drop_last=False)
+                                    num_workers=n_val, drop_last=False, persistent_workers=n_val > 0)
         max_steps = args.max_steps if args.max_steps is not None else math.inf
         monitor = Monitor(self.out / "tensorboard", ctx.is_main,
                           total_steps=None if max_steps == math.inf else int(max_steps), start_step=self.step,

@@ -20,7 +20,7 @@ from training.losses import cosine, cosine_bce
 from training.monitor import Monitor, syncnet_grid
 from training.samples import SyncNetSamples
 
-SYNCNET_VARIANTS = ("syncnet96", "syncnet_v2_1024", "syncnet288_prelu2021", "syncnet384")
+from training.flags import SYNCNET_VARIANTS, add_syncnet_arguments as add_arguments  # noqa: F401 (public API)
 
 
 class SyncNetStep:
@@ -101,17 +101,5 @@ class SyncNetTrainer(Trainer):
             monitor.image(self.step, "train/windows", syncnet_grid(batch["face"], batch["label"]))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from training.config import add_common_arguments
-
-    parser.add_argument("--variant", default="syncnet96", choices=SYNCNET_VARIANTS,
-                        help="expert to train (face size follows the variant) [%(default)s]")
-    parser.add_argument("--negative-min-distance", type=int, default=1,
-                        help="negatives start at least this many frames from the positive (reference: 1)")
-    parser.add_argument("--audio-shift", type=int, default=0,
-                        help="diagnostic: pair video windows with audio shifted by this many frames [%(default)s]")
-    add_common_arguments(parser, batch_size=64, eval_every=10000, save_every=10000, eval_batches=100)
-
-
-def train(args: argparse.Namespace, ctx: DistContext | None = None) -> dict[str, Any]:
-    return SyncNetTrainer.train(args, ctx)
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    return SyncNetTrainer.train(args)

@@ -15,6 +15,7 @@ import threading
 import time
 
 from obs_plugin import control as wire
+from obs_plugin.shm_layout import unlink_name, untrack
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,6 @@ def _smd_name(segment: str) -> str:
     return segment[3:]
 
 
-def _unlink_segment(segment: str) -> None:
-    from obs_plugin.shm_layout import unlink_name
-
-    unlink_name(segment)
-
-
 def reclaim_or_raise(session: str) -> None:
     """Remove the control segments of a crashed backend of `session`; refuse if one is alive."""
     status_name = wire.status_segment(session)
@@ -43,7 +38,7 @@ def reclaim_or_raise(session: str) -> None:
     for name in (status_name, wire.command_segment(session)):
         if os.path.exists(f"/dev/shm/{name}"):
             log.warning("reclaiming stale segment %s", name)
-        _unlink_segment(name)
+        unlink_name(name)
 
 
 class ControlChannel:
@@ -52,8 +47,6 @@ class ControlChannel:
     def __init__(self, session: str):
         from shared_memory_dict import SharedMemoryDict
         from shared_memory_dict.serializers import JSONSerializer
-
-        from obs_plugin.shm_layout import untrack
 
         self.session = wire.valid_session(session)
         reclaim_or_raise(session)
@@ -81,7 +74,8 @@ class ControlChannel:
 
     def heartbeat(self) -> None:
         with self._lock:
-            self._write()
+            if self._status is not None:  # a beat may land while close() runs: never write a released buffer
+                self._write()
 
     def _write(self) -> None:
         self._values["heartbeat"] = time.monotonic_ns()
@@ -94,9 +88,7 @@ class ControlChannel:
         done = threading.Event()
 
         def beat():
-            while not done.wait(interval):
-                if self._status is None:
-                    return
+            while not done.wait(interval) and self._status is not None:
                 self.heartbeat()
 
         threading.Thread(target=beat, name="s2l-heartbeat", daemon=True).start()
@@ -129,19 +121,15 @@ class ControlChannel:
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         """Mark stopped, then unlink both segments."""
-        from obs_plugin.shm_layout import unlink_untracked
-
         if self._status is None:
             return
         try:
             self.update(state="stopped")
         except Exception:  # noqa: BLE001 - shutting down anyway
             pass
-        for smd in (self._status, self._commands):
-            shm = smd.shm
-            smd.cleanup()
-            try:
-                unlink_untracked(shm)
-            except FileNotFoundError:
-                pass
-        self._status = self._commands = None
+        with self._lock:
+            for smd in (self._status, self._commands):
+                name = smd.shm.name
+                smd.cleanup()
+                unlink_name(name)
+            self._status = self._commands = None

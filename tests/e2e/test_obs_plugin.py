@@ -49,7 +49,6 @@ def _bgr_to_rgb(c):
     return c[2], c[1], c[0]
 
 
-
 def test_avatar_dropdown_lists_packages(obs):
     items = obs.client.get_input_properties_list_property_items(obs.name, "avatar").property_items
     assert [i["itemValue"] for i in items] == ["alice", "bob"]

@@ -51,7 +51,6 @@ def obs(tmp_path_factory, small_avatar, synthetic_avatar):
         sess.close()
 
 
-
 def test_dropdown_lists_real_packages(obs):
     items = obs.client.get_input_properties_list_property_items(obs.name, "avatar").property_items
     assert [i["itemValue"] for i in items] == ["face", "synthetic"]
@@ -127,7 +126,7 @@ def test_av_sync_real_backend_pipeline(obs, tmp_path):
     wrapper.chmod(0o755)
     beeps = write_beeps(tmp_path / "beeps.wav", seconds=RECORD_S)
     # the Wav2Lip 96 network (the checkpoint set in the fixture) on CPU: slower than real time on a busy 2-core
-    # machine, so frames repeat, but audio still goes out 100 ms ahead of its pts and the offset holds.
+    # machine, so frames repeat, but audio still goes out 60 ms (--audio-lead-ms) ahead of its pts and the offset holds.
     # S2L_TEST_AV_SERVE_ARGS="--engine null" measures the clock and audio path without the network's CPU load.
     serve_args = os.environ.get("S2L_TEST_AV_SERVE_ARGS", "")
     obs.client.set_input_settings(obs.name, {"backend_python": str(wrapper), "avatar": "face",

@@ -86,7 +86,7 @@ def test_idle_loop_at_25fps_equals_the_footage_and_a_reader_that_stalls_slows_no
     assert cap2.video[0].pts_ns - cap.video[-1].pts_ns >= 1.4e9
     assert abs(time.monotonic_ns() - cap2.video[-1].pts_ns) < 0.2e9 and time.monotonic() - t_gap < 2
     apts = {s.pts_ns for s in cap.audio}
-    # audio goes out 100 ms (--audio-lead-ms) ahead of its frame, so the capture starts and ends a few blocks later
+    # audio goes out 60 ms (--audio-lead-ms) ahead of its frame, so the capture starts and ends a few blocks later
     edges = {pts[0] - FRAME_NS * i for i in range(1, 8)} | {pts[-1] + FRAME_NS * i for i in range(1, 8)}
     assert apts <= set(pts.tolist()) | edges
     assert not any(s.flags & S.FLAG_SPEECH for s in cap.audio)

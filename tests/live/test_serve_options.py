@@ -45,7 +45,7 @@ def test_renderer_feeds_a_heads_generator_the_whole_head_crop(synthetic_avatar):
     from backend.compositor import Compositor
     from backend.generator import NullGenerator
     from backend.live import AvatarView, Renderer
-    from backend.serve_app import face_crop
+    from backend.live import face_crop
     from preprocess.package import AvatarPackage
 
     pkg = AvatarPackage.open(synthetic_avatar)

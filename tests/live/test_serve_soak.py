@@ -69,7 +69,8 @@ def test_ten_minutes_of_speech_memory_flat_and_av_locked(synthetic_avatar, media
                 last_seq = s.sequence
                 vcount += 1
             for s in audio.poll_all():
-                if grid is not None:  # audio block n carries video frame n's pts (published 100 ms ahead), always
+                # audio block n carries video frame n's pts (published 60 ms ahead, --audio-lead-ms), always
+                if grid is not None:
                     assert s.pts_ns - grid[0] == (s.sequence - grid[1]) * FRAME_NS, "A/V offset moved"
                 acount += 1
                 speech_blocks += bool(s.flags & S.FLAG_SPEECH)

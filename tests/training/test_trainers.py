@@ -125,7 +125,6 @@ def test_wav2lip96_l1_falls_on_real_faces(media_dir: Path, tmp_path: Path):
     assert sum(l1[-5:]) / 5 < 0.8 * sum(l1[:5]) / 5
 
 
-
 @pytest.mark.slow
 @pytest.mark.parametrize("disc", ["disc_qual96", "nlayer_disc"])
 def test_wav2lip_with_expert_and_discriminator(synthetic_set: Path, tmp_path: Path, disc: str):
@@ -153,11 +152,8 @@ def test_wav2lip_with_expert_and_discriminator(synthetic_set: Path, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_trained_generator_checkpoint_drives_render_and_inspect(synthetic_set: Path, tmp_path: Path, capsys):
-    import numpy as np
-    import soundfile
-
-    from preprocess.synthetic import write_synthetic_package
+def test_trained_generator_checkpoint_drives_render_and_inspect(synthetic_set: Path, synthetic_avatar: Path,
+                                                                tmp_path: Path, capsys):
     from stream_wav2lip.cli import main
     from training import wav2lip_trainer
 
@@ -167,9 +163,7 @@ def test_trained_generator_checkpoint_drives_render_and_inspect(synthetic_set: P
     ckpt = tmp_path / "w" / "checkpoint_step000000001.pth"
     assert main(["inspect", str(ckpt)]) == 0
     assert "wav2lip96" in capsys.readouterr().out
-    avatar = write_synthetic_package(tmp_path / "avatar", frames=20)
-    speech = tmp_path / "speech.wav"
-    soundfile.write(str(speech), (0.2 * np.sin(np.arange(16000) * 0.05)).astype(np.float32), 16000)
-    assert main(["render", "--avatar", str(avatar), "--audio", str(speech), "--checkpoint", str(ckpt),
+    assert main(["render", "--avatar", str(synthetic_avatar), "--audio", str(synthetic_avatar / "audio.wav"),
+                 "--checkpoint", str(ckpt),
                  "-o", str(tmp_path / "out.mp4"), "--device", "cpu", "--no-progress"]) == 0
     assert (tmp_path / "out.mp4").stat().st_size > 0
