@@ -8,13 +8,20 @@ after Tools -> Scripts -> Reload (obs-notes §6.2). Everything here therefore li
 
 Every thunk is guarded: an exception escaping into C would only print a traceback and return 0/NULL,
 which libobs may treat as failure (e.g. a NULL `create`).
+
+The `obs_source_t*` of each source is handed to the implementation wrapped in a `SourceRef`, never bare:
+libobs frees a source right after our `destroy` returns, on its own destruction thread, while other threads
+of ours (the pusher, OBS's UI thread running a status task or `script_unload`) may be about to use it.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
+import threading
 import traceback
 import types
+from typing import Iterator
 
 from obs_plugin import libobs
 
@@ -31,12 +38,40 @@ def state() -> types.ModuleType:
         st.lib = None
         st.registered = False
         st.impl = None
-        st.sources = {}  # handle -> {"source": obs_source_t*, "inst": object | None}
+        st.sources = {}  # handle -> SourceRef
         st.next_handle = 1
         st.keep = []  # thunks, buffers and structs referenced by libobs: never freed
         st.buttons = {}
         sys.modules[_KEY] = st
     return st
+
+
+class SourceRef:
+    """One source's `obs_source_t*`, usable until libobs destroys the source.
+
+    Every call into libobs with the pointer goes through `use()`; the destroy thunk calls `invalidate()`
+    first, under the same lock, so a call in flight finishes before libobs frees the source and none
+    starts afterwards (`use()` then yields None). On OBS exit the scene is cleared, which destroys the
+    source on libobs's destruction thread while `script_unload` runs on the UI thread: without this, the
+    unload's last status write could touch a freed source (a crash at exit, seen once in CI).
+    """
+
+    def __init__(self, ptr: int):
+        self._ptr: int | None = ptr
+        self._lock = threading.RLock()  # re-entrant: a libobs call made under it may call back into us
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[int | None]:
+        with self._lock:
+            yield self._ptr
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._ptr = None
+
+    @property
+    def alive(self) -> bool:
+        return self._ptr is not None
 
 
 def _report(where: str) -> None:
@@ -74,19 +109,18 @@ def register(lib: ctypes.CDLL) -> types.ModuleType:
         try:
             handle = st.next_handle
             st.next_handle += 1
-            st.sources[handle] = {"source": source, "inst": None}
+            ref = st.sources[handle] = SourceRef(source)
         except Exception:  # noqa: BLE001
             _report("create")
             return handle or 1
-        _impl_call("attach", handle, source, settings)
+        _impl_call("attach", handle, ref, settings)
         return handle
 
     def _destroy(data):
+        ref = st.sources.pop(data or 0, None)
+        if ref is not None:
+            ref.invalidate()  # waits for a call in flight; libobs frees the source once we return
         _impl_call("detach", data or 0)
-        try:
-            st.sources.pop(data or 0, None)
-        except Exception:  # noqa: BLE001
-            _report("destroy")
 
     def _get_defaults(settings):
         _impl_call("defaults", settings)

@@ -36,11 +36,12 @@ def read_settings(lib: ctypes.CDLL, settings: int) -> dict:
 class AvatarSource:
     """One `stream_wav2lip_avatar` source: pusher + supervisor + status."""
 
-    def __init__(self, lib: ctypes.CDLL, handle: int, source: int, settings: int):
+    def __init__(self, lib: ctypes.CDLL, handle: int, source: persist.SourceRef, settings: int):
         self.lib = lib
         self.handle = handle
         self.source = source
-        self.name = cstr(lib.obs_source_get_name(source)) or f"avatar{handle}"
+        with source.use() as ptr:
+            self.name = (cstr(lib.obs_source_get_name(ptr)) if ptr else "") or f"avatar{handle}"
         self.session = session_from_name(self.name)
         self.settings = read_settings(lib, settings)
         self.control = control.ControlClient(self.session)
@@ -157,13 +158,15 @@ class AvatarSource:
                                     False)
 
     def write_status(self) -> None:
-        """On OBS's UI thread: store the status line in the source's settings (shown by the panel)."""
-        data = self.lib.obs_source_get_settings(self.source)
-        if data:
-            try:
-                self.lib.obs_data_set_string(data, b"status", b(self.status_text))
-            finally:
-                self.lib.obs_data_release(data)
+        """On OBS's UI thread: store the status line in the source's settings (shown by the panel).
+        Nothing happens once libobs has destroyed the source (e.g. during OBS's exit)."""
+        with self.source.use() as ptr:
+            data = self.lib.obs_source_get_settings(ptr) if ptr else None
+            if data:
+                try:
+                    self.lib.obs_data_set_string(data, b"status", b(self.status_text))
+                finally:
+                    self.lib.obs_data_release(data)
 
 
 def _split_args(text: str) -> tuple[str, ...]:
@@ -189,11 +192,14 @@ class Plugin:
     def install(self) -> None:
         """Become the active implementation and adopt sources created by an earlier script version."""
         self.st.impl = self
-        for handle, rec in list(self.st.sources.items()):
+        for handle, ref in list(self.st.sources.items()):
             try:
-                settings = self.lib.obs_source_get_settings(rec["source"])
+                with ref.use() as ptr:
+                    if not ptr:
+                        continue  # destroyed meanwhile
+                    settings = self.lib.obs_source_get_settings(ptr)
                 try:
-                    self.attach(handle, rec["source"], settings)
+                    self.attach(handle, ref, settings)
                 finally:
                     self.lib.obs_data_release(settings)
             except Exception as exc:  # noqa: BLE001
@@ -217,7 +223,7 @@ class Plugin:
             self._status_thread.join(2.0)
 
     # ------------------------------------------------------------------ thunk targets
-    def attach(self, handle: int, source: int, settings: int) -> None:
+    def attach(self, handle: int, source: persist.SourceRef, settings: int) -> None:
         if self.abi_error:
             return
         self.sources[handle] = AvatarSource(self.lib, handle, source, settings)

@@ -100,7 +100,9 @@ class Pusher:
     `stats` (read by the panel) holds fps, the newest pts and whether a writer is alive.
     """
 
-    def __init__(self, lib: ctypes.CDLL, source: int, session: str, audio_delay_ms: Callable[[], int]):
+    def __init__(self, lib: ctypes.CDLL, source, session: str, audio_delay_ms: Callable[[], int]):
+        """`source` is the source's `persist.SourceRef`: every output call holds it, so the source cannot be
+        freed under a call, and outputs stop by themselves once libobs destroys it."""
         self.lib = lib
         self.source = source
         self.session = session
@@ -114,7 +116,9 @@ class Pusher:
         self._audio = libobs.SourceAudio()
 
     def start(self) -> None:
-        self.lib.obs_source_set_async_unbuffered(self.source, True)
+        with self.source.use() as ptr:
+            if ptr:
+                self.lib.obs_source_set_async_unbuffered(ptr, True)
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -190,7 +194,10 @@ class Pusher:
         f.timestamp = max(0, slot.pts_ns + SYNC_SLACK_NS)
         f.format = libobs.VIDEO_FORMAT_BGRA
         f.full_range = True
-        self.lib.obs_source_output_video(self.source, ctypes.byref(f))
+        with self.source.use() as ptr:
+            if not ptr:
+                return
+            self.lib.obs_source_output_video(ptr, ctypes.byref(f))
         self.stats["frames"] += 1
         self.stats["last_pts"] = slot.pts_ns
         self.stats["speech"] = bool(slot.flags & 1)
@@ -215,7 +222,10 @@ class Pusher:
         # half tick. libobs keeps continuous audio continuous (it ignores timestamp jitter < 70 ms), so this
         # bias and the user's delay take effect from the first block after a (re)start or a gap.
         a.timestamp = max(0, slot.pts_ns + SYNC_SLACK_NS + self.audio_bias_ns + delay_ns)
-        self.lib.obs_source_output_audio(self.source, ctypes.byref(a))
+        with self.source.use() as ptr:
+            if not ptr:
+                return
+            self.lib.obs_source_output_audio(ptr, ctypes.byref(a))
         self.stats["audio_blocks"] += 1
 
 

@@ -151,7 +151,7 @@ class ObsSession:
         t0 = time.monotonic()
         self.obs = subprocess.Popen([OBS_BIN, "--multi", "--disable-missing-files-check"], env=self.env,
                                     cwd=str(self.tmp), stdout=self.obs_log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=_allow_core_dump)
         deadline = t0 + timeout
         while True:
             if self.obs.poll() is not None:
@@ -250,10 +250,31 @@ class ObsSession:
             try:
                 self.obs.wait(timeout)
             except subprocess.TimeoutExpired:
+                print(f"OBS did not exit within {timeout} s of SIGINT")
+                print(_gdb(["-p", str(self.obs.pid)]))
                 os.killpg(self.obs.pid, signal.SIGKILL)
                 self.obs.wait(5)
         self.timings["shutdown_s"] = time.monotonic() - t0
+        if self.obs.returncode and self.obs.returncode < 0:
+            print(self.crash_report())
         return self.obs.returncode
+
+    def crash_report(self) -> str:
+        """What is known about a crashed OBS: the ends of its log and stdout, and a backtrace of every
+        thread from its core file when gdb is present (so that a crash seen once in CI can be diagnosed)."""
+        parts = [f"OBS exited with {self.obs.returncode if self.obs else None}",
+                 "--- OBS log (end) ---", self.log_text()[-4000:]]
+        out = self.tmp / "obs-stdout.txt"
+        if out.exists():
+            parts += ["--- OBS stdout (end) ---", out.read_text(errors="replace")[-3000:]]
+        cores = sorted(self.tmp.glob("core*"), key=lambda p: p.stat().st_mtime)
+        if cores:
+            parts += ["--- backtrace (core) ---", _gdb([OBS_BIN, str(cores[-1])])]
+            for core in cores:
+                core.unlink(missing_ok=True)
+        else:
+            parts.append(f"(no core file in {self.tmp})")
+        return "\n".join(parts)
 
     def close(self, keep_files: bool = False) -> None:
         """Stop OBS and Xvfb; kill leftover backends of our sessions (by pid) and unlink their segments."""
@@ -290,6 +311,29 @@ class ObsSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _gdb(target: list[str]) -> str:
+    """Every thread's backtrace of a live OBS (["-p", pid]) or of a core file ([binary, core])."""
+    if not shutil.which("gdb"):
+        return "(gdb is not installed: no backtrace)"
+    try:
+        out = subprocess.run(["gdb", "-batch", "-nx", "-ex", "thread apply all bt 30", *target],
+                             capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"(gdb failed: {exc})"
+    return out[-20000:]
+
+
+def _allow_core_dump() -> None:
+    """(In the OBS child) allow a core file, for `crash_report`."""
+    import resource
+
+    try:
+        hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+    except (ValueError, OSError):
+        pass
 
 
 def _xdotool(sess: ObsSession, *args: str) -> str:

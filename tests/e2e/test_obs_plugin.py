@@ -176,6 +176,26 @@ def test_script_reload_three_times(obs):
     assert len(obs.backend_pids(obs.session)) == 1
 
 
+def test_removing_a_running_source_stops_its_backend(obs):
+    """Delete a second, running source (libobs destroys it on its destruction thread while its pusher and
+    status threads are busy): its backend and segments go, OBS keeps running, the first source is untouched."""
+    name = obs.name + "_2"
+    session = session_from_label(name)
+    settings = dict(obs.settings(obs.name))
+    settings.pop("status", None)
+    for attempt in range(3):  # create -> run -> remove, three times: the destroy races the busy threads
+        obs.client.create_input("Scene", name, "stream_wav2lip_avatar", settings, True)
+        obs.client.press_input_properties_button(name, "start")
+        obs.wait_for(lambda: len(obs.backend_pids(session)) == 1 and obs.segments(session), 20,
+                     what=f"second backend running (round {attempt})")
+        time.sleep(0.3 * attempt)
+        obs.client.remove_input(name)
+        obs.wait_for(lambda: not obs.backend_pids(session) and not obs.segments(session), 10,
+                     what=f"second backend and segments gone (round {attempt})")
+        assert obs.obs.poll() is None, "OBS crashed when a running source was removed"
+    assert obs.backend_pid(), "the first source's backend is untouched"
+
+
 def test_obs_exit_leaves_no_backend_and_no_segment(obs):
     assert obs.backend_pid()
     code = obs.stop_obs()

@@ -120,3 +120,39 @@ def test_supervisor_restarts_a_killed_backend_and_stops_it(tmp_path):
             os.kill(second, 0)
     finally:
         sup.shutdown()
+
+
+# ------------------------------------------------------------------------------------------ source pointer
+def test_source_ref_destroy_waits_for_a_call_in_flight_and_blocks_later_calls():
+    """libobs frees a source as soon as our destroy returns: invalidate() must wait for a call that holds the
+    pointer, and every later use must see None (the exit-time crash: a status write after the destroy)."""
+    import threading
+
+    from obs_plugin.persist import SourceRef
+
+    ref = SourceRef(0x1234)
+    inside, release, order = threading.Event(), threading.Event(), []
+
+    def caller():
+        with ref.use() as ptr:
+            order.append(("call", ptr))
+            inside.set()
+            release.wait(5)
+            order.append(("call done", ptr))
+
+    t = threading.Thread(target=caller)
+    t.start()
+    assert inside.wait(5)
+    destroyer = threading.Thread(target=lambda: (ref.invalidate(), order.append(("destroyed", None))))
+    destroyer.start()
+    time.sleep(0.1)
+    assert destroyer.is_alive(), "invalidate() returned while a call still held the pointer"
+    release.set()
+    t.join(5)
+    destroyer.join(5)
+    assert order == [("call", 0x1234), ("call done", 0x1234), ("destroyed", None)]
+    with ref.use() as ptr:
+        assert ptr is None
+    assert not ref.alive
+    with ref.use() as outer, ref.use() as inner:  # re-entrant: a libobs call may call back into us
+        assert outer is inner is None
