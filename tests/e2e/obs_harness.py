@@ -128,6 +128,7 @@ class ObsSession:
         self.obs: subprocess.Popen | None = None
         self.client = None
         self.timings: dict[str, float] = {}
+        self.crash_reported = False
         deadline = time.monotonic() + 10
         while not os.path.exists(f"/tmp/.X11-unix/X{self.display}"):
             if time.monotonic() > deadline or self.xvfb.poll() is not None:
@@ -255,7 +256,8 @@ class ObsSession:
                 os.killpg(self.obs.pid, signal.SIGKILL)
                 self.obs.wait(5)
         self.timings["shutdown_s"] = time.monotonic() - t0
-        if self.obs.returncode and self.obs.returncode < 0:
+        if self.obs.returncode and self.obs.returncode < 0 and not self.crash_reported:
+            self.crash_reported = True
             print(self.crash_report())
         return self.obs.returncode
 
