@@ -24,7 +24,7 @@ say() { printf '\033[1m[install]\033[0m %s\n' "$*"; }
 
 # ---------------------------------------------------------------- system packages
 APT_RUNTIME=(ffmpeg espeak-ng libsndfile1 portaudio19-dev gcc python3-dev python3.11-venv)
-APT_TEST=(obs-studio obs-plugins xvfb pulseaudio pulseaudio-utils sox xdotool alsa-utils)
+APT_TEST=(obs-studio obs-plugins xvfb pulseaudio pulseaudio-utils sox xdotool alsa-utils gdb)  # gdb: backtraces if OBS crashes in a test
 if [ "${SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
   want=("${APT_RUNTIME[@]}"); [ $WITH_TEST = 1 ] && want+=("${APT_TEST[@]}")
   missing=()
