@@ -152,7 +152,8 @@ class ObsSession:
         t0 = time.monotonic()
         self.obs = subprocess.Popen([OBS_BIN, "--multi", "--disable-missing-files-check"], env=self.env,
                                     cwd=str(self.tmp), stdout=self.obs_log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=_allow_core_dump)
+                                    start_new_session=True)
+        _allow_core_dump(self.obs.pid)
         deadline = t0 + timeout
         while True:
             if self.obs.poll() is not None:
@@ -327,14 +328,14 @@ def _gdb(target: list[str]) -> str:
     return out[-20000:]
 
 
-def _allow_core_dump() -> None:
-    """(In the OBS child) allow a core file, for `crash_report`."""
+def _allow_core_dump(pid: int) -> None:
+    """Let process `pid` (OBS) write a core file if it crashes, for `crash_report` (Linux prlimit)."""
     import resource
 
     try:
         hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
-        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
-    except (ValueError, OSError):
+        resource.prlimit(pid, resource.RLIMIT_CORE, (hard, hard))
+    except (AttributeError, ValueError, OSError):
         pass
 
 
