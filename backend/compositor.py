@@ -20,7 +20,7 @@ frame through the inverse of head_affine), "heads" = the whole head crop, "body"
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -174,19 +174,16 @@ class Compositor:
     # ------------------------------------------------------------------ stage API
     def push(self, frame: Frame) -> list[Frame]:
         if isinstance(frame, FaceFrame):
-            if self.deferred:
-                return [VideoFrame(pts_ns=frame.pts_ns, index=frame.index, avatar_index=frame.avatar_index,
-                                   image=None, speech=frame.speech, pending=frame)]
             return [VideoFrame(pts_ns=frame.pts_ns, index=frame.index, avatar_index=frame.avatar_index,
-                               image=self.compose(frame), speech=frame.speech)]
+                               image=None if self.deferred else self.compose(frame), speech=frame.speech,
+                               pending=frame if self.deferred else None)]
         return [frame]
 
     def finish(self, video: VideoFrame) -> VideoFrame:
         """The same frame with its image composed (a no-op for frames that already have one)."""
         if video.pending is None:
             return video
-        return VideoFrame(pts_ns=video.pts_ns, index=video.index, avatar_index=video.avatar_index,
-                          image=self.compose(video.pending), speech=video.speech)
+        return replace(video, image=self.compose(video.pending), pending=None)
 
     def flush(self) -> list[Frame]:
         return []
@@ -273,12 +270,8 @@ class Compositor:
 
     def finish_i420(self, video: VideoFrame) -> VideoFrame:
         """`finish`, producing `VideoFrame.yuv` instead of a BGR image."""
-        if video.pending is not None:
-            yuv = self.compose_i420(video.pending)
-        else:
-            yuv = from_bgr(video.image)
-        return VideoFrame(pts_ns=video.pts_ns, index=video.index, avatar_index=video.avatar_index, image=None,
-                          speech=video.speech, yuv=yuv)
+        yuv = self.compose_i420(video.pending) if video.pending is not None else from_bgr(video.image)
+        return replace(video, image=None, pending=None, yuv=yuv)
 
     def _face_layer(self, ff: FaceFrame, placed: FacePlacement) -> tuple[np.ndarray, np.ndarray]:
         """The generated face warped into the placement's frame region: BGR pixels and blend weights

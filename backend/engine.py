@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 
@@ -95,8 +96,8 @@ class Engine:
             video, audio, step = self._ready.popleft()
             self.cursor.step = max(self.cursor.step, step + 1)
             pts = self._next_pts()
-            out.append((VideoFrame(pts_ns=pts, index=self.slot - 1, avatar_index=video.avatar_index,
-                                   image=video.image, speech=video.speech, pending=video.pending),
+            # the compositor's frame, re-stamped on the output timeline (every other field carried as it is)
+            out.append((replace(video, pts_ns=pts, index=self.slot - 1),
                         AudioOutFrame(pts_ns=pts, pcm=audio.pcm, speech=audio.speech)))
         return out
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.yuv import I420
+from backend.yuv import I420, split_planes
 
 CACHE_FOLDER = ".cache"
 RAW_NAME, META_NAME = "bg_i420.raw", "bg_i420.json"
@@ -45,12 +45,8 @@ class FrameCache:
 
     def frame(self, i: int) -> I420:
         """Frame i as read-only views into the map (nothing is copied until the encoder's frame is made)."""
-        w, h = self.width, self.height
-        n, q = w * h, (w // 2) * (h // 2)
         base = i * self.frame_bytes
-        d = self._data
-        return I420(d[base:base + n].reshape(h, w), d[base + n:base + n + q].reshape(h // 2, w // 2),
-                    d[base + n + q:base + n + 2 * q].reshape(h // 2, w // 2))
+        return split_planes(self._data[base:base + self.frame_bytes], self.height, self.width)
 
     # ------------------------------------------------------------------ opening / building
     @classmethod

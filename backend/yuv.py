@@ -72,11 +72,11 @@ class I420:
 def from_bgr(image: np.ndarray) -> I420:
     """BGR (even H, W) → I420, OpenCV's BT.601 limited-range conversion (what the BGR mp4 path uses)."""
     h, w = image.shape[:2]
-    flat = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).ravel()
-    return _split(flat, h, w)
+    return split_planes(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).ravel(), h, w)
 
 
-def _split(flat: np.ndarray, h: int, w: int) -> I420:
+def split_planes(flat: np.ndarray, h: int, w: int) -> I420:
+    """Views of the Y, U and V planes of one packed I420 frame (`flat`: H*W*3/2 bytes, planes one after another)."""
     n, q = h * w, (h // 2) * (w // 2)
     return I420(flat[:n].reshape(h, w), flat[n:n + q].reshape(h // 2, w // 2), flat[n + q:n + 2 * q].reshape(h // 2, w // 2))
 

@@ -20,7 +20,7 @@ from training.losses import cosine, cosine_bce
 from training.monitor import Monitor, syncnet_grid
 from training.samples import SyncNetSamples
 
-from training.flags import SYNCNET_VARIANTS, add_syncnet_arguments as add_arguments  # noqa: F401 (public API)
+from training.flags import SYNCNET_VARIANTS
 
 
 class SyncNetStep:

@@ -32,7 +32,7 @@ from training.losses import hinge_d_loss, hinge_g_loss, quality_loss, sync_loss
 from training.monitor import Monitor, generator_grid
 from training.samples import Wav2LipSamples
 
-from training.flags import DISCRIMINATORS, GENERATOR_VARIANTS, add_wav2lip_arguments as add_arguments  # noqa: F401
+from training.flags import GENERATOR_VARIANTS
 # SAM generators detach their audio embedding: parts of the audio path get no gradient, DDP must know.
 _UNUSED_PARAMETERS = ("wav2lip384", "wav2lip_sam")
 

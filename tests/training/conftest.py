@@ -50,10 +50,10 @@ def synthetic_set(tmp_path: Path) -> Path:
     return root
 
 
-def trainer_args(module, argv: list[str]) -> argparse.Namespace:
-    """Parse a trainer's flags exactly as the CLI does."""
+def trainer_args(add_flags, argv: list[str]) -> argparse.Namespace:
+    """Parse a trainer's flags (`training.flags.add_*_arguments`) exactly as the CLI does."""
     parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
+    add_flags(parser)
     return parser.parse_args(argv)
 
 

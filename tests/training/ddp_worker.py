@@ -13,11 +13,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from training import distributed, syncnet_trainer  # noqa: E402
+from training.flags import add_syncnet_arguments  # noqa: E402
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
-    syncnet_trainer.add_arguments(parser)
+    add_syncnet_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     trainer = syncnet_trainer.SyncNetTrainer(args)

@@ -14,6 +14,7 @@ import pytest
 
 import media_set
 from conftest import trainer_args
+from training.flags import add_syncnet_arguments
 
 STEPS = int(os.environ.get("S2L_SMOKE_STEPS", "300"))
 
@@ -28,12 +29,12 @@ def test_syncnet96_learns_and_peaks_at_zero_offset(media_dir: Path, tmp_path: Pa
 
     data = media_set.training_set(media_dir, "lrs2-96")
     out = tmp_path / "run"
-    args = trainer_args(syncnet_trainer, [str(data), "--out", str(out), "--variant", "syncnet96",
-                                          "--batch-size", "16", "--lr", "1e-4", "--seed", "1",
-                                          "--max-steps", str(STEPS), "--eval-every", "100", "--eval-batches", "4",
-                                          "--save-every", str(STEPS), "--workers", "0", "--threads", "2",
-                                          "--resume", "none", "--log-every", "20",
-                                          "--progress" if os.environ.get("S2L_SMOKE_PROGRESS") else "--no-progress"])
+    progress = "--progress" if os.environ.get("S2L_SMOKE_PROGRESS") else "--no-progress"
+    args = trainer_args(add_syncnet_arguments, [str(data), "--out", str(out), "--variant", "syncnet96",
+                                                "--batch-size", "16", "--lr", "1e-4", "--seed", "1",
+                                                "--max-steps", str(STEPS), "--eval-every", "100", "--eval-batches", "4",
+                                                "--save-every", str(STEPS), "--workers", "0", "--threads", "2",
+                                                "--resume", "none", "--log-every", "20", progress])
     result = syncnet_trainer.train(args)
     final = result["history"][-1]["mean20_loss"]
     crossed = next((h["step"] for h in result["history"] if h["mean20_loss"] < 0.6 and h["step"] >= 20), None)

@@ -15,16 +15,15 @@ import torch
 
 import media_set
 from conftest import trainer_args
+from training.flags import add_syncnet_arguments, add_wav2lip_arguments
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _syncnet_args(data: Path, out: Path, *extra: str):
-    from training import syncnet_trainer
-
-    return trainer_args(syncnet_trainer, [str(data), "--out", str(out), "--batch-size", "4", "--workers", "0",
-                                          "--eval-every", "1000", "--save-every", "1000", "--no-progress",
-                                          "--seed", "5", *extra])
+    return trainer_args(add_syncnet_arguments, [str(data), "--out", str(out), "--batch-size", "4", "--workers",
+                                                "0", "--eval-every", "1000", "--save-every", "1000", "--no-progress",
+                                                "--seed", "5", *extra])
 
 
 @pytest.mark.slow
@@ -66,13 +65,13 @@ def test_checkpoint_format_loads_in_models_and_inspect(synthetic_set: Path, tmp_
 def test_config_file_values_and_flag_precedence(tmp_path: Path):
     import argparse
 
-    from training import syncnet_trainer
     from training.config import apply_config
+    from training.flags import add_syncnet_arguments
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("batch-size: 32\nlr: 3.0e-4\nmax_steps: 7\n")
     parser = argparse.ArgumentParser()
-    syncnet_trainer.add_arguments(parser)
+    add_syncnet_arguments(parser)
     args = apply_config(parser, parser.parse_args(["d", "--out", "o", "--config", str(cfg), "--lr", "5e-5"]))
     assert args.batch_size == 32 and args.max_steps == 7 and args.lr == 5e-5
     bad = tmp_path / "bad.json"
@@ -115,9 +114,9 @@ def test_wav2lip96_l1_falls_on_real_faces(media_dir: Path, tmp_path: Path):
     from training import wav2lip_trainer
 
     data = media_set.training_set(media_dir, "lrs2-96")
-    args = trainer_args(wav2lip_trainer, [str(data), "--out", str(tmp_path / "w"), "--batch-size", "2",
-                                          "--max-steps", "30", "--workers", "0", "--eval-every", "1000",
-                                          "--save-every", "1000", "--no-progress", "--seed", "0", "--lr", "3e-4"])
+    args = trainer_args(add_wav2lip_arguments, [str(data), "--out", str(tmp_path / "w"), "--batch-size", "2",
+                                                "--max-steps", "30", "--workers", "0", "--eval-every", "1000",
+                                                "--save-every", "1000", "--no-progress", "--seed", "0", "--lr", "3e-4"])
     result = wav2lip_trainer.train(args)
     l1 = [h["l1"] for h in result["history"]]
     print(f"\nwav2lip96 L1 first 5 {sum(l1[:5]) / 5:.4f} -> last 5 {sum(l1[-5:]) / 5:.4f} "
@@ -134,11 +133,11 @@ def test_wav2lip_with_expert_and_discriminator(synthetic_set: Path, tmp_path: Pa
 
     expert_path = save_reference_checkpoint(deterministic_model("syncnet96"), tmp_path / "expert.pth")
     out = tmp_path / "g"
-    args = trainer_args(wav2lip_trainer, [str(synthetic_set), "--out", str(out), "--batch-size", "2",
-                                          "--max-steps", "2", "--workers", "0", "--eval-every", "2",
-                                          "--eval-batches", "1", "--save-every", "2", "--no-progress",
-                                          "--syncnet", str(expert_path), "--syncnet-wt", "0.03", "--disc", disc,
-                                          "--audio-offset", "-1"])
+    args = trainer_args(add_wav2lip_arguments, [str(synthetic_set), "--out", str(out), "--batch-size", "2",
+                                                "--max-steps", "2", "--workers", "0", "--eval-every", "2",
+                                                "--eval-batches", "1", "--save-every", "2", "--no-progress",
+                                                "--syncnet", str(expert_path), "--syncnet-wt", "0.03", "--disc", disc,
+                                                "--audio-offset", "-1"])
     trainer = wav2lip_trainer.Wav2LipTrainer(args)
     result = trainer.run()
     assert not trainer.expert.training  # the frozen expert runs in eval mode
@@ -157,8 +156,8 @@ def test_trained_generator_checkpoint_drives_render_and_inspect(synthetic_set: P
     from stream_wav2lip.cli import main
     from training import wav2lip_trainer
 
-    args = trainer_args(wav2lip_trainer, [str(synthetic_set), "--out", str(tmp_path / "w"), "--batch-size", "2",
-                                          "--max-steps", "1", "--workers", "0", "--no-progress"])
+    args = trainer_args(add_wav2lip_arguments, [str(synthetic_set), "--out", str(tmp_path / "w"), "--batch-size", "2",
+                                                "--max-steps", "1", "--workers", "0", "--no-progress"])
     wav2lip_trainer.train(args)
     ckpt = tmp_path / "w" / "checkpoint_step000000001.pth"
     assert main(["inspect", str(ckpt)]) == 0
