@@ -103,6 +103,10 @@ class AvatarPackage:
             raise UserError(f"{root}: avatar package folder not found")
         for name in REQUIRED_FILES:
             if not (root / name).is_file():
+                inside = [p.name for p in sorted(root.iterdir()) if p.is_dir() and _has_package_files(p)]
+                if inside:  # `preprocess --out DIR` writes DIR/<video name>: the user passed the parent
+                    raise UserError(f"{root}: not an avatar package, but it holds {', '.join(inside)}: "
+                                    f"use {root / inside[0]}")
                 raise UserError(f"{root}: not an avatar package (missing {name}); run `stream-wav2lip preprocess` first")
         try:
             manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
@@ -191,6 +195,10 @@ class AvatarPackage:
         for kind in kinds:
             for i in range(self.frame_count):
                 self.image(kind, i)
+
+
+def _has_package_files(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in REQUIRED_FILES)
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -87,6 +87,12 @@ def test_bad_inputs_are_one_line_errors(synthetic_avatar, speech_wav, tmp_path, 
     shutil.copytree(synthetic_avatar, partial)
     (partial / "bg" / "000019.jpg").unlink()
     assert "incomplete" in _cli_error(capsys, ["--avatar", partial, "--audio", speech_wav] + common)
+    assert "run `stream-wav2lip preprocess` first" in _cli_error(capsys, ["--avatar", tmp_path / "partial" / "bg",
+                                                                          "--audio", speech_wav] + common)
+    parent = tmp_path / "preprocess_out"  # `preprocess --out DIR` writes DIR/<video name>: point at it
+    shutil.copytree(synthetic_avatar, parent / "clip")
+    assert f"holds clip: use {parent / 'clip'}" in _cli_error(capsys, ["--avatar", parent, "--audio", speech_wav]
+                                                              + common)
     empty = tmp_path / "empty.wav"
     soundfile.write(empty, np.zeros(0, np.float32), 16000)
     assert "zero samples" in _cli_error(capsys, ["--avatar", synthetic_avatar, "--audio", empty] + common)
