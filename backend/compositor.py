@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from backend.frames import FaceFrame, Frame, VideoFrame
-from backend.yuv import I420, blend_region, decode_jpeg, even_roi, from_bgr
+from backend.yuv import I420, FramePool, blend_region, decode_jpeg, even_roi, from_bgr
 from preprocess import landmarks as L
 from preprocess.geometry import apply_affine, box_to_size_affine, compose_affine
 
@@ -97,15 +97,19 @@ def lower_face_mask(points: np.ndarray, size: int, feather: float) -> np.ndarray
 
 
 def mouth_ring(points_lips: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
-    """Skin around the mouth: the lips dilated by ~60 % of the mouth width, minus the lips dilated a little."""
-    lips = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(lips, [np.round(points_lips).astype(np.int32)], 255)
-    width = float(np.ptp(points_lips[:, 0])) if len(points_lips) else size / 4
+    """Skin around the mouth: pixels within ~60 % of the mouth width of the lips, but not within ~12 %.
+
+    Distances to the lips come from one distance transform (cost independent of the radii; two elliptical
+    dilations cost 6x more at 96 px and grow with the square of the radius at 288/384 px)."""
+    if len(points_lips) == 0:
+        return mask > 128
+    lips = np.full((size, size), 255, np.uint8)
+    cv2.fillPoly(lips, [np.round(points_lips).astype(np.int32)], 0)
+    width = float(np.ptp(points_lips[:, 0]))
     outer = min(size // 2, max(2, int(round(0.6 * width))))  # bounded: degenerate geometry can be huge
     inner = min(size // 4, max(1, int(round(0.12 * width))))
-    big = cv2.dilate(lips, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * outer + 1, 2 * outer + 1)))
-    small = cv2.dilate(lips, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inner + 1, 2 * inner + 1)))
-    ring = (big > 0) & (small == 0) & (mask > 128)
+    distance = cv2.distanceTransform(lips, cv2.DIST_L2, cv2.DIST_MASK_5)  # 0 on the lips
+    ring = (distance <= outer) & (distance > inner) & (mask > 128)
     if ring.sum() < 16:  # degenerate landmarks: use the inner part of the mask
         ring = mask > 128
     return ring
@@ -164,6 +168,7 @@ class Compositor:
                  cache_size: int = 256, deferred: bool = False, frame_cache=None):
         self.package = package
         self.frame_cache = frame_cache  # backend.frame_cache.FrameCache: decoded I420 frames on disk
+        self.frame_pool: FramePool | None = None  # compose_i420 blends into frames from here (the mp4 sink's)
         self.deferred = deferred  # push() hands the FaceFrame on in VideoFrame.pending; finish() composes it
         self.feather = feather
         self.colour = colour
@@ -266,7 +271,7 @@ class Compositor:
         if placed.roi[2] == 0:
             return base
         generated, alpha = self._face_layer(ff, placed)
-        return blend_region(base, generated, alpha, placed.roi)
+        return blend_region(base, generated, alpha, placed.roi, self.frame_pool)
 
     def finish_i420(self, video: VideoFrame) -> VideoFrame:
         """`finish`, producing `VideoFrame.yuv` instead of a BGR image."""

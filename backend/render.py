@@ -123,6 +123,8 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
                 sinks.append(Mp4Sink(tmp_mp4, package.width, package.height, crf=crf, preset=preset, codec=encoder,
                                      threads=1 if on_cpu else 0, background_priority=on_cpu))
                 codec = sinks[-1].codec
+                if i420:  # composed frames are blended into the encoder's reusable frames
+                    comp.frame_pool = sinks[-1].frame_pool
             if tmp_dir is not None:
                 sinks.append(PngSink(tmp_dir))
         except BaseException:

@@ -33,13 +33,14 @@ class I420:
     """Planes y (H, W), u and v (H/2, W/2), uint8, limited-range BT.601. H and W are even.
 
     `frame`: the av.VideoFrame whose buffers the planes are views of, when they are (then the encoder
-    takes it as it is, without another copy).
+    takes it as it is, without another copy). `pool`: the FramePool that frame came from, if any.
     """
 
     y: np.ndarray
     u: np.ndarray
     v: np.ndarray
     frame: object | None = None
+    pool: "FramePool | None" = None
 
     @property
     def width(self) -> int:
@@ -49,15 +50,12 @@ class I420:
     def height(self) -> int:
         return self.y.shape[0]
 
-    def copy_to_av(self) -> "I420":
-        """A copy whose planes live in a new av.VideoFrame (yuv420p)."""
-        import av
-
-        frame = av.VideoFrame(self.width, self.height, "yuv420p")
-        views = [_plane(frame, i, *data.shape) for i, data in enumerate((self.y, self.u, self.v))]
-        for view, data in zip(views, (self.y, self.u, self.v)):
-            view[...] = data
-        return I420(*views, frame=frame)
+    def copy_to_av(self, pool: "FramePool | None" = None) -> "I420":
+        """A copy whose planes live in an av.VideoFrame (yuv420p): a new one, or one from `pool`."""
+        out = pool.take(self.width, self.height) if pool is not None else new_av_i420(self.width, self.height)
+        for view, data in zip((out.y, out.u, out.v), (self.y, self.u, self.v)):
+            np.copyto(view, data)
+        return out
 
     def to_bgr(self) -> np.ndarray:
         """BGR image (for tests and previews; the fast path never needs it)."""
@@ -67,6 +65,49 @@ class I420:
     def to_av(self):
         """An av.VideoFrame (yuv420p) with these pixels for the encoder: `frame` itself, or a new copy."""
         return self.frame if self.frame is not None else self.copy_to_av().frame
+
+
+def new_av_i420(width: int, height: int, pool: "FramePool | None" = None) -> I420:
+    """A new av.VideoFrame (yuv420p, uninitialised pixels) and writable views of its planes."""
+    import av
+
+    frame = av.VideoFrame(width, height, "yuv420p")
+    return I420(_plane(frame, 0, height, width), _plane(frame, 1, height // 2, width // 2),
+                _plane(frame, 2, height // 2, width // 2), frame=frame, pool=pool)
+
+
+class FramePool:
+    """Encoder frames that go back to be filled again once the encoder has copied them.
+
+    Why: a new 1080p av.VideoFrame is 3 MB of fresh memory, which the kernel hands out as zero-filled pages
+    on first touch: ~1 ms of CPU per frame of page faults and zeroing before a pixel is written, more than
+    the whole blend. A render has only a handful of frames in flight (the sink's queue), so a few reused
+    frames serve all of them. Only a sink whose encoder copies the frame's pixels during `encode()` may give
+    frames back (libx264 does; see Mp4Sink); frames never given back are simply garbage-collected.
+    """
+
+    def __init__(self, keep: int = 24):
+        self.keep = keep
+        self.made = 0  # frames allocated (the rest of the takes were reuses)
+        self._free: list[I420] = []
+        self._lock = threading.Lock()
+
+    def take(self, width: int, height: int) -> I420:
+        """A frame of this size (uninitialised pixels) that belongs to the caller until `give`."""
+        with self._lock:
+            for k in range(len(self._free) - 1, -1, -1):
+                if self._free[k].y.shape == (height, width):
+                    return self._free.pop(k)
+            self.made += 1
+        return new_av_i420(width, height, pool=self)
+
+    def give(self, yuv: I420) -> None:
+        """Take back a frame from `take` once nothing reads or will read it (others are ignored)."""
+        if yuv.pool is not self:
+            return
+        with self._lock:
+            if len(self._free) < self.keep and all(f is not yuv for f in self._free):
+                self._free.append(yuv)
 
 
 def from_bgr(image: np.ndarray) -> I420:
@@ -126,11 +167,12 @@ def even_roi(roi: tuple[int, int, int, int], width: int, height: int) -> tuple[i
     return x0, y0, x1 - x0, y1 - y0
 
 
-def blend_region(base: I420, generated_bgr: np.ndarray, alpha: np.ndarray, roi: tuple[int, int, int, int]) -> I420:
-    """A copy of `base` with `generated_bgr` (h, w, 3) blended into the even `roi` with per-pixel `alpha`
-    (float32 in [0, 1], (h, w))."""
+def blend_region(base: I420, generated_bgr: np.ndarray, alpha: np.ndarray, roi: tuple[int, int, int, int],
+                 pool: FramePool | None = None) -> I420:
+    """A copy of `base` (in a frame from `pool` if given) with `generated_bgr` (h, w, 3) blended into the even
+    `roi` with per-pixel `alpha` (float32 in [0, 1], (h, w))."""
     x, y, w, h = roi
-    out = base.copy_to_av()
+    out = base.copy_to_av(pool)
     gen = from_bgr(generated_bgr)
     alpha_c = cv2.resize(alpha, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     for plane, src, a, (px, py) in ((out.y, gen.y, alpha, (x, y)), (out.u, gen.u, alpha_c, (x // 2, y // 2)),

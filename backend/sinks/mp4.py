@@ -18,6 +18,7 @@ import numpy as np
 
 from backend.frames import FPS, FRAME_NS, SAMPLE_RATE, AudioOutFrame, VideoFrame
 from backend.sinks.encoders import choose_encoder, encoder_options
+from backend.yuv import FramePool, split_planes
 
 
 class Mp4Sink:
@@ -60,6 +61,10 @@ class Mp4Sink:
             self.audio.time_base = Fraction(1, SAMPLE_RATE)
         self.samples_written = 0
         self.frames_written = 0
+        # libx264 copies a frame's pixels inside encode(), so frames can go back to be filled again (FramePool);
+        # other encoders may hold on to a frame after encode() returns, so theirs are always new
+        self.frame_pool = FramePool() if self.codec == "libx264" else None
+        self._i420 = np.empty((self.height * 3 // 2, self.width), np.uint8)  # BGR path's conversion buffer
         self._queue: queue.Queue | None = None
         self._error: BaseException | None = None
         self._idle_priority = background_priority
@@ -123,20 +128,25 @@ class Mp4Sink:
                 self._error = exc
 
     def to_i420(self, image: np.ndarray) -> np.ndarray:
+        """BGR → packed I420 in this sink's conversion buffer (valid until the next call)."""
         if self.pad != (0, 0):
             image = cv2.copyMakeBorder(image, 0, self.pad[1], 0, self.pad[0], cv2.BORDER_REPLICATE)
-        return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+        return cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420, dst=self._i420)
 
     def _encode(self, video: VideoFrame, audio: AudioOutFrame | None) -> None:
-        import av
-
-        if video.yuv is not None:  # already I420 planes (render's fast path)
-            frame = video.yuv.to_av()
-        else:
-            frame = av.VideoFrame.from_ndarray(self.to_i420(video.image), format="yuv420p")
+        """Encode one pair. A frame from this sink's pool (VideoFrame.yuv from the compositor) goes back to
+        the pool afterwards: whoever hands it to the sink hands it over."""
+        yuv = video.yuv
+        if yuv is None:
+            yuv = split_planes(self.to_i420(video.image).ravel(), self.height, self.width)
+        if yuv.frame is None:  # views of something else (a decoded or cached avatar frame, the buffer above)
+            yuv = yuv.copy_to_av(self.frame_pool)
+        frame = yuv.frame
         frame.pts = int(round((video.pts_ns - self.t0_ns) / FRAME_NS))
         for packet in self.video.encode(frame):
             self.container.mux(packet)
+        if self.frame_pool is not None:
+            self.frame_pool.give(yuv)
         self.frames_written += 1
         if self.audio is not None and audio is not None and audio.pcm.size:
             start = int(round((audio.pts_ns - self.t0_ns) * SAMPLE_RATE / 1e9))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from backend.compositor import Compositor, frame_to_face_affine
+from backend.compositor import Compositor, frame_to_face_affine, mouth_ring
 from backend.frames import FaceFrame, VideoFrame
 from preprocess.crops import head_face_crop
 from preprocess.geometry import build_geometry, raw_geometry
@@ -118,6 +118,21 @@ def test_colour_matching_pulls_towards_the_skin():
     matched = Compositor(pkg, colour=True).compose(FaceFrame(0, 0, 0, tinted, blend=1.0)).astype(int)
     base = pkg.frame(0).astype(int)
     assert np.abs(matched - base).sum() < np.abs(plain - base).sum()
+
+
+def test_mouth_ring_is_the_skin_band_around_the_lips_inside_the_mask():
+    size = 96
+    lips = np.array([[33, 62], [48, 57], [63, 62], [48, 70]], np.float64)  # 30 px wide mouth
+    mask = np.zeros((size, size), np.uint8)
+    mask[40:96, 5:91] = 255
+    ring = mouth_ring(lips, mask, size)
+    yy, xx = np.mgrid[0:size, 0:size]
+    assert not ring[62, 40:56].any()  # the lips and the 12 % band around them are left out
+    assert ring[62, 33 - 10] and ring[62, 63 + 10] and ring[75, 48]  # skin a third of a mouth away
+    assert not ring[62, 2] and not ring[62, 94]  # beyond 60 % of the width
+    assert not ring[mask <= 128].any()  # only inside the mask
+    degenerate = mouth_ring(np.zeros((0, 2)), mask, size)  # no lips: the mask's inside
+    assert np.array_equal(degenerate, mask > 128)
 
 
 def test_generated_face_of_another_size_is_accepted():

@@ -5,7 +5,7 @@ import pytest
 
 from backend.compositor import Compositor
 from backend.frames import FaceFrame, VideoFrame
-from backend.yuv import I420, blend_region, decode_jpeg, even_roi, from_bgr
+from backend.yuv import I420, FramePool, blend_region, decode_jpeg, even_roi, from_bgr
 from tests.backend.test_compositor import _face, _package
 
 
@@ -127,3 +127,61 @@ def test_grey_jpegs_decode_with_neutral_chroma():
     assert (out.u == 128).all() and (out.v == 128).all()
     decoded = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     assert np.abs(out.y.astype(int) - from_bgr(cv2.cvtColor(decoded, cv2.COLOR_GRAY2BGR)).y).max() <= 3
+
+
+def test_frame_pool_hands_frames_out_and_takes_back_only_its_own():
+    pool = FramePool(keep=2)
+    a = pool.take(320, 240)
+    assert a.frame is not None and (a.y.shape, a.u.shape, a.v.shape) == ((240, 320), (120, 160), (120, 160))
+    a.y[...] = 7  # writable views of the frame's own buffers
+    assert np.array_equal(a.frame.to_ndarray()[:240], a.y)
+    pool.give(a)
+    pool.give(a)  # twice: still one free entry
+    assert pool.take(320, 240) is a and pool.made == 1
+    assert pool.take(160, 120).y.shape == (120, 160) and pool.made == 2  # another size: a new frame
+    pool.give(from_bgr(_photo()))  # not from this pool: ignored
+    pool.give(FramePool().take(320, 240))
+    assert pool.take(320, 240) is not a and pool.made == 3
+    frames = [pool.take(320, 240) for _ in range(3)]
+    for f in frames:
+        pool.give(f)
+    assert len({id(pool.take(320, 240)) for _ in range(3)} & {id(f) for f in frames}) == 2  # keep=2
+
+
+def test_blend_into_a_pooled_frame_equals_a_fresh_one():
+    base = from_bgr(_photo())
+    roi, alpha = (40, 60, 100, 80), np.full((80, 100), 0.5, np.float32)
+    fresh = blend_region(base, np.full((80, 100, 3), 200, np.uint8), alpha, roi)
+    pool = FramePool()
+    stale = pool.take(320, 240)
+    for plane in (stale.y, stale.u, stale.v):
+        plane[...] = 255  # a reused frame still holds the previous picture
+    pool.give(stale)
+    pooled = blend_region(base, np.full((80, 100, 3), 200, np.uint8), alpha, roi, pool)
+    assert pooled is stale or pooled.frame is stale.frame
+    for a, b in ((pooled.y, fresh.y), (pooled.u, fresh.u), (pooled.v, fresh.v)):
+        assert np.array_equal(a, b)
+
+
+def test_the_mp4_sink_reuses_frames_and_every_frame_keeps_its_own_picture(tmp_path):
+    """libx264 copies a frame inside encode(), so the sink gives frames back to be filled again; a frame
+    overwritten while the encoder still read it would show another frame's level in the file."""
+    import av
+
+    from backend.frames import AudioOutFrame
+    from backend.sinks.mp4 import Mp4Sink
+
+    sink = Mp4Sink(tmp_path / "x.mp4", 320, 240, codec="libx264", audio=True)  # background worker thread
+    levels = [16 + (k * 37) % 200 for k in range(40)]
+    for k, level in enumerate(levels):
+        yuv = sink.frame_pool.take(320, 240)
+        yuv.y[...], yuv.u[...], yuv.v[...] = level, 128, 128
+        sink.write(VideoFrame(k * 40_000_000, k, 0, None, yuv=yuv), AudioOutFrame(k * 40_000_000, np.zeros(640, np.float32)))
+    sink.close()
+    assert sink.frame_pool.made < len(levels)  # frames were reused
+    with av.open(str(tmp_path / "x.mp4")) as c:
+        means = [float(f.to_ndarray(format="gray").mean()) for f in c.decode(video=0)]
+    assert len(means) == len(levels)
+    # grey levels survive as grey levels (limited-range Y -> full-range grey is a fixed monotone map)
+    expected = [(lv - 16) * 255 / 219 for lv in levels]
+    assert max(abs(m - e) for m, e in zip(means, expected)) < 3.0
