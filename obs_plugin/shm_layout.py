@@ -103,13 +103,13 @@ class RingHeader:
 
 @dataclass(frozen=True)
 class Slot:
-    """One consistent copy of a slot: its header fields and its payload bytes."""
+    """One consistent copy of a slot: its header fields and its payload bytes (None from `poll_all(payload=False)`)."""
 
     pts_ns: int
     index: int
     flags: int
     sequence: int
-    payload: np.ndarray  # uint8, owned copy
+    payload: np.ndarray | None  # uint8, owned copy
 
 
 def video_header(width: int, height: int, slots: int = 4) -> RingHeader:
@@ -220,6 +220,42 @@ class RingReader:
                 return Slot(pts, index, flags, seqno, payload)
         return None
 
+    def read_header(self, sequence: int, retries: int = 3) -> Slot | None:
+        """`read_slot` without the payload (payload None): what is in the slot, without copying it."""
+        base = HEADER_SIZE + (sequence % self.header.slots) * self.header.slot_size
+        for _ in range(retries):
+            seq1, pts, index, flags, _r, seqno = _SLOT.unpack_from(self._mm, base)
+            if seq1 & 1:
+                continue
+            if _U64.unpack_from(self._mm, base)[0] == seq1:
+                return Slot(pts, index, flags, seqno, None) if seqno == sequence else None
+        return None
+
+    def borrow(self, sequence: int, margin: int = 2) -> tuple[np.ndarray, int] | None:
+        """The payload of `sequence` in place (read-only view, no copy) and the slot's seqlock value, or None.
+
+        Why: a consumer that copies the frame anyway (libobs copies in obs_source_output_video) need not copy
+        it out of the ring first. Lent only while the writer has at least `margin` more slots to publish
+        before it reaches this one again, so it cannot start overwriting it during a copy of a few
+        milliseconds; else None (use `read_slot`). Check `unchanged(sequence, lock)` after use.
+        """
+        h = self.header
+        if self.published + 1 + margin > sequence + h.slots:
+            return None
+        base = HEADER_SIZE + (sequence % h.slots) * h.slot_size
+        lock, _pts, _index, _flags, _r, seqno = _SLOT.unpack_from(self._mm, base)
+        if lock & 1 or seqno != sequence:
+            return None
+        start = base + SLOT_HEADER_SIZE
+        view = np.frombuffer(self._view[start:start + self.payload_size], dtype=np.uint8)
+        view.flags.writeable = False
+        return view, lock
+
+    def unchanged(self, sequence: int, lock: int) -> bool:
+        """Whether slot `sequence` still holds what it held when `borrow` returned `lock` (not rewritten since)."""
+        base = HEADER_SIZE + (sequence % self.header.slots) * self.header.slot_size
+        return _U64.unpack_from(self._mm, base)[0] == lock
+
     def poll_latest(self) -> Slot | None:
         published = self.published
         if published <= self._next:
@@ -231,12 +267,14 @@ class RingReader:
                 return slot
         return None
 
-    def poll_all(self) -> list[Slot]:
+    def poll_all(self, payload: bool = True) -> list[Slot]:
+        """Every slot published since the last call (see the class docstring); `payload=False`: headers only."""
         published = self.published
         start = max(self._next, published - self.header.slots + 1)
         out = []
+        read = self.read_slot if payload else self.read_header
         for seq in range(start, published):
-            slot = self.read_slot(seq)
+            slot = read(seq)
             if slot is not None:
                 out.append(slot)
         self._next = max(self._next, published)

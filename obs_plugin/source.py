@@ -108,7 +108,7 @@ class Pusher:
         self.session = session
         self.audio_delay_ms = audio_delay_ms
         self.stats = {"fps": 0.0, "frames": 0, "audio_blocks": 0, "writer_alive": False, "last_pts": 0,
-                      "speech": False, "heartbeat_ns": 0}
+                      "speech": False, "heartbeat_ns": 0, "lost": 0, "torn": 0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"s2l-pusher-{session}", daemon=True)
         self._frame = libobs.SourceFrame()
@@ -158,7 +158,7 @@ class Pusher:
                     for slot in ar.poll_all():  # audio goes in as early as possible; its pts places it
                         self._push_audio(ar, slot)
                 if vr is not None:
-                    queue.extend(vr.poll_all())
+                    queue.extend(vr.poll_all(payload=False))  # pixels are read only for the slot shown
                     due, wait = _take_due(queue, monotonic_ns() - SYNC_SLACK_NS, wait)
                     if due is not None:
                         self._push_video(vr, due)
@@ -185,9 +185,21 @@ class Pusher:
             audio.close()
 
     def _push_video(self, ring: RingReader, slot) -> None:
+        """Hand one slot to OBS. libobs copies the pixels inside obs_source_output_video, so they are passed
+        straight from the ring when the writer cannot reach the slot meanwhile (the usual case: frames are
+        published at their pts), else from a consistent copy; a slot already overwritten is skipped."""
+        borrowed = ring.borrow(slot.sequence)
+        if borrowed is not None:
+            payload, lock = borrowed
+        else:
+            copy = ring.read_slot(slot.sequence)
+            if copy is None:
+                self.stats["lost"] += 1
+                return
+            payload, lock = copy.payload, None
         h = ring.header
         f = self._frame
-        f.data[0] = slot.payload.ctypes.data
+        f.data[0] = payload.ctypes.data
         f.linesize[0] = h.c
         f.width = h.a
         f.height = h.b
@@ -198,6 +210,8 @@ class Pusher:
             if not ptr:
                 return
             self.lib.obs_source_output_video(ptr, ctypes.byref(f))
+        if lock is not None and not ring.unchanged(slot.sequence, lock):
+            self.stats["torn"] += 1  # the writer lapped the ring during the copy (a burst): counted
         self.stats["frames"] += 1
         self.stats["last_pts"] = slot.pts_ns
         self.stats["speech"] = bool(slot.flags & 1)

@@ -55,6 +55,29 @@ def test_audio_poll_all_in_order_and_skips_overwritten(session):
         assert r.audio_array(got[0]).shape == (320, 1)
 
 
+def test_headers_without_payload_and_borrowing_a_slot_in_place(session):
+    """The OBS pusher reads only headers while frames wait for their pts, then hands the shown slot's pixels to
+    libobs straight from the ring (borrow) when the writer cannot reach it during the copy."""
+    with S.RingWriter(S.video_name(session), S.video_header(4, 2, slots=4)) as w, \
+            S.RingReader(S.video_name(session)) as r:
+        for i in range(2):
+            w.publish(1000 + i, i, S.FLAG_SPEECH, payload=np.full((2, 4, 4), i + 1, np.uint8))
+        heads = r.poll_all(payload=False)
+        assert [(h.pts_ns, h.index, h.flags, h.sequence, h.payload) for h in heads] == [
+            (1000, 0, S.FLAG_SPEECH, 0, None), (1001, 1, S.FLAG_SPEECH, 1, None)]
+        assert r.borrow(0) is None  # the writer is 2 slots away from slot 0: copy it instead
+        view, lock = r.borrow(1)  # the newest: the writer must publish 2 more before it can touch it
+        assert (view == 2).all() and not view.flags.writeable and r.unchanged(1, lock)
+        copied = r.read_slot(1).payload
+        assert np.array_equal(view, copied) and view.ctypes.data != copied.ctypes.data  # in place vs a copy
+        for i in range(2, 6):  # lap the ring: sequence 1's slot now holds sequence 5
+            w.publish(1000 + i, i, 0, payload=np.full((2, 4, 4), i + 1, np.uint8))
+        assert not r.unchanged(1, lock)
+        assert r.borrow(1) is None and r.read_slot(1) is None and r.read_header(1) is None
+        view, lock = r.borrow(5)
+        assert (view == 6).all() and r.read_header(5).pts_ns == 1005
+
+
 def _writer_process(name: str, width: int, height: int, frames: int, ready) -> None:
     hdr = S.video_header(width, height, slots=3)
     w = S.RingWriter(name, hdr)
