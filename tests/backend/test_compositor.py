@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from backend.compositor import Compositor, frame_to_face_affine, mouth_ring
+from backend import compositor as compositor_module
+from backend.compositor import Compositor, frame_to_face_affine, lower_face_mask, mouth_ring
 from backend.frames import FaceFrame, VideoFrame
 from preprocess.crops import head_face_crop
 from preprocess.geometry import build_geometry, raw_geometry
@@ -133,6 +134,35 @@ def test_mouth_ring_is_the_skin_band_around_the_lips_inside_the_mask():
     assert not ring[mask <= 128].any()  # only inside the mask
     degenerate = mouth_ring(np.zeros((0, 2)), mask, size)  # no lips: the mask's inside
     assert np.array_equal(degenerate, mask > 128)
+
+
+def test_large_face_masks_drawn_at_the_work_size_match_full_size_ones(monkeypatch):
+    """288/384 px masks are drawn at MASK_WORK_SIZE and scaled up (4x cheaper at 384): same shape, same soft edge."""
+    size = 384
+    t = np.linspace(0.0, np.pi, 40)
+    jaw = np.vstack([np.stack([192 + 150 * np.cos(t), 200 + 150 * np.sin(t)], 1), [[40.0, 200.0]]])
+    fast = lower_face_mask(jaw, size, size / 12)
+    monkeypatch.setattr(compositor_module, "MASK_WORK_SIZE", 10_000)
+    full = lower_face_mask(jaw, size, size / 12)
+    diff = np.abs(fast.astype(int) - full)
+    assert diff.mean() < 5 and diff.max() < 48
+    assert abs(int((fast > 0).sum()) - int((full > 0).sum())) < 0.1 * (full > 0).sum()
+    assert fast[0].max() == fast[-1].max() == fast[:, 0].max() == fast[:, -1].max() == 0
+    assert fast[250, 192] == 255 and fast[100, 192] == 0  # inside the jaw / above the line under the nose
+
+
+def test_placements_are_kept_within_a_byte_budget():
+    pkg = _package(frames=3)
+    size = pkg.face_size
+    entry = 2 * size * size  # uint8 mask + bool ring
+    comp = Compositor(pkg, cache_bytes=2 * entry)
+    first = comp.placement(0, "head", size)
+    assert comp.placement(0, "head", size) is first  # kept
+    comp.placement(1, "head", size)
+    comp.placement(2, "head", size)  # over budget: the least recently used (frame 0) goes
+    assert comp._cache_bytes <= 2 * entry and len(comp._cache) == 2
+    assert comp.placement(0, "head", size) is not first
+    assert np.array_equal(comp.placement(0, "head", size).mask, first.mask)
 
 
 def test_generated_face_of_another_size_is_accepted():
