@@ -44,6 +44,11 @@ class FacePlacement:
     roi: tuple[int, int, int, int]  # x, y, w, h in the frame (the mask's bounding box), w = 0 if off-frame
     roi_to_face: np.ndarray  # (2, 3) float64: ROI pixel → face pixel (for warpAffine with WARP_INVERSE_MAP)
 
+    @property
+    def nbytes(self) -> int:
+        """Memory it holds (the compositor keeps placements within a byte budget)."""
+        return self.mask.nbytes + self.ring.nbytes
+
 
 def body_frame_to_face(box: np.ndarray, size: int, width: int, height: int) -> np.ndarray:
     """(2, 3) frame → body_face crop, with the box rounded and clipped as preprocess cuts it (cv2.resize
@@ -234,10 +239,10 @@ class Compositor:
 
     def _remember(self, key, placed: FacePlacement) -> FacePlacement:
         self._cache[key] = placed
-        self._cache_bytes += placed.mask.nbytes + placed.ring.nbytes
+        self._cache_bytes += placed.nbytes
         while self._cache_bytes > self._cache_bytes_max and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
-            self._cache_bytes -= old.mask.nbytes + old.ring.nbytes
+            self._cache_bytes -= old.nbytes
         return placed
 
     def original_face(self, index: int, crop: str, size: int) -> np.ndarray:

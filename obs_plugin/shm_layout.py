@@ -100,6 +100,10 @@ class RingHeader:
     def total_size(self) -> int:
         return HEADER_SIZE + self.slots * self.slot_size
 
+    def slot_offset(self, sequence: int) -> int:
+        """Byte offset of the slot that holds stream position `sequence` (its seqlock word)."""
+        return HEADER_SIZE + (sequence % self.slots) * self.slot_size
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -202,33 +206,20 @@ class RingReader:
         return not writer_is_stale(self.header.pid, self.heartbeat_ns, now_ns)
 
     # ------------------------------------------------------------------ reading
-    def read_slot(self, sequence: int, retries: int = 3) -> Slot | None:
-        """Consistent copy of the slot holding stream position `sequence`, or None if overwritten/torn."""
-        h = self.header
-        base = HEADER_SIZE + (sequence % h.slots) * h.slot_size
-        size = self.payload_size
+    def read_slot(self, sequence: int, retries: int = 3, payload: bool = True) -> Slot | None:
+        """Consistent copy of the slot holding stream position `sequence`, or None if overwritten/torn.
+        `payload=False`: its header fields only (payload None), nothing copied."""
+        base = self.header.slot_offset(sequence)
+        start, size = base + SLOT_HEADER_SIZE, self.payload_size
         for _ in range(retries):
             seq1, pts, index, flags, _r, seqno = _SLOT.unpack_from(self._mm, base)
             if seq1 & 1:
                 continue
-            payload = np.frombuffer(self._view[base + SLOT_HEADER_SIZE: base + SLOT_HEADER_SIZE + size],
-                                    dtype=np.uint8).copy()
-            seq2 = _U64.unpack_from(self._mm, base)[0]
-            if seq1 == seq2:
+            data = np.frombuffer(self._view[start:start + size], dtype=np.uint8).copy() if payload else None
+            if _U64.unpack_from(self._mm, base)[0] == seq1:
                 if seqno != sequence:
                     return None  # already overwritten by a newer lap
-                return Slot(pts, index, flags, seqno, payload)
-        return None
-
-    def read_header(self, sequence: int, retries: int = 3) -> Slot | None:
-        """`read_slot` without the payload (payload None): what is in the slot, without copying it."""
-        base = HEADER_SIZE + (sequence % self.header.slots) * self.header.slot_size
-        for _ in range(retries):
-            seq1, pts, index, flags, _r, seqno = _SLOT.unpack_from(self._mm, base)
-            if seq1 & 1:
-                continue
-            if _U64.unpack_from(self._mm, base)[0] == seq1:
-                return Slot(pts, index, flags, seqno, None) if seqno == sequence else None
+                return Slot(pts, index, flags, seqno, data)
         return None
 
     def borrow(self, sequence: int, margin: int = 2) -> tuple[np.ndarray, int] | None:
@@ -239,10 +230,9 @@ class RingReader:
         before it reaches this one again, so it cannot start overwriting it during a copy of a few
         milliseconds; else None (use `read_slot`). Check `unchanged(sequence, lock)` after use.
         """
-        h = self.header
-        if self.published + 1 + margin > sequence + h.slots:
+        if self.published + 1 + margin > sequence + self.header.slots:
             return None
-        base = HEADER_SIZE + (sequence % h.slots) * h.slot_size
+        base = self.header.slot_offset(sequence)
         lock, _pts, _index, _flags, _r, seqno = _SLOT.unpack_from(self._mm, base)
         if lock & 1 or seqno != sequence:
             return None
@@ -253,8 +243,7 @@ class RingReader:
 
     def unchanged(self, sequence: int, lock: int) -> bool:
         """Whether slot `sequence` still holds what it held when `borrow` returned `lock` (not rewritten since)."""
-        base = HEADER_SIZE + (sequence % self.header.slots) * self.header.slot_size
-        return _U64.unpack_from(self._mm, base)[0] == lock
+        return _U64.unpack_from(self._mm, self.header.slot_offset(sequence))[0] == lock
 
     def poll_latest(self) -> Slot | None:
         published = self.published
@@ -272,9 +261,8 @@ class RingReader:
         published = self.published
         start = max(self._next, published - self.header.slots + 1)
         out = []
-        read = self.read_slot if payload else self.read_header
         for seq in range(start, published):
-            slot = read(seq)
+            slot = self.read_slot(seq, payload=payload)
             if slot is not None:
                 out.append(slot)
         self._next = max(self._next, published)
@@ -415,9 +403,8 @@ class RingWriter:
         unlink_name(name)
 
     def slot_payload(self, sequence: int) -> memoryview:
-        h = self.header
-        base = HEADER_SIZE + (sequence % h.slots) * h.slot_size + SLOT_HEADER_SIZE
-        return self._buf[base: base + h.slot_size - SLOT_HEADER_SIZE]
+        base = self.header.slot_offset(sequence) + SLOT_HEADER_SIZE
+        return self._buf[base: base + self.header.slot_size - SLOT_HEADER_SIZE]
 
     def video_view(self, sequence: int) -> np.ndarray:
         """(height, width, 4) BGRA numpy view into the slot that `sequence` will occupy."""
@@ -433,7 +420,7 @@ class RingWriter:
         """
         seqno = self.published
         h = self.header
-        base = HEADER_SIZE + (seqno % h.slots) * h.slot_size
+        base = h.slot_offset(seqno)
         lock = _U64.unpack_from(self._buf, base)[0]
         _U64.pack_into(self._buf, base, lock + 1 if lock % 2 == 0 else lock + 2)
         if payload is not None:

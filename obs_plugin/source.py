@@ -108,7 +108,8 @@ class Pusher:
         self.session = session
         self.audio_delay_ms = audio_delay_ms
         self.stats = {"fps": 0.0, "frames": 0, "audio_blocks": 0, "writer_alive": False, "last_pts": 0,
-                      "speech": False, "heartbeat_ns": 0, "lost": 0, "torn": 0}
+                      "speech": False, "heartbeat_ns": 0}
+        self._skipped = {"overwritten before shown": 0, "overwritten while OBS copied it": 0}  # logged at stop
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"s2l-pusher-{session}", daemon=True)
         self._frame = libobs.SourceFrame()
@@ -183,6 +184,9 @@ class Pusher:
         if video is not None:
             video.close()
             audio.close()
+        if any(self._skipped.values()):
+            libobs.log(self.lib, libobs.LOG_WARNING, f"pusher {self.session}: video slots "
+                       + ", ".join(f"{what}: {n}" for what, n in self._skipped.items()))
 
     def _push_video(self, ring: RingReader, slot) -> None:
         """Hand one slot to OBS. libobs copies the pixels inside obs_source_output_video, so they are passed
@@ -194,7 +198,7 @@ class Pusher:
         else:
             copy = ring.read_slot(slot.sequence)
             if copy is None:
-                self.stats["lost"] += 1
+                self._skipped["overwritten before shown"] += 1
                 return
             payload, lock = copy.payload, None
         h = ring.header
@@ -211,7 +215,7 @@ class Pusher:
                 return
             self.lib.obs_source_output_video(ptr, ctypes.byref(f))
         if lock is not None and not ring.unchanged(slot.sequence, lock):
-            self.stats["torn"] += 1  # the writer lapped the ring during the copy (a burst): counted
+            self._skipped["overwritten while OBS copied it"] += 1  # the writer lapped the ring (a burst)
         self.stats["frames"] += 1
         self.stats["last_pts"] = slot.pts_ns
         self.stats["speech"] = bool(slot.flags & 1)

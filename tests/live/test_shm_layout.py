@@ -73,9 +73,9 @@ def test_headers_without_payload_and_borrowing_a_slot_in_place(session):
         for i in range(2, 6):  # lap the ring: sequence 1's slot now holds sequence 5
             w.publish(1000 + i, i, 0, payload=np.full((2, 4, 4), i + 1, np.uint8))
         assert not r.unchanged(1, lock)
-        assert r.borrow(1) is None and r.read_slot(1) is None and r.read_header(1) is None
+        assert r.borrow(1) is None and r.read_slot(1) is None and r.read_slot(1, payload=False) is None
         view, lock = r.borrow(5)
-        assert (view == 6).all() and r.read_header(5).pts_ns == 1005
+        assert (view == 6).all() and r.read_slot(5, payload=False).pts_ns == 1005
 
 
 def _writer_process(name: str, width: int, height: int, frames: int, ready) -> None:
