@@ -19,10 +19,11 @@ def default_engine(checkpoint: str | Path | None) -> str:
 
 
 def make_generator(engine: str | None, checkpoint: str | Path | None, device: str, package, crop: str | None = None,
-                   batch_size: int | None = None) -> Generator:
+                   batch_size: int | None = None, streams: int | None = 1) -> Generator:
     """A ready `Generator` for `engine` ("wav2lip" | "mouth" | None = default_engine(checkpoint)).
 
-    crop None = the engine's own default ("head" for the network, the mouth engine's choice for mouth).
+    crop None = the engine's own default ("head" for the network, the mouth engine's choice for mouth);
+    streams: the network's CPU streams (backend.wav2lip_generator.Wav2LipGenerator).
     """
     engine = engine or default_engine(checkpoint)
     if engine == "wav2lip":
@@ -30,7 +31,8 @@ def make_generator(engine: str | None, checkpoint: str | Path | None, device: st
             raise UserError("--engine wav2lip needs --checkpoint CKPT (or use --engine mouth, which needs no weights)")
         from backend.wav2lip_generator import Wav2LipGenerator
 
-        return Wav2LipGenerator(checkpoint, device=device, crop=crop or "head", batch_size=batch_size)
+        return Wav2LipGenerator(checkpoint, device=device, crop=crop or "head", batch_size=batch_size,
+                                streams=streams)
     if engine == "mouth":
         try:
             from backend.mouth import MouthGenerator

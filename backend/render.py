@@ -87,9 +87,13 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     package = AvatarPackage.open(avatar)
     speech = load_speech(list(audio))
     if generator is None:
-        generator = make_generator(engine, checkpoint, device, package, crop=crop, batch_size=batch_size)
+        # on the CPU the network runs as one single-threaded stream per thread (backend.cpu_streams): compositing
+        # and encoding then take only the CPU time they use from it
+        generator = make_generator(engine, checkpoint, device, package, crop=crop, batch_size=batch_size,
+                                   streams=None)
     if batch_size is None and getattr(generator, "device", None) is not None:  # offline: throughput first
-        batch_size = 16 if generator.device.type == "cuda" else 8
+        streams = getattr(getattr(generator, "streams", None), "count", 1)
+        batch_size = 16 if generator.device.type == "cuda" else -(-8 // streams) * streams  # parts of equal size
     total = frames_for_samples(speech.size)
     # mp4 only, even frame size: composite on I420 planes straight from the JPEGs or the frame cache
     i420 = dir_path is None and package.width % 2 == 0 and package.height % 2 == 0

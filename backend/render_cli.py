@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4", help="output video (default out.mp4)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cuda, cuda:N or cpu")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
-                        help="frames per network call (default 8 on CPU, 16 on CUDA)")
+                        help="frames per network call (default 16 on CUDA; on the CPU 8, rounded up to a multiple "
+                             "of --threads: each thread runs an equal part of a batch on its own)")
     parser.add_argument("--crop", choices=("head", "body", "heads"), default=None,
                         help="face crop fed to the generator: head (upright face, the network's default), body "
                              "(Wav2Lip-style box) or heads (whole head, the mouth engine's default)")
@@ -42,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-frame-cache", action="store_true",
                         help="decode the avatar's JPEGs every time instead of keeping decoded frames in "
                              "<avatar>/.cache (built on first use, 1.5 bytes per pixel per frame, at most 4 GB)")
-    parser.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for the network (0 = all)")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="CPU threads for the network (0 = all); on the CPU each takes an equal part of a batch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

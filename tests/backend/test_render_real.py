@@ -32,14 +32,19 @@ def speech_2s(tmp_path_factory, media_dir) -> Path:
 
 
 @pytest.mark.parametrize("crop,seconds", [("head", 2), ("body", 1)])
-def test_render_real_avatar_with_wav2lip96(small_avatar, wav2lip96_checkpoint, speech_2s, tmp_path, crop, seconds):
+def test_render_real_avatar_with_wav2lip96(small_avatar, wav2lip96_checkpoint, speech_2s, tmp_path, crop, seconds,
+                                           monkeypatch):
     import cv2
     import torch
 
+    from backend.cpu_streams import CpuStreams
     from backend.render import render
     from preprocess.package import AvatarPackage
 
     torch.set_num_threads(2)
+    streams_used = []
+    real_run = CpuStreams.run
+    monkeypatch.setattr(CpuStreams, "run", lambda self, *a: streams_used.append(self.count) or real_run(self, *a))
     out = tmp_path / "out.mp4"
     if seconds != 2:
         wav, _ = soundfile.read(speech_2s, dtype="float32")
@@ -49,6 +54,7 @@ def test_render_real_avatar_with_wav2lip96(small_avatar, wav2lip96_checkpoint, s
     r = render(small_avatar, [speech_2s], out, checkpoint=wav2lip96_checkpoint, device="cpu", batch_size=8,
                crop=crop, frames_dir=tmp_path / "frames", progress=False)
     assert r.frames == n
+    assert streams_used and set(streams_used) == {2}  # on the CPU the network ran as two single-threaded streams
     info = probe(out)
     assert info["fps"] == 25 and info["frames"] == n
     assert info["samples"] == 640 * n
