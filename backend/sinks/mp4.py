@@ -59,6 +59,9 @@ class Mp4Sink:
             self.audio.layout = "mono"
             self.audio.bit_rate = audio_bitrate
             self.audio.time_base = Fraction(1, SAMPLE_RATE)
+            # FFmpeg's "fast" AAC coder: on 16 kHz speech at 96 kbit/s a third of the CPU of the default "twoloop"
+            # (0.13 vs 0.47 ms per 40 ms frame) and no worse (SNR 50.7 vs 47.2 dB on the JFK clip, 88 vs 71 kbit/s)
+            self.audio.options = {"aac_coder": "fast"}
         self.samples_written = 0
         self.frames_written = 0
         # libx264 copies a frame's pixels inside encode(), so frames can go back to be filled again (FramePool);
