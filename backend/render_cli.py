@@ -38,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="encoder speed preset (x264: ultrafast..slow, default ultrafast: the CPU goes to the "
                              "network; veryfast makes ~3x smaller files for ~3x the encoding time. NVENC: p1..p7, "
                              "default p4)")
-    parser.add_argument("--crf", type=int, default=18,
-                        help="quality, lower is better (x264 CRF / NVENC cq / QSV global_quality; default 18)")
+    parser.add_argument("--crf", type=int, default=None,
+                        help="quality, lower is better (x264 CRF / NVENC cq / QSV global_quality; default 18; "
+                             "x264 ultrafast without --crf uses a constant quantizer of 15: as good as CRF 18 on "
+                             "talking heads for 10-35 %% less CPU)")
     parser.add_argument("--no-frame-cache", action="store_true",
                         help="decode the avatar's JPEGs every time instead of keeping decoded frames in "
                              "<avatar>/.cache (built on first use, 1.5 bytes per pixel per frame, at most 4 GB)")

@@ -190,10 +190,17 @@ def part2(height: int, tmp: Path, presets: list[str], rounds: int = 3) -> tuple[
 
     cache = FrameCache.open_or_build(pkg)
     blocks = [wav[k * 640:(k + 1) * 640] for k in range(n)]  # the speech goes to the AAC encoder with the frames
-    encoders = [("libx264", p) for p in presets]
+    encoders = []  # (codec, preset, crf or None = the sink's default), from entries like "ultrafast:crf18"
+    for entry in presets:
+        preset, _, crf = entry.partition(":crf")
+        encoders.append(("libx264", preset, int(crf) if crf else None))
     nvenc = probe("h264_nvenc")
     if nvenc is None:
-        encoders.append(("h264_nvenc", None))
+        encoders.append(("h264_nvenc", None, None))
+
+    def label(codec, preset, crf):
+        quality = f"crf {crf}" if crf is not None else ("qp 15" if preset == "ultrafast" else "")
+        return " ".join(x for x in (codec, preset, quality) if x)
     rounds_cost: list[dict[str, list[float]]] = []
     for _ in range(rounds):  # the best of a few rounds per stage: other jobs only ever slow a stage down
         cost = {}
@@ -224,10 +231,11 @@ def part2(height: int, tmp: Path, presets: list[str], rounds: int = 3) -> tuple[
         comp = Compositor(pkg)
         bgr = [comp.compose(ff) for ff in faces]
         yuv = [comp.compose_i420(ff) for ff in faces]
-        for codec, preset in encoders:
+        for codec, preset, crf in encoders:
             for path, frames in (("BGR", bgr), ("I420", yuv)):
-                sink = Mp4Sink(tmp / f"enc{h}.mp4", w, h, threads=1, background=False, preset=preset, codec=codec)
-                name = f"encode {codec} {preset or ''}: {path}".replace("  ", " ")
+                sink = Mp4Sink(tmp / f"enc{h}.mp4", w, h, threads=1, background=False, preset=preset, codec=codec,
+                               crf=crf)
+                name = f"encode {label(codec, preset, crf)}: {path}"
                 for k, img in enumerate(frames):
                     video = VideoFrame(k * 40_000_000, k, 0, None if path == "I420" else img,
                                        yuv=img if path == "I420" else None)
@@ -241,11 +249,10 @@ def part2(height: int, tmp: Path, presets: list[str], rounds: int = 3) -> tuple[
     for path in ("frame cache", "I420", "BGR"):
         rest = tuple(sum(col) for col in zip(*(v for k, v in base.items() if ":" not in k or k.endswith(path))))
         table[f"everything but network and encoder: {path}"] = rest
-        for codec, preset in encoders:
+        for enc_key in encoders:
             enc_path = "I420" if path == "frame cache" else path  # the same planes go to the encoder
-            enc = table[f"encode {codec} {preset or ''}: {enc_path}".replace("  ", " ")]
-            table[f"**total, {path} path, {codec} {preset or ''}**".replace(" **", "**")] = tuple(
-                a + b for a, b in zip(rest, enc))
+            enc = table[f"encode {label(*enc_key)}: {enc_path}"]
+            table[f"**total, {path} path, {label(*enc_key)}**"] = tuple(a + b for a, b in zip(rest, enc))
     if nvenc is not None:
         table[f"h264_nvenc: not available here ({nvenc[:60]})"] = (float("nan"),) * 3
     return f"{w}x{h}", table
@@ -259,8 +266,9 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--presets", default="ultrafast,veryfast",
-                    help="x264 presets timed in part 2 (render's default: ultrafast)")
+    ap.add_argument("--presets", default="ultrafast,ultrafast:crf18,veryfast",
+                    help="x264 presets timed in part 2, each optionally with :crfN (render's default: ultrafast, "
+                         "which encodes at a constant quantizer of 15 unless a crf is given)")
     ap.add_argument("--encoder", default="auto", help="encoder of the end-to-end render in part 1")
     ap.add_argument("--part", choices=("1", "2", "both"), default="both")
     ap.add_argument("--repeats", type=int, default=2, help="alternating runs of part 1 (best kept)")

@@ -31,7 +31,7 @@ class Mp4Sink:
     the encoder's own threads) at idle CPU priority, see backend.post.lower_priority (offline render only).
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, *, crf: int = 18, preset: str | None = None,
+    def __init__(self, path: str | Path, width: int, height: int, *, crf: int | None = None, preset: str | None = None,
                  threads: int = 0, audio: bool = True, audio_bitrate: int = 96_000, background: bool = True,
                  t0_ns: int = 0, codec: str = "libx264", background_priority: bool = False):
         import av

@@ -33,7 +33,10 @@ def test_an_encoder_that_does_not_open_is_a_one_line_error():
 
 def test_options_per_encoder():
     assert encoder_options("libx264", 18, None) == {"crf": "18", "preset": "ultrafast"}
+    assert encoder_options("libx264", None, None) == {"qp": "15", "preset": "ultrafast"}  # see encoders.py
+    assert encoder_options("libx264", None, "veryfast") == {"crf": "18", "preset": "veryfast"}
     assert encoder_options("h264_nvenc", 20, None)["cq"] == "20"
+    assert encoder_options("h264_nvenc", None, None)["cq"] == "18"
     with pytest.raises(UserError, match="not an x264 preset"):
         encoder_options("libx264", 18, "p4")
     with pytest.raises(UserError, match="unknown"):
