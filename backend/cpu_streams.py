@@ -7,7 +7,8 @@ the others spin at the barrier, so the network loses about as much time as the o
 is CPU nobody uses. Independent single-threaded streams meet once per call instead: a stream that loses its
 core finishes later, the others go on, and the time the first waits at the end is spent asleep, where the
 other work can use it. Measured on 2 cores (wav2lip96, batch 8, 720p render; docs/benchmarks.md): the
-network alone runs at the same speed either way, the render went from 0.81-0.85 to 0.89-0.91 of it.
+network alone runs at the same speed either way; in the same runs the render's median ratio to it went from
+0.80-0.87 to 0.87-0.93 (one run of four on a busy machine showed no difference).
 
 A stream is a thread whose torch intra-op thread count is 1 (torch keeps that count per thread); parts are
 given to streams in order, so a stream always computes the same rows of a batch. The caller waits, asleep.
