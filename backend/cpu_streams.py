@@ -49,6 +49,10 @@ class CpuStreams:
         # torch.set_num_threads(1) in the streams also set the count new threads start with: restore it
         torch.set_num_threads(before)
 
+    def even_batch(self, frames: int) -> int:
+        """`frames` rounded up to a batch that splits into equal parts (see `run`)."""
+        return -(-frames // self.count) * self.count
+
     def run(self, forward: Forward, faces: np.ndarray, mels: np.ndarray) -> np.ndarray:
         """forward(faces, mels) computed as `count` parts at once; the parts' outputs joined in order."""
         n = len(faces)

@@ -92,8 +92,8 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
         generator = make_generator(engine, checkpoint, device, package, crop=crop, batch_size=batch_size,
                                    streams=None)
     if batch_size is None and getattr(generator, "device", None) is not None:  # offline: throughput first
-        streams = getattr(getattr(generator, "streams", None), "count", 1)
-        batch_size = 16 if generator.device.type == "cuda" else -(-8 // streams) * streams  # parts of equal size
+        streams = getattr(generator, "streams", None)  # backend.cpu_streams: batches split into equal parts
+        batch_size = 16 if generator.device.type == "cuda" else (streams.even_batch(8) if streams else 8)
     total = frames_for_samples(speech.size)
     # mp4 only, even frame size: composite on I420 planes straight from the JPEGs or the frame cache
     i420 = dir_path is None and package.width % 2 == 0 and package.height % 2 == 0

@@ -62,10 +62,6 @@ class I420:
         return cv2.cvtColor(np.concatenate([self.y.ravel(), self.u.ravel(), self.v.ravel()]).reshape(
             self.height * 3 // 2, self.width), cv2.COLOR_YUV2BGR_I420)
 
-    def to_av(self):
-        """An av.VideoFrame (yuv420p) with these pixels for the encoder: `frame` itself, or a new copy."""
-        return self.frame if self.frame is not None else self.copy_to_av().frame
-
 
 def new_av_i420(width: int, height: int, pool: "FramePool | None" = None) -> I420:
     """A new av.VideoFrame (yuv420p, uninitialised pixels) and writable views of its planes."""

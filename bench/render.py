@@ -156,7 +156,7 @@ def part2(height: int, tmp: Path, presets: list[str], rounds: int = 3) -> tuple[
     from backend.compositor import Compositor, load_i420
     from backend.features import FeatureStage
     from backend.frames import AudioFrame, AudioOutFrame, FaceFrame, SpeechEndFrame, VideoFrame
-    from backend.sinks.encoders import probe
+    from backend.sinks.encoders import encoder_options, probe
     from backend.sinks.mp4 import Mp4Sink
     from backend.wav2lip_generator import build_network_input
     from backend.yuv import FramePool
@@ -198,9 +198,10 @@ def part2(height: int, tmp: Path, presets: list[str], rounds: int = 3) -> tuple[
     if nvenc is None:
         encoders.append(("h264_nvenc", None, None))
 
-    def label(codec, preset, crf):
-        quality = f"crf {crf}" if crf is not None else ("qp 15" if preset == "ultrafast" else "")
-        return " ".join(x for x in (codec, preset, quality) if x)
+    def label(codec, preset, crf):  # what the sink will ask the encoder for, e.g. "libx264 ultrafast qp 15"
+        options = encoder_options(codec, crf, preset)
+        quality = [f"{key} {options[key]}" for key in ("qp", "crf", "cq", "global_quality") if key in options]
+        return " ".join([codec, options["preset"], *quality])
     rounds_cost: list[dict[str, list[float]]] = []
     for _ in range(rounds):  # the best of a few rounds per stage: other jobs only ever slow a stage down
         cost = {}

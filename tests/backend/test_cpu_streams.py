@@ -31,6 +31,14 @@ def test_streams_are_single_threaded_and_leave_the_callers_threads_alone():
         streams.close()
 
 
+def test_even_batch_rounds_up_to_equal_parts():
+    streams = CpuStreams(2)
+    try:
+        assert [streams.even_batch(n) for n in (1, 2, 7, 8)] == [2, 2, 8, 8]
+    finally:
+        streams.close()
+
+
 @pytest.mark.parametrize("n,parts", [(8, [4, 4]), (2, [1, 1]), (6, [3, 3])])
 def test_batch_split_in_order_and_joined(n, parts):
     streams = CpuStreams(2)

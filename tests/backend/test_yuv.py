@@ -104,7 +104,7 @@ def test_finish_i420_and_the_encoder_frame():
     assert video.image is None and video.pending is not None
     done = comp.finish_i420(video)
     assert isinstance(done.yuv, I420) and done.pending is None and (done.pts_ns, done.index) == (7, 3)
-    frame = done.yuv.to_av()
+    frame = done.yuv.frame if done.yuv.frame is not None else done.yuv.copy_to_av().frame
     assert (frame.width, frame.height, frame.format.name) == (320, 240, "yuv420p")
     assert np.array_equal(frame.to_ndarray()[:240], done.yuv.y)
     bgr = comp.finish(VideoFrame(0, 0, 1, None, pending=video.pending))
