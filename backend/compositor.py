@@ -11,6 +11,12 @@ Why it looks like this:
   face straight into that region, one per-pixel `blendLinear`. Pixels where the mask is 0 (everything
   outside it) are bit-identical to the avatar frame, and blend 0 returns the avatar frame itself.
 
+* The frame's own detail is kept wherever the generator left the face as it was: the face crop is smaller
+  than the face in a 1080p frame (256 px heads, 96 px network faces), so pasting it back replaced skin, beard
+  and hair texture with an upscaled copy (a perfect generator came back at 28-38 dB). The layer blended in is
+  generated + (1 - changed) * (frame - original crop), both crops warped to the frame, where `changed` rises
+  from 0 to 1 as |generated - original| grows (change_weight): unchanged pixels come back as the frame itself,
+  changed ones as the generator drew them (issue 19).
 * `compose_i420` does the same blend on I420 planes (backend/yuv.py) for mp4-only renders, so frames go from
   the avatar's JPEG (or its decoded-frame cache) to the encoder without a trip through BGR.
 
@@ -25,7 +31,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from backend.frames import FaceFrame, Frame, VideoFrame
+from backend.frames import FaceFrame, VideoFrame
 from backend.yuv import I420, FramePool, blend_region, decode_jpeg, even_roi, from_bgr
 from preprocess import landmarks as L
 from preprocess.geometry import apply_affine, box_to_size_affine, compose_affine
@@ -163,10 +169,19 @@ def roi_of_mask(mask: np.ndarray, frame_to_face: np.ndarray, width: int, height:
     return x0, y0, x1 - x0, y1 - y0
 
 
+UNTOUCHED_RING = 0.5  # share of the ring a generator left as it was, above which colours are not matched
+
+
 def colour_match(generated: np.ndarray, original: np.ndarray, ring: np.ndarray) -> np.ndarray:
     """Shift/scale each BGR channel of `generated` so its mean/std in `ring` match `original`'s there."""
     ring8 = ring.view(np.uint8) if ring.dtype == np.bool_ else ring.astype(np.uint8)
-    if cv2.countNonZero(ring8) < 8:
+    total = cv2.countNonZero(ring8)
+    if total < 8:
+        return generated
+    # a generator that kept most of the ring as the footage's own pixels (the mouth engine) is in the footage's
+    # colours already; statistics over a ring that now also holds its new teeth and lips only wash them out
+    same = cv2.compare(cv2.absdiff(generated, original).max(axis=2), 2, cv2.CMP_LE)
+    if cv2.countNonZero(cv2.bitwise_and(same, same, mask=ring8)) >= UNTOUCHED_RING * total:
         return generated
     mg, sg = (v.ravel() for v in cv2.meanStdDev(generated, mask=ring8))
     mo, so = (v.ravel() for v in cv2.meanStdDev(original, mask=ring8))
@@ -176,17 +191,28 @@ def colour_match(generated: np.ndarray, original: np.ndarray, ring: np.ndarray) 
     return cv2.transform(generated, matrix)
 
 
+DETAIL_FADE = (3.0, 12.0)  # |generated - original| (grey levels, smoothed) over which the frame's detail fades out
+
+
+def change_weight(generated: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """(S, S) uint8 0..255: how much the generator changed each pixel (0 = left as it was, 255 = redrawn)."""
+    b, g, r = cv2.split(cv2.absdiff(generated, original))
+    d = cv2.GaussianBlur(cv2.max(cv2.max(b, g), r), (0, 0), max(1.0, generated.shape[0] / 96.0))
+    lo, hi = DETAIL_FADE
+    return cv2.convertScaleAbs(cv2.subtract(d, lo), alpha=255.0 / (hi - lo))  # saturating uint8 ramp
+
+
 class Compositor:
-    """FaceFrame → VideoFrame (other frames pass through). See the module docstring."""
+    """FaceFrame → finished frame (BGR `compose`, I420 `compose_i420`). See the module docstring."""
 
     def __init__(self, package, *, feather: float | None = None, colour: bool = True, enhancer=None,
-                 cache_bytes: int = 64 << 20, deferred: bool = False, frame_cache=None):
+                 cache_bytes: int = 64 << 20, frame_cache=None, keep_detail: bool = True):
         self.package = package
         self.frame_cache = frame_cache  # backend.frame_cache.FrameCache: decoded I420 frames on disk
         self.frame_pool: FramePool | None = None  # compose_i420 blends into frames from here (the mp4 sink's)
-        self.deferred = deferred  # push() hands the FaceFrame on in VideoFrame.pending; finish() composes it
         self.feather = feather
         self.colour = colour
+        self.keep_detail = keep_detail  # keep the frame's own pixels where the generator changed nothing
         self.enhancer = enhancer
         self._cache: OrderedDict = OrderedDict()
         # placements are kept up to this many bytes of masks: every frame of a 2-minute avatar at 96 px,
@@ -194,22 +220,13 @@ class Compositor:
         self._cache_bytes_max = cache_bytes
         self._cache_bytes = 0
 
-    # ------------------------------------------------------------------ stage API
-    def push(self, frame: Frame) -> list[Frame]:
-        if isinstance(frame, FaceFrame):
-            return [VideoFrame(pts_ns=frame.pts_ns, index=frame.index, avatar_index=frame.avatar_index,
-                               image=None if self.deferred else self.compose(frame), speech=frame.speech,
-                               pending=frame if self.deferred else None)]
-        return [frame]
-
+    # ------------------------------------------------------------------ frames composed later (render)
     def finish(self, video: VideoFrame) -> VideoFrame:
-        """The same frame with its image composed (a no-op for frames that already have one)."""
+        """The same frame with its image composed (a no-op for frames that already have one); `render`
+        composes on a worker thread the frames the engine handed out with `pending` set (Engine.pair)."""
         if video.pending is None:
             return video
         return replace(video, image=self.compose(video.pending), pending=None)
-
-    def flush(self) -> list[Frame]:
-        return []
 
     # ------------------------------------------------------------------ work
     def placement(self, index: int, crop: str, size: int) -> FacePlacement:
@@ -263,8 +280,8 @@ class Compositor:
         x, y, w, h = placed.roi
         if w == 0:
             return out
-        generated, alpha = self._face_layer(ff, placed)
         region = out[y:y + h, x:x + w]
+        generated, alpha = self._face_layer(ff, placed, region)
         # blendLinear rounds a*gen + (1-a)*frame in place; with a == 0 it is the frame pixel, bit for bit
         cv2.blendLinear(generated, region, alpha, np.subtract(np.float32(1.0), alpha), dst=region)
         return out
@@ -290,7 +307,12 @@ class Compositor:
         placed = self.placement(ff.avatar_index, ff.crop, ff.face.shape[0])
         if placed.roi[2] == 0:
             return base
-        generated, alpha = self._face_layer(ff, placed)
+        x, y, w, h = placed.roi
+        frame_region = None
+        if self.keep_detail:  # the ROI in BGR (even ROI: whole chroma blocks)
+            frame_region = I420(base.y[y:y + h, x:x + w], base.u[y // 2:(y + h) // 2, x // 2:(x + w) // 2],
+                                base.v[y // 2:(y + h) // 2, x // 2:(x + w) // 2]).to_bgr()
+        generated, alpha = self._face_layer(ff, placed, frame_region)
         return blend_region(base, generated, alpha, placed.roi, self.frame_pool)
 
     def finish_i420(self, video: VideoFrame) -> VideoFrame:
@@ -298,20 +320,32 @@ class Compositor:
         yuv = self.compose_i420(video.pending) if video.pending is not None else from_bgr(video.image)
         return replace(video, image=None, pending=None, yuv=yuv)
 
-    def _face_layer(self, ff: FaceFrame, placed: FacePlacement) -> tuple[np.ndarray, np.ndarray]:
+    def _face_layer(self, ff: FaceFrame, placed: FacePlacement,
+                    frame_region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The generated face warped into the placement's frame region: BGR pixels and blend weights
-        (float32, mask × blend, 0 outside the mask)."""
+        (float32, mask × blend, 0 outside the mask). With `frame_region` (the frame's BGR pixels there) and
+        keep_detail, unchanged parts of the face carry the frame's own detail (module docstring)."""
         face = np.ascontiguousarray(ff.face)
         size = face.shape[0]
         if self.enhancer is not None:
             face = self.enhancer(face)
+        original = None
+        if self.colour or (self.keep_detail and frame_region is not None):
+            original = self.original_face(ff.avatar_index, ff.crop, size)
         if self.colour:
-            face = colour_match(face, self.original_face(ff.avatar_index, ff.crop, size), placed.ring)
+            face = colour_match(face, original, placed.ring)
         w, h = placed.roi[2], placed.roi[3]
         bgra = np.dstack([face, placed.mask])
         warped = cv2.warpAffine(bgra, placed.roi_to_face, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         generated = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)  # a SIMD copy; numpy's strided one is 100x slower
+        if self.keep_detail and frame_region is not None:
+            back = cv2.warpAffine(cv2.merge([*cv2.split(original), change_weight(face, original)]), placed.roi_to_face,
+                                  (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+            detail = cv2.subtract(frame_region, cv2.cvtColor(back, cv2.COLOR_BGRA2BGR), dtype=cv2.CV_16S)
+            kept = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(back, 3)), cv2.COLOR_GRAY2BGR)  # 255 = unchanged
+            detail = cv2.multiply(detail, kept, scale=1 / 255.0, dtype=cv2.CV_16S)  # rounds
+            generated = cv2.add(generated, detail, dtype=cv2.CV_8U)  # saturates
         alpha = np.multiply(cv2.extractChannel(warped, 3), np.float32(min(1.0, ff.blend) / 255.0), dtype=np.float32)
         return generated, alpha
 

@@ -1,187 +1,202 @@
-"""The engine: one timeline of speech in, (VideoFrame, AudioOutFrame) pairs out, on one clock.
+"""The engine: the one place that decides and draws what every output frame shows.
 
-Stages: features → generate → compositor (each a `push`/`flush` class, see their modules). The engine only
-wires them, keeps the avatar schedule and the output timeline, and pairs every video frame with the
-audio block rendered for it:
+`render` and `serve` are two drivers of this class and nothing else: `render` pushes a file's speech and takes
+plans as fast as they come; `serve` pushes speech as it arrives and takes plans from its clock, shortly
+before each frame's pts. Both get the same frames for the same input and start state
+(tests/backend/test_parity.py), because every decision is made here, from the content alone:
 
-* output frame k (speech or idle) has pts = t0 + k · 40 ms, and its AudioOutFrame has the same pts;
-  speech frame i of an utterance carries samples [640 i, 640 (i+1)) of that utterance, idle frames carry
-  40 ms of silence. Audio is released only together with its frame, so the two cannot drift.
-* Idle frames (`idle()`) walk the avatar schedule with the footage mouth; speech frames continue the same
-  walk, so starting to talk never makes the clip jump.
-* No sleeping, no pacing: `render` drains as fast as it can, `serve` calls `poll()` / `idle()` from its
-  own real-time clock. `onset_lead` (frames) lets serve reserve schedule steps for the speech that is still
-  being computed while idle frames are being shown.
+* which avatar frame output frame k shows: the walk (backend/schedule.py) at step k − `first_k`, for idle and
+  speech frames alike, so starting to talk never makes the clip jump;
+* speech or silence and the blend ramp, the pairing of each mel window with its 40 ms of audio, and how
+  frames are cut into generator batches (backend/planner.py, fed by backend/features.py);
+* when the generator is reset: before the first generated frame of every utterance, on the thread that
+  renders, so a flush on another thread can never reset it in the middle of `generate()`;
+* the generated face and the compositing (backend/compositor.py).
 
-Not thread-safe: drive one Engine from one thread.
+Driving it: `push()` speech frames in; `plan()` returns the next speech batch (or [] when none may go yet),
+`plan_idle()` one idle frame; `render(plans)` (generate + compose, BGR) or `generate(plans)` + `pair(plan)`
+(compose later on another thread, render's mp4 path). Output frame k has pts = t0 + k · 40 ms and carries
+the 640 samples planned for it, so audio and video cannot drift. Plans must be taken and rendered in order
+from one thread; `push`/`flush` may come from the same thread only (serve holds a lock around both).
 """
 from __future__ import annotations
 
 import time
-from collections import deque
-from dataclasses import replace
 
 import numpy as np
 
 from backend.compositor import Compositor
 from backend.features import FeatureStage, SilenceGate
-from backend.frames import (FRAME_NS, SAMPLES_PER_FRAME, AudioOutFrame, FlushFrame, Frame, MelFrame, SpeechEndFrame,
+from backend.frames import (FRAME_NS, SAMPLES_PER_FRAME, AudioOutFrame, FaceFrame, FlushFrame, Frame, FramePlan,
                             StageStats, VideoFrame)
-from backend.generate_stage import GenerateStage
-from backend.generator import Generator
-from backend.schedule import ScheduleCursor, schedule_index
+from backend.generators.base import Generator, GeneratorInput
+from backend.planner import Planner, SpeechItem
+from backend.schedule import schedule_index
 
+SILENCE = np.zeros(SAMPLES_PER_FRAME, np.float32)
+SILENCE.setflags(write=False)
 Pair = tuple[VideoFrame, AudioOutFrame]
 
 
 class Engine:
     """See module docstring.
 
-    package: an opened `AvatarPackage`; generator: any `Generator` (network, mouth engine, NullGenerator).
-    crop: which package crop feeds the generator ("head" or "body"; default the generator's own).
-    silence_gate: False → every frame counts as speech (the generator runs for all of them).
-    compose_later: pairs come out with `VideoFrame.pending` instead of an image; the caller composes them
-    with `engine.compositor.finish()` (on another thread: `backend.post.PostWorker`).
-    frame_cache: a backend.frame_cache.FrameCache the compositor's I420 path reads frames from.
+    package: an opened `AvatarPackage`; generator: any registered `Generator`.
+    crop: which package crop feeds the generator (default the generator's own).
+    batch_size: generator batch (default the generator's preferred one, rounded by `round_batch`).
+    loop/start_frame: the avatar walk; first_k: the output frame at which the walk is at its step 0
+    (serve starts a new engine at frame k when it switches avatars); t0_ns: pts of output frame 0.
+    silence_gate: False → every frame counts as speech. ramp/lookahead: see backend/planner.py.
     """
 
     def __init__(self, package, generator: Generator, *, crop: str | None = None, batch_size: int | None = None,
-                 loop: str = "pingpong", start_frame: int = 0, silence_gate: bool | SilenceGate = True,
-                 ramp: int = 3, lookahead: int | None = None, t0_ns: int = 0, onset_lead: int = 0,
-                 enhancer=None, colour_match: bool = True, compose_later: bool = False, frame_cache=None):
+                 loop: str = "pingpong", start_frame: int = 0, first_k: int = 0, t0_ns: int = 0,
+                 silence_gate: bool | SilenceGate = True, ramp: int = 3, lookahead: int | None = None,
+                 enhancer=None, colour_match: bool = True, frame_cache=None):
         self.package = package
         self.generator = generator
         self.crop = crop or generator.crop
         gate = silence_gate if isinstance(silence_gate, SilenceGate) else SilenceGate(enabled=bool(silence_gate))
         self.features = FeatureStage(gate)
-        self.generate = GenerateStage(generator, self._face_of, self._assign, batch_size=batch_size, ramp=ramp,
-                                      lookahead=lookahead, crop=self.crop)
-        self.compositor = Compositor(package, colour=colour_match, enhancer=enhancer, deferred=compose_later,
-                                     frame_cache=frame_cache)
-        self.cursor = ScheduleCursor(package.frame_count, start_frame, loop)
-        self.onset_lead = max(0, int(onset_lead))
+        self.batch_size = generator.round_batch(batch_size or generator.preferred_batch)
+        self.planner = Planner(handles_silence=generator.handles_silence, batch_size=self.batch_size, ramp=ramp,
+                               lookahead=lookahead)
+        self.compositor = Compositor(package, colour=colour_match, enhancer=enhancer, frame_cache=frame_cache)
+        self.loop, self.start_frame, self.first_k = loop, int(start_frame), int(first_k)
+        schedule_index(0, package.frame_count, self.start_frame, loop)  # an unknown loop mode fails here
         self.t0_ns = int(t0_ns)
-        self.slot = 0  # next output frame number on the timeline
-        self._assigned_until = 0  # schedule steps promised to speech frames already in the pipeline
-        self._steps: deque[int] = deque()  # schedule step of each speech frame in flight, in order
-        self._video: VideoFrame | None = None  # composited frame waiting for its audio block
-        self._ready: deque[tuple[VideoFrame, AudioOutFrame, int]] = deque()  # (video, audio, schedule step)
+        self.next_k = self.first_k  # the next output frame to plan
+        self._reset_due = True  # the generator is reset before the next generated frame
         self.stats = {name: StageStats() for name in ("features", "generate", "compositor")}
         self.utterances_done = 0
 
     # ------------------------------------------------------------------ input
     def push(self, frame: Frame) -> None:
-        """AudioFrame / SpeechStartFrame / SpeechEndFrame / FlushFrame. Generates whatever becomes ready."""
+        """AudioFrame / SpeechStartFrame / SpeechEndFrame / FlushFrame."""
         if isinstance(frame, FlushFrame):
             self.flush()
             return
-        self._run(self._timed("features", self.features.push, frame))
+        t = time.perf_counter_ns()
+        out = self.features.push(frame)
+        self._count("features", t, len(out))
+        for f in out:
+            self.planner.push(f)
 
     def flush(self) -> None:
-        """Barge-in: drop queued speech and undelivered speech frames; the next frame is idle."""
+        """Barge-in: drop the open utterance and every speech frame not planned yet (the next one is idle)."""
         self.features.flush()
-        self.generate.flush()
-        self._ready.clear()
-        self._video = None
-        self._steps.clear()
-        self._assigned_until = self.cursor.step
-
-    # ------------------------------------------------------------------ output
-    def poll(self, force: bool = False) -> list[Pair]:
-        """Pairs ready now, in timeline order. force=True also runs a partial generator batch (latency bound)."""
-        if force:
-            self._run(self._timed("generate", lambda _f: self.generate.run_pending(), None), stage_from=2)
-        out = []
-        while self._ready:  # slots and the schedule position are taken when the caller takes the frames
-            video, audio, step = self._ready.popleft()
-            self.cursor.step = max(self.cursor.step, step + 1)
-            pts = self._next_pts()
-            # the compositor's frame, re-stamped on the output timeline (every other field carried as it is)
-            out.append((replace(video, pts_ns=pts, index=self.slot - 1),
-                        AudioOutFrame(pts_ns=pts, pcm=audio.pcm, speech=audio.speech)))
-        return out
-
-    def drain(self) -> list[Pair]:
-        """Everything that can be produced from the input so far (push a SpeechEndFrame first to finish)."""
-        return self.poll(force=True)
-
-    def __iter__(self):
-        return iter(self.drain())
-
-    def idle(self, count: int = 1) -> list[Pair]:
-        """`count` idle frames: the next avatar frames of the schedule with their own mouth, and silence."""
-        out = []
-        for _ in range(count):
-            index = self.cursor.next()
-            self._assigned_until = max(self._assigned_until, self.cursor.step)
-            image = self.package.frame(index).view()
-            image.flags.writeable = False
-            pts = self._next_pts()
-            out.append((VideoFrame(pts_ns=pts, index=self.slot - 1, avatar_index=index, image=image, speech=False),
-                        AudioOutFrame(pts_ns=pts, pcm=np.zeros(SAMPLES_PER_FRAME, np.float32), speech=False)))
-        return out
-
-    def advance_to(self, pts_ns: int) -> None:
-        """Skip timeline slots so the next frame's pts is >= pts_ns (for a real-time caller that fell behind)."""
-        need = -(-(int(pts_ns) - self.t0_ns) // FRAME_NS)
-        self.slot = max(self.slot, need)
+        self.planner.flush()
 
     @property
-    def next_pts(self) -> int:
-        return self.t0_ns + self.slot * FRAME_NS
+    def speech_ready(self) -> bool:
+        """A speech frame is decided and waiting (the next plan would be speech, if a batch may go)."""
+        return self.planner.ready > 0
 
     @property
-    def speaking(self) -> bool:
-        """Speech is open, queued or waiting to be taken."""
-        return self.features.active or self.generate.pending > 0 or bool(self._ready) or self._video is not None
+    def speech_pending(self) -> int:
+        """Speech frames pushed in but not planned yet (decided or still waiting for their look-ahead)."""
+        return self.planner.pending
 
     @property
-    def ready_count(self) -> int:
-        return len(self._ready)
+    def active(self) -> bool:
+        """An utterance is open in the features stage."""
+        return self.features.active
 
-    # ------------------------------------------------------------------ wiring
-    def _run(self, frames: list[Frame], stage_from: int = 1) -> None:
-        for f in frames:
-            produced = [f]
-            if stage_from <= 1:
-                produced = self._timed("generate", self.generate.push, f)
-            for g in produced:
-                for h in self._timed("compositor", self.compositor.push, g):
-                    self._collect(h)
+    # ------------------------------------------------------------------ planning
+    def avatar_index(self, k: int) -> int:
+        """The avatar frame shown at output frame k."""
+        return schedule_index(k - self.first_k, self.package.frame_count, self.start_frame, self.loop)
 
-    def _collect(self, frame: Frame) -> None:
-        if isinstance(frame, VideoFrame):
-            self._video = frame
-        elif isinstance(frame, AudioOutFrame):
-            video, self._video = self._video, None
-            if video is None:
-                return
-            step = self._steps.popleft() if self._steps else self.cursor.step
-            self._ready.append((video, frame, step))
-        elif isinstance(frame, SpeechEndFrame):
-            self.utterances_done += 1
+    def pts(self, k: int) -> int:
+        return self.t0_ns + k * FRAME_NS
 
-    def _assign(self, mel: MelFrame) -> int:
-        lead = self.onset_lead if not (self._steps or self._ready) else 0  # lead only for the first frame
-        step = max(self.cursor.step + lead, self._assigned_until)
-        self._assigned_until = step + 1
-        self._steps.append(step)
-        return schedule_index(step, self.cursor.n, self.cursor.start, self.cursor.loop)
+    def plan(self, force: bool = False) -> list[FramePlan]:
+        """The next speech batch as plans for frames next_k, next_k + 1, ...; [] when none may go yet."""
+        return [self._plan_speech(item) for item in self.planner.take_batch(force)]
 
-    def _face_of(self, avatar_index: int) -> np.ndarray:
-        return self.package.face(avatar_index, self.crop)
+    def plan_idle(self) -> FramePlan:
+        """Frame next_k as an idle frame: the walk's footage and 40 ms of silence."""
+        k = self._take_k()
+        return FramePlan(k, self.pts(k), self.avatar_index(k), SILENCE, package=self.package)
 
-    def _next_pts(self) -> int:
-        pts = self.t0_ns + self.slot * FRAME_NS
-        self.slot += 1
-        return pts
+    def skip_to(self, k: int) -> None:
+        """Plan from frame k on (serve: the frames before it were already published, or dropped by a flush)."""
+        self.next_k = max(int(k), self.first_k)
 
-    def _timed(self, name: str, fn, frame) -> list[Frame]:
+    def _take_k(self) -> int:
+        k = self.next_k
+        self.next_k += 1
+        return k
+
+    def _plan_speech(self, item: SpeechItem) -> FramePlan:
+        k = self._take_k()
+        audio = item.audio if item.audio is not None else SILENCE
+        return FramePlan(k, self.pts(k), self.avatar_index(k), audio, samples=item.samples, speech=True,
+                         mel=item.mel, blend=item.blend, generate=item.generate, first=item.first,
+                         speech_id=item.speech_id, package=self.package)
+
+    # ------------------------------------------------------------------ rendering
+    def generate(self, plans: list[FramePlan]) -> None:
+        """Run the generator on the plans that need it (in one batch), setting `plan.face`."""
+        if any(p.first for p in plans):
+            self._reset_due = True
+        todo = [p for p in plans if p.generate and not p.skip]
+        if not todo:
+            return
         t = time.perf_counter_ns()
-        out = fn(frame)
-        st = self.stats[name]
-        st.busy_ns += time.perf_counter_ns() - t
-        st.frames_in += 1
-        st.frames_out += len(out)
-        return out
+        if self._reset_due:
+            self.generator.reset()
+            self._reset_due = False
+        batch = [GeneratorInput(face=self.package.face(p.avatar_index, self.crop), mel=p.mel.mel,
+                                avatar_index=p.avatar_index, speech=p.mel.speech) for p in todo]
+        faces = self.generator.generate(batch)
+        for p, face in zip(todo, faces):
+            p.face = face
+        self._count("generate", t, len(todo))
 
+    def face_frame(self, plan: FramePlan) -> FaceFrame:
+        return FaceFrame(pts_ns=plan.pts_ns, index=plan.k, avatar_index=plan.avatar_index, face=plan.face,
+                         crop=self.crop, blend=plan.blend if plan.face is not None else 0.0,
+                         speech=bool(plan.mel is not None and plan.mel.speech))
+
+    def compose(self, plan: FramePlan) -> np.ndarray:
+        """The finished BGR frame (a read-only view of the footage when nothing is blended)."""
+        t = time.perf_counter_ns()
+        image = self.compositor.compose(self.face_frame(plan))
+        self._count("compositor", t, 1)
+        return image
+
+    def render(self, plans: list[FramePlan]) -> None:
+        """generate + compose: fills `plan.image` of every plan not marked `skip`."""
+        self.generate(plans)
+        for p in plans:
+            if not p.skip:
+                p.image = self.compose(p)
+                p.rendered_ns = time.monotonic_ns()
+
+    def pair(self, plan: FramePlan) -> Pair:
+        """(VideoFrame with the compositing left `pending`, its AudioOutFrame), for a compositor on another
+        thread (backend.post.PostWorker calls `compositor.finish`/`finish_i420`)."""
+        ff = self.face_frame(plan)
+        video = VideoFrame(pts_ns=plan.pts_ns, index=plan.k, avatar_index=plan.avatar_index, image=None,
+                           speech=ff.speech, pending=ff)
+        return video, AudioOutFrame(pts_ns=plan.pts_ns, pcm=plan.audio, speech=plan.speech)
+
+    def warm_up(self) -> None:
+        """Run the features, generator and compositor once (imports, caches, the network's first call) so the
+        first real utterance is not late by their one-off costs; leaves no state behind."""
+        from backend.frames import AudioFrame, SpeechEndFrame
+
+        probe = Engine(self.package, self.generator, crop=self.crop, batch_size=min(4, self.batch_size))
+        probe.compositor = self.compositor  # the caches it builds are this engine's
+        rng = np.random.default_rng(0)
+        probe.push(AudioFrame(pts_ns=0, pcm=(0.1 * rng.standard_normal(6400)).astype(np.float32)))
+        probe.push(SpeechEndFrame(pts_ns=0))
+        probe.render(probe.plan(force=True))
+        self.generator.reset()
+
+    def _count(self, name: str, t_ns: int, frames: int) -> None:
+        st = self.stats[name]
+        st.busy_ns += time.perf_counter_ns() - t_ns
+        st.frames_in += 1
+        st.frames_out += frames

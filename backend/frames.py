@@ -1,12 +1,13 @@
-"""Typed frames that flow one way through the engine: source → features → generator → compositor → sinks.
+"""Typed frames that flow one way through the engine: source → features → planner → generator → compositor → sinks.
 
 Every frame carries `pts_ns`, a time on the one output timeline (CLOCK_MONOTONIC ns in `serve`,
 ns from the start of the file in `render`). Video frame k of a timeline starting at t0 has
 pts = t0 + k * 40 ms; the audio sample that starts at the same pts is played with it. Nothing else
-decides timing: sinks pace on pts, no other stage sleeps.
+decides timing: `serve`'s publisher paces on pts, no stage sleeps.
 
-Out-of-band frames (`FlushFrame`) overtake queued data: every stage that receives one drops what it
-holds and passes it on, which is how barge-in works.
+`FramePlan` is the engine's decision about one output frame (which avatar frame, which audio, how much
+generated mouth); both drivers (render, serve) receive plans from the engine and hand them back to it to be
+rendered. `FlushFrame` overtakes queued data: every stage that receives one drops what it holds.
 """
 from __future__ import annotations
 
@@ -108,6 +109,40 @@ class AudioOutFrame(Frame):
 
     pcm: np.ndarray
     speech: bool = False
+
+
+@dataclass(eq=False)
+class FramePlan:
+    """Everything the engine decided about output frame k before it is rendered (backend/engine.py).
+
+    audio: the 640 samples that play with the frame (silence for idle frames); `samples` of them are real
+    (fewer only in the last frame of an utterance). generate: the generator runs for this frame; first: the
+    first frame of an utterance (the generator is reset before the utterance's first generated frame).
+    The render fills `face` (the generated crop) and `image` (the composed BGR frame); a driver that chooses
+    not to render a frame (serve, behind its clock) sets `skip` and shows the previous image instead.
+    """
+
+    k: int
+    pts_ns: int
+    avatar_index: int
+    audio: np.ndarray
+    samples: int = SAMPLES_PER_FRAME
+    speech: bool = False  # the audio comes from an utterance
+    mel: MelFrame | None = None
+    blend: float = 0.0  # how much generated mouth is shown (0 = the footage)
+    generate: bool = False
+    first: bool = False
+    speech_id: int = 0
+    package: object = None  # the avatar package it was planned on (serve may switch avatars meanwhile)
+    face: np.ndarray | None = None
+    image: np.ndarray | None = None
+    skip: bool = False
+    rendered_ns: int = 0
+    # serve's publisher: what was actually shown (differs from the plan when a frame was repeated)
+    shown_index: int = -1
+    shown_generated: bool = False
+    repeated: bool = False
+    entered_ns: int | None = None  # when the frame's first sample entered the backend (latency)
 
 
 @dataclass(slots=True)

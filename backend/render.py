@@ -1,21 +1,23 @@
 """Offline rendering: avatar package + speech file(s) → lip-synced mp4 (and optionally PNG frames).
 
-The same Engine as `serve`, driven as fast as the machine goes (features + network on the calling thread;
-compositing and encoding on worker threads, see backend/post.py): the audio files are decoded (any format),
-joined into one utterance (they play one after another, as in the output's audio track), pushed in 1 s
-chunks, and every finished pair goes straight to the sinks. The video lasts ceil(samples / 640) frames, so
-its duration equals the audio's to within one frame. Every bad input is a one-line `UserError`, raised
-before any output is created; the mp4 is written under a temporary name and renamed only when complete.
+One of the engine's two drivers (backend/engine.py; `serve` is the other): it drives the engine as fast as
+the machine goes (features + network on the calling thread; compositing and encoding on worker threads, see
+backend/post.py). Each audio file is decoded (any format) and is one utterance, as `say a.wav b.wav` queues
+two on `serve`; they play back to back, each pushed in 1 s chunks, and every plan the engine releases goes
+straight to the sinks. An utterance of n samples lasts ceil(n / 640) frames; the audio track holds every
+frame's 40 ms (the last frame of each file but the final one padded with silence, as `serve` plays it), so
+video and audio end together. Every bad input is a one-line `UserError`, raised before any output is
+created; the mp4 is written under a temporary name and renamed only when complete.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from backend.frames import AudioFrame, SpeechEndFrame, SpeechStartFrame
+from backend.frames import SAMPLES_PER_FRAME, AudioFrame, SpeechEndFrame, SpeechStartFrame
 from stream_wav2lip.errors import UserError
 
 CHUNK_SAMPLES = 16000  # 1 s per push: the engine works incrementally either way
@@ -38,14 +40,13 @@ class RenderResult:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def load_speech(paths: list[str | Path]) -> np.ndarray:
-    """All files decoded to 16 kHz mono float32 and joined, in order."""
+def load_speech(paths: list[str | Path]) -> list[np.ndarray]:
+    """Every file decoded to 16 kHz mono float32, in order (one utterance each)."""
     from models.audio import load_audio
 
     if not paths:
         raise UserError("no --audio file given")
-    parts = [load_audio(p) for p in paths]
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return [load_audio(p) for p in paths]
 
 
 def check_output(path: str | Path | None, what: str = "output") -> Path | None:
@@ -76,7 +77,7 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     from backend.engine import Engine
     from backend.enhancer import make_enhancer
     from backend.features import frames_for_samples
-    from backend.generators import make_generator
+    from backend.generators.registry import GeneratorOptions, make_generator
     from backend.post import PostWorker
     from backend.sinks.png import PngSink
 
@@ -85,16 +86,14 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     if out_path is None and dir_path is None:
         raise UserError("nothing to write: give -o OUT.mp4 and/or --frames-dir DIR")
     package = AvatarPackage.open(avatar)
-    speech = load_speech(list(audio))
+    speeches = load_speech(list(audio))
     if generator is None:
         # on the CPU the network runs as one single-threaded stream per thread (backend.cpu_streams): compositing
         # and encoding then take only the CPU time they use from it
-        generator = make_generator(engine, checkpoint, device, package, crop=crop, batch_size=batch_size,
-                                   streams=None)
-    if batch_size is None and getattr(generator, "device", None) is not None:  # offline: throughput first
-        streams = getattr(generator, "streams", None)  # backend.cpu_streams: batches split into equal parts
-        batch_size = 16 if generator.device.type == "cuda" else (streams.even_batch(8) if streams else 8)
-    total = frames_for_samples(speech.size)
+        generator = make_generator(engine, package, GeneratorOptions(checkpoint, device, crop, batch_size,
+                                                                     cpu_streams=None))
+    batch_size = batch_size or generator.throughput_batch  # offline: throughput first
+    total = sum(frames_for_samples(s.size) for s in speeches)
     # mp4 only, even frame size: composite on I420 planes straight from the JPEGs or the frame cache
     i420 = dir_path is None and package.width % 2 == 0 and package.height % 2 == 0
     cache = None
@@ -105,8 +104,7 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
         cache = FrameCache.open_or_build(package, build=total >= package.frame_count, progress=progress,
                                          log=_note if progress else _quiet)
     eng = Engine(package, generator, crop=crop, batch_size=batch_size, loop=loop, start_frame=start_frame,
-                 silence_gate=silence_gate, enhancer=make_enhancer(enhancer, device), compose_later=True,
-                 frame_cache=cache)
+                 silence_gate=silence_gate, enhancer=make_enhancer(enhancer, device), frame_cache=cache)
     comp = eng.compositor
     finish, load = (comp.finish_i420, comp.background_i420) if i420 else (comp.finish, package.frame)
     frame_bytes = package.width * package.height * (1.5 if i420 else 3)
@@ -117,7 +115,7 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
         sinks = []
         codec = ""
         # the network on the CPU: compositing/encoding take only the cycles it leaves (backend.post.lower_priority)
-        on_cpu = getattr(getattr(generator, "device", None), "type", "cpu") == "cpu"
+        on_cpu = generator.device_type == "cpu"
         try:
             if tmp_mp4 is not None:
                 from backend.sinks.mp4 import Mp4Sink
@@ -141,12 +139,13 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
                           on_written=bar.update if bar is not None else None)
         t_start = time.perf_counter()
         try:
-            eng.push(SpeechStartFrame(pts_ns=0))
-            for k in range(0, speech.size, CHUNK_SAMPLES):
-                eng.push(AudioFrame(pts_ns=0, pcm=speech[k:k + CHUNK_SAMPLES]))
-                post.put(eng.poll())
-            eng.push(SpeechEndFrame(pts_ns=0))
-            post.put(eng.drain())
+            for number, speech in enumerate(speeches, start=1):
+                eng.push(SpeechStartFrame(pts_ns=0, speech_id=number))
+                for k in range(0, speech.size, CHUNK_SAMPLES):
+                    eng.push(AudioFrame(pts_ns=0, pcm=speech[k:k + CHUNK_SAMPLES], speech_id=number))
+                    post.put(_take(eng, final=False))
+                eng.push(SpeechEndFrame(pts_ns=0, speech_id=number))
+                post.put(_take(eng, final=number == len(speeches)))
             post.close()
         except BaseException:
             post.abort()
@@ -160,8 +159,25 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
         raise AssertionError(f"rendered {written} frames, expected {total}")
     stage_seconds = {name: st.busy_ns / 1e9 for name, st in eng.stats.items() if name != "compositor"}
     stage_seconds["compositor"] = post.busy_ns / 1e9
-    return RenderResult(written, int(speech.size), seconds, out_path, dir_path, generator.name, stage_seconds,
-                        codec)
+    samples = (total - 1) * SAMPLES_PER_FRAME + (speeches[-1].size - 1) % SAMPLES_PER_FRAME + 1
+    return RenderResult(written, samples, seconds, out_path, dir_path, generator.name, stage_seconds, codec)
+
+
+def _take(eng, final: bool) -> list:
+    """Every plan the engine releases now, generated, as (video pending composition, audio) pairs. At the end
+    of the last file the final frame's audio is cut to its real samples (the track ends with the speech)."""
+    pairs = []
+    while True:
+        plans = eng.plan(force=final)
+        if not plans:
+            break
+        eng.generate(plans)
+        pairs += [eng.pair(p) for p in plans]
+        last = plans[-1]
+        if final and not eng.speech_pending and last.samples < SAMPLES_PER_FRAME:
+            video, audio = pairs[-1]
+            pairs[-1] = (video, replace(audio, pcm=audio.pcm[:last.samples]))
+    return pairs
 
 
 def _note(message: str) -> None:

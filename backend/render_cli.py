@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from backend.generators.registry import engine_help, engine_names
 from backend.sinks.encoders import ENCODERS
 
 HELP = "render speech audio spoken by an avatar into an mp4 (offline; H.264 + AAC, 25 fps)"
@@ -13,9 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", required=True, nargs="+", metavar="FILE",
                         help="speech file(s), any format/rate/channels; several play one after another")
     parser.add_argument("--checkpoint", metavar="CKPT", help="Wav2Lip generator checkpoint (96/288/384)")
-    parser.add_argument("--engine", choices=("wav2lip", "mouth"),
-                        help="generator: wav2lip (needs --checkpoint) or the weightless mouth engine "
-                             "(default: wav2lip when --checkpoint is given, else mouth)")
+    parser.add_argument("--engine", choices=engine_names(), help=engine_help())
     parser.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4", help="output video (default out.mp4)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cuda, cuda:N or cpu")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",

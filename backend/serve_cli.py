@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import argparse
 
+from backend.generators.registry import engine_help, engine_names
+
 HELP = "run the live avatar: idle loop, speech from files/API/microphone, shared-memory output for OBS"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--avatar", required=True, help="avatar package folder (made by `stream-wav2lip preprocess`)")
     p.add_argument("--checkpoint", help="Wav2Lip checkpoint (.pth); without it the weightless mouth engine runs")
-    p.add_argument("--engine", choices=("wav2lip", "mouth", "null"),
-                   help="generator: wav2lip (default with --checkpoint), mouth (default without), "
-                        "null (footage mouth, for tests and latency benchmarks)")
+    p.add_argument("--engine", choices=engine_names(listed_only=False), help=engine_help(listed_only=False))
     p.add_argument("--session", default="default",
                    help="session name (1-32 of A-Z a-z 0-9 _ -): shared memory s2l_<session>_*; default: default")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         app.start()
         if not args.quiet:
-            pkg = app.view.package
+            pkg = app.engine.package
             print(f"stream-wav2lip serve: session {args.session}: {pkg.name} {pkg.width}x{pkg.height}, "
-                  f"engine {app.view.generator.name}; video {app.video.writer.name}, audio {app.audio.writer.name}",
+                  f"engine {app.engine.generator.name}; video {app.video.writer.name}, audio {app.audio.writer.name}",
                   flush=True)
             if app.api is not None:
                 print(f"stream-wav2lip serve: API http://127.0.0.1:{app.api.port} (token in {app.api.info_path})",

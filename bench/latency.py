@@ -77,8 +77,8 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
                 "speech_frames": speech,
                 "repeated": stats.repeated - rep0,
             }
-        out["engine"] = app.view.generator.name
-        out["size"] = f"{app.view.package.width}x{app.view.package.height}"
+        out["engine"] = app.engine.generator.name
+        out["size"] = f"{app.engine.package.width}x{app.view.package.height}"
     finally:
         app.close()
     return out

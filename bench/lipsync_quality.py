@@ -11,6 +11,10 @@ For every clip with speech in ../shared/media (issue 8, "Measure it honestly"):
    opening in silent stretches, for the mouth engine at library lengths 3 s / 10 s / all and for the
    baselines idle loop (the footage itself), loudness flap (the lip warp) and constant mean.
 
+`--realism DIR` also runs bench/realism.py on the same clips: does the face still look like the person in
+the frames render shows (cheek and jaw patches, lip colour, flicker, lip sharpness, perfect-generator PSNR),
+with contact sheets of the worst frames written to DIR.
+
 `--engine wav2lip --checkpoint X` scores a real checkpoint the same way. The table is printed; medians
 across clips. Timings measured while other jobs share the CPU are contaminated: re-run on a quiet machine.
 
@@ -67,7 +71,7 @@ def render_openings(pkg, generator, base: np.ndarray, windows: np.ndarray, speec
     """Run `generator` on (base frame, window) pairs, composite full frames, measure their mouth opening."""
     from backend.compositor import Compositor
     from backend.frames import FaceFrame
-    from backend.generator import GeneratorInput
+    from backend.generators.base import GeneratorInput
 
     compositor = Compositor(pkg)
     generator.reset()
@@ -217,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", choices=("mouth", "wav2lip"), default="mouth")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write per-clip results here")
+    ap.add_argument("--realism", type=Path, default=None, metavar="DIR",
+                    help="also score realism (bench/realism.py); contact sheets and json into DIR")
     args = ap.parse_args(argv)
     if args.engine == "wav2lip" and not args.checkpoint:
         ap.error("--engine wav2lip needs --checkpoint")
@@ -246,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float))
+    if args.realism:
+        from bench import realism
+
+        print()
+        realism.main(["--media", str(args.media), "--work", str(args.work), "--out", str(args.realism)]
+                     + (["--clips", str(args.clips)] if args.clips else []))
     return 0
 
 

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     from backend.engine import Engine
     from backend.frames import AudioFrame, SpeechEndFrame, SpeechStartFrame
-    from backend.generator import GeneratorInput
+    from backend.generators.base import GeneratorInput
     from backend.mouth import MouthGenerator
     from models.audio import load_audio, mel_windows, melspectrogram
     from preprocess.package import AvatarPackage

@@ -77,7 +77,7 @@ def part1(args, tmp: Path) -> dict:
     from backend.features import FeatureStage, SilenceGate
     from backend.frames import AudioFrame, MelFrame, SpeechEndFrame
     from backend.render import render
-    from backend.wav2lip_generator import Wav2LipGenerator
+    from backend.generators.wav2lip import Wav2LipGenerator
     from preprocess.package import AvatarPackage
 
     torch.set_num_threads(args.threads)
@@ -158,7 +158,7 @@ def part2(height: int, tmp: Path, presets: list[str], rounds: int = 3) -> tuple[
     from backend.frames import AudioFrame, AudioOutFrame, FaceFrame, SpeechEndFrame, VideoFrame
     from backend.sinks.encoders import encoder_options, probe
     from backend.sinks.mp4 import Mp4Sink
-    from backend.wav2lip_generator import build_network_input
+    from backend.generators.wav2lip import build_network_input
     from backend.yuv import FramePool
     from preprocess.package import AvatarPackage, read_image
 

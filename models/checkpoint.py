@@ -66,12 +66,11 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if found:
+        what = weights_only_refusal(str(exc))
+        if what is not None:
             raise UserError(
-                f"{path}: refused to load: the file contains pickled Python code/objects ({found.group(1)}), not just "
-                f"tensors; loading it could run arbitrary code, so it is never executed"
+                f"{path}: refused: contains pickled code/objects ({what}), not just tensors; loading it could run "
+                f"arbitrary code, so nothing in it was executed (re-save only the state dict of tensors)"
             ) from None
         raise UserError(f"{path}: not a readable PyTorch checkpoint (corrupt or not a torch.save file)") from None
     except Exception as exc:  # truncated zip, not a torch file at all, ...
@@ -96,6 +95,30 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
         module_prefix=prefixed,
         extras=extras,
     )
+
+
+# What torch's weights-only unpickler says when a file is well-formed but carries more than tensors: a class,
+# a function, a call (REDUCE/NEWOBJ/BUILD of a non-allowlisted type), a blocked module or a foreign persistent id.
+# Anything else it raises (e.g. "Unsupported operand 103") is what garbage bytes produce: that one is "corrupt".
+_REFUSALS = (
+    re.compile(r"Unsupported global: GLOBAL (\S+)"),
+    re.compile(r"unsupported GLOBAL (\S+) whose module"),
+    re.compile(r"call reduce for unrecognized function (.+?)(?: which belongs to|$)", re.M),
+    re.compile(r"Can only create new object for .*? but got (.+)$", re.M),
+    re.compile(r"Can only build .*? but got (.+)$", re.M),
+    re.compile(r"(`+torch\.\S+`+ must be imported)"),
+    re.compile(r"Only persistent_load of storage is allowed, (but got .+)$", re.M),
+)
+
+
+def weights_only_refusal(message: str) -> str | None:
+    """The offending global/callable named in a `torch.load(weights_only=True)` refusal, or None when the
+    error is not a refusal (a damaged or foreign file)."""
+    for pattern in _REFUSALS:
+        found = pattern.search(message)
+        if found:
+            return found.group(1).strip().strip("`")[:120]
+    return None
 
 
 def _numpy_scalar_globals() -> list:

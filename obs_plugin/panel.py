@@ -1,6 +1,6 @@
 """The source's settings panel (OBS properties), built with ctypes calls into libobs.
 
-Property names are a stable contract (DESIGN §5): scene collections and the tests use them.
+Property names are a stable contract (docs/architecture.md, "OBS names"): scene collections and the tests use them.
 Buttons use `obs_properties_add_button2` with persistent thunks because obspython's button helper is
 bound to a script context that does not exist inside a ctypes callback (obs-notes §4.1).
 Stdlib only; runs on OBS's UI thread, so it must stay quick (a directory listing at most).
@@ -15,11 +15,22 @@ from obs_plugin import libobs, persist
 from obs_plugin.libobs import b
 
 DEVICES = (("auto", "Auto (CUDA if available)"), ("cuda", "CUDA (NVIDIA GPU)"), ("cpu", "CPU"))
+
+
+def engines() -> list[tuple[str, str]]:
+    """(value, label) of the engine list: "auto" and every listed generator of the one registry
+    (backend/generators/registry.py is stdlib-only, so OBS's Python can import it)."""
+    from backend.generators.registry import entries
+
+    return [("", "Auto (the network with a checkpoint, else the mouth engine)")] + \
+        [(e.name, f"{e.name}: {e.summary}") for e in entries()]
+
 DEFAULT_AVATARS_ROOT = str(Path(__file__).resolve().parents[1] / "avatars")
 
 DEFAULTS_STR = {
     "avatars_root": DEFAULT_AVATARS_ROOT,
     "avatar": "",
+    "engine": "",
     "checkpoint": "",
     "device": "auto",
     "mic_device": "",
@@ -94,6 +105,10 @@ def build(lib: ctypes.CDLL, handle: int, settings: dict, status_text: str, statu
     lib.obs_property_set_long_description(avatar, b"Switching while running restarts the backend with it.")
     lib.obs_properties_add_button2(props, b"refresh", b"Refresh avatar list",
                                    ctypes.cast(persist.button_thunk("refresh"), ctypes.c_void_p), handle)
+    eng = lib.obs_properties_add_list(props, b"engine", b"Engine", libobs.OBS_COMBO_TYPE_LIST,
+                                      libobs.OBS_COMBO_FORMAT_STRING)
+    for value, label in engines():
+        lib.obs_property_list_add_string(eng, b(label), b(value))
     ck = lib.obs_properties_add_path(props, b"checkpoint", b"Checkpoint (.pth, empty = no weights)",
                                      libobs.OBS_PATH_FILE, b"Checkpoints (*.pth *.pt *.ckpt);;All files (*.*)", None)
     lib.obs_property_set_long_description(ck, b"Wav2Lip 96/288/384 checkpoint. Empty: the weightless mouth engine.")

@@ -13,10 +13,12 @@ import os
 import threading
 import time
 
-from obs_plugin import control, libobs, panel, persist
+from obs_plugin import libobs, panel, persist
 from obs_plugin.libobs import b, cstr
 from obs_plugin.source import Pusher
-from obs_plugin.supervisor import BackendConfig, Supervisor, session_from_name, unlink_segments
+from obs_plugin.supervisor import BackendConfig, Supervisor, session_from_name
+from shm_protocol.client import ControlClient
+from shm_protocol.segments import unlink_session_segments
 
 STATUS_PERIOD_S = 0.5
 
@@ -44,7 +46,7 @@ class AvatarSource:
             self.name = (cstr(lib.obs_source_get_name(ptr)) if ptr else "") or f"avatar{handle}"
         self.session = session_from_name(self.name)
         self.settings = read_settings(lib, settings)
-        self.control = control.ControlClient(self.session)
+        self.control = ControlClient(self.session)
         self.pusher = Pusher(lib, source, self.session, lambda: self.settings.get("audio_delay_ms", 0))
         self.supervisor = Supervisor(self.backend_config(), self._heartbeat_ns, switcher=self._switch)
         self.status_text = ""
@@ -64,6 +66,7 @@ class AvatarSource:
     def backend_config(self) -> BackendConfig:
         s = self.settings
         return BackendConfig(session=self.session, avatar_dir=self.avatar_dir(), checkpoint=s.get("checkpoint", ""),
+                             engine=s.get("engine", ""),
                              device=s.get("device") or "auto", mic=bool(s.get("mic")),
                              mic_device=s.get("mic_device", ""), api_port=int(s.get("api_port") or 0),
                              backend_python=s.get("backend_python", ""), extra_args=_split_args(s.get("serve_args", "")))
@@ -106,7 +109,7 @@ class AvatarSource:
         """Stop everything this source started and free the session's segments (synchronous)."""
         self.pusher.stop()
         self.supervisor.shutdown()
-        unlink_segments(self.session)
+        unlink_session_segments(self.session)
 
     # ------------------------------------------------------------------ status
     def compute_status(self) -> tuple[str, int]:

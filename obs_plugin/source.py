@@ -19,8 +19,10 @@ import time
 from typing import Callable
 
 from obs_plugin import libobs
-from obs_plugin.shm_layout import (AUDIO_MAGIC, SAMPLE_F32, VIDEO_MAGIC, RingReader, audio_name, monotonic_ns,
-                                   video_name)
+from shm_protocol.layout import AUDIO_MAGIC, SAMPLE_F32, VIDEO_MAGIC
+from shm_protocol.liveness import monotonic_ns
+from shm_protocol.names import audio_name, video_name
+from shm_protocol.reader import RingReader
 
 POLL_S = 0.004  # 250 Hz: a 25 fps frame is picked up within 4 ms of being published
 RECHECK_S = 0.5  # how often to check that the mapped segment is still the live one
@@ -204,9 +206,9 @@ class Pusher:
         h = ring.header
         f = self._frame
         f.data[0] = payload.ctypes.data
-        f.linesize[0] = h.c
-        f.width = h.a
-        f.height = h.b
+        f.linesize[0] = h.stride
+        f.width = h.width
+        f.height = h.height
         f.timestamp = max(0, slot.pts_ns + SYNC_SLACK_NS)
         f.format = libobs.VIDEO_FORMAT_BGRA
         f.full_range = True
@@ -223,14 +225,14 @@ class Pusher:
     def _push_audio(self, ring: RingReader, slot) -> None:
         h = ring.header
         frames = int(slot.index)
-        if frames <= 0 or frames > h.c:
+        if frames <= 0 or frames > h.frames_per_block:
             return
         a = self._audio
         a.data[0] = slot.payload.ctypes.data
         a.frames = frames
-        a.speakers = libobs.SPEAKERS_STEREO if h.b == 2 else libobs.SPEAKERS_MONO
-        a.format = libobs.AUDIO_FORMAT_FLOAT if h.d == SAMPLE_F32 else libobs.AUDIO_FORMAT_16BIT
-        a.samples_per_sec = h.a
+        a.speakers = libobs.SPEAKERS_STEREO if h.channels == 2 else libobs.SPEAKERS_MONO
+        a.format = libobs.AUDIO_FORMAT_FLOAT if h.sample_format == SAMPLE_F32 else libobs.AUDIO_FORMAT_16BIT
+        a.samples_per_sec = h.sample_rate
         try:
             delay_ns = int(self.audio_delay_ms()) * 1_000_000
         except Exception:  # noqa: BLE001

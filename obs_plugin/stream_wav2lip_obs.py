@@ -21,7 +21,8 @@ _ROOT = os.path.dirname(_HERE)
 
 
 def _add_paths() -> None:
-    """Make `obs_plugin` importable and numpy available (from the project's venv if OBS lacks it)."""
+    """Make `obs_plugin` and `shm_protocol` importable (both live in the repository root) and numpy available
+    (from the project's venv if OBS lacks it)."""
     if _ROOT not in sys.path:
         sys.path.insert(0, _ROOT)
     try:
@@ -71,7 +72,8 @@ def _reload_submodules() -> None:
     persist.py is deliberately not reloaded (its thunks must stay the ones libobs holds)."""
     import importlib
 
-    for name in ("obs_plugin.shm_layout", "obs_plugin.control", "obs_plugin.libobs", "obs_plugin.source",
+    protocol = sys.modules.get("shm_protocol")
+    for name in (*(protocol.MODULES if protocol else ()), "obs_plugin.libobs", "obs_plugin.source",
                  "obs_plugin.supervisor", "obs_plugin.panel", "obs_plugin.plugin"):
         mod = sys.modules.get(name)
         if mod is not None:

@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from obs_plugin.control import session_from_label
-from obs_plugin.shm_layout import audio_name, video_name
+from shm_protocol.names import session_from_label
+from shm_protocol.segments import unlink_session_segments
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
@@ -36,7 +36,7 @@ TERM_WAIT_S = 4.0
 
 def session_from_name(source_name: str) -> str:
     """OBS source name -> backend session name ('My Avatar' -> 'My_Avatar'), the same rule as
-    `control.session_from_label`, so `stream-wav2lip say --session <source name>` reaches it."""
+    `shm_protocol.names.session_from_label`, so `stream-wav2lip say --session <source name>` reaches it."""
     return session_from_label(source_name)
 
 
@@ -62,6 +62,7 @@ class BackendConfig:
     session: str
     avatar_dir: str
     checkpoint: str = ""
+    engine: str = ""  # "" = serve's default (the network with a checkpoint, else the mouth engine)
     device: str = "auto"
     mic: bool = False
     mic_device: str = ""
@@ -79,6 +80,8 @@ class BackendConfig:
             raise RuntimeError(f"avatar folder not found: {self.avatar_dir}")
         cmd = [str(py), "-m", "stream_wav2lip", "serve", "--session", self.session, "--avatar", self.avatar_dir,
                "--device", self.device or "auto"]
+        if self.engine:
+            cmd += ["--engine", self.engine]
         if self.checkpoint:
             cmd += ["--checkpoint", self.checkpoint]
         if self.mic:
@@ -86,33 +89,6 @@ class BackendConfig:
         if self.api_port:
             cmd += ["--api-port", str(self.api_port)]
         return cmd + list(self.extra_args)
-
-
-def session_segments(session: str) -> list[str]:
-    """Every /dev/shm entry of a session: its rings (s2l_S_*) and its control dicts (sm_s2l_S_*)."""
-    names = {video_name(session), audio_name(session)}
-    try:
-        prefixes = (f"s2l_{session}_", f"sm_s2l_{session}_")
-        names.update(n for n in os.listdir("/dev/shm") if n.startswith(prefixes))
-    except OSError:
-        pass
-    return sorted(names)
-
-
-def unlink_segments(session: str) -> list[str]:
-    """Remove the session's segments (only call when its backend is dead). Returns what was removed."""
-    removed = []
-    if sys.platform == "win32":  # named mappings vanish with their last handle
-        return removed
-    for name in session_segments(session):
-        try:
-            os.unlink(f"/dev/shm/{name}")
-            removed.append(name)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass
-    return removed
 
 
 class Supervisor:
@@ -199,7 +175,7 @@ class Supervisor:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self._terminate()  # in case the thread did not get there
-        unlink_segments(self.config.session)
+        unlink_session_segments(self.config.session)
 
     # ------------------------------------------------------------------ watcher thread
     def _run(self) -> None:
@@ -213,7 +189,7 @@ class Supervisor:
             self._wake.wait(0.1)
             self._wake.clear()
         self._terminate()
-        unlink_segments(self.config.session)
+        unlink_session_segments(self.config.session)
         self._set("stopped", "")
 
     def _step(self) -> None:
@@ -222,7 +198,7 @@ class Supervisor:
         if self._quit.is_set() or not self._want_running:
             if proc is not None:
                 self._terminate()
-                unlink_segments(self.config.session)
+                unlink_session_segments(self.config.session)
             if self._state != "stopped" or self._detail:
                 self._set("stopped", "")
             return
@@ -236,7 +212,7 @@ class Supervisor:
             if proc is not None:
                 self._set("restarting", "applying new settings")
                 self._terminate()
-                unlink_segments(self.config.session)
+                unlink_session_segments(self.config.session)
             self._next_start = 0.0
             alive = False
             proc = None
@@ -250,7 +226,7 @@ class Supervisor:
             self._failures = 0 if now - self._started_at > STABLE_AFTER_S else self._failures + 1
             delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
             self._next_start = now + delay
-            unlink_segments(self.config.session)
+            unlink_session_segments(self.config.session)
             self._set("restarting", f"{self._last_error}; restarting in {delay:.1f} s")
             return
         if alive:
@@ -267,7 +243,7 @@ class Supervisor:
                 self._note_error("backend stopped responding (no heartbeat)")
                 self._set("restarting", self._last_error)
                 self._terminate(kill_first=True)
-                unlink_segments(self.config.session)
+                unlink_session_segments(self.config.session)
                 self._failures += 1
                 self._next_start = now + BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
                 return

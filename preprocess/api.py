@@ -16,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import sys
 import time
-import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,7 +101,8 @@ def build_package(path: str | Path, out_root: str | Path, face_size: int = 96, h
         head_size = int(head_size or default_head_size(face_size))
         _build(info, final, face_size, head_size, tuple(int(p) for p in pads), int(smooth), device, max_seconds,
                workers or min(2, os.cpu_count() or 1), progress, report)
-        _calibrate_mouth(final, report)
+        _prepare_generators(final, report)
+        _write_idle_graph(final, report)
     import json
 
     manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
@@ -287,21 +286,19 @@ def _first_shape(kept, info) -> tuple[int, int]:
     return next(iter_frames_25fps(info, 1)).shape[:2]
 
 
-def _calibrate_mouth(package_dir: Path, report: PackageReport) -> None:
-    """Optional hook owned by the mouth engine; a failure there is a warning, the package stays valid."""
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec("preprocess.mouth_calibration") is None:
-        return
+def _write_idle_graph(package_dir: Path, report: PackageReport) -> None:
+    """The video-texture idle's jump table (cheap); a failure is a warning: it is rebuilt lazily on first use."""
     try:
-        calibrate = getattr(importlib.import_module("preprocess.mouth_calibration"), "calibrate", None)
-        if calibrate is None:
-            return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = calibrate(package_dir)
-        if isinstance(result, dict) and result.get("warning"):
-            report.warnings.append(str(result["warning"]))
-    except Exception as exc:  # noqa: BLE001 - any failure of an optional step must not fail the package
-        report.warnings.append(f"mouth calibration failed: {type(exc).__name__}: {exc}")
+        from preprocess.idle_graph import write_to_package
+
+        write_to_package(package_dir)
+    except Exception as exc:  # noqa: BLE001 - an optional derived table must not fail the package
+        report.warnings.append(f"idle jump table not written: {type(exc).__name__}: {exc}")
+
+
+def _prepare_generators(package_dir: Path, report: PackageReport) -> None:
+    """Each registered generator's per-avatar preparation (the mouth engine's calibration); a failure there is
+    a warning, the package stays valid."""
+    from backend.generators.registry import prepare_avatar
+
+    report.warnings.extend(prepare_avatar(package_dir))

@@ -15,6 +15,8 @@ Layout::
                       head_face_box (N,4) x1,y1,x2,y2 in head-crop pixels (float32)
                       landmarks     (N,K,2) in frame pixels (MediaPipe FaceMesh indices, see preprocess.landmarks)
                       valid         (N,) bool (False = no face found, values filled from the nearest valid frames)
+      idle_graph.json where the idle may jump without a visible cut (preprocess/idle_graph.py; manifest "idle_graph");
+                      absent in older packages: built on first use into .cache/idle_graph.json
       .cache/         optional, derived: decoded frames written by `render` (backend/frame_cache.py); safe to delete
 
 Frames are decoded lazily with a small LRU cache, because a minute of 1080p footage does not fit in RAM
@@ -163,6 +165,24 @@ class AvatarPackage:
     def audio_path(self) -> Path | None:
         p = self.root / "audio.wav"
         return p if p.is_file() else None
+
+    def idle_graph(self):
+        """The video-texture jump table (preprocess.idle_graph.IdleGraph): the package's own, else cached in
+        .cache/, else built now (~1 s for a minute of footage, ~15 s for five: it grows with the square) and
+        cached. Loaded once per package."""
+        graph = getattr(self, "_idle_graph", None)
+        if graph is None:
+            from preprocess.idle_graph import load_or_build
+
+            graph = self._idle_graph = load_or_build(self.root, self.frame_count)
+        return graph
+
+    def action(self, name: str) -> "AvatarPackage":
+        """The package of action clip `name` (<avatar>/actions/<name>/, preprocess.actions), opened once."""
+        opened = self.__dict__.setdefault("_actions", {})
+        if name not in opened:
+            opened[name] = AvatarPackage.open(self.root / "actions" / name, self._cache.capacity)
+        return opened[name]
 
     # ------------------------------------------------------------------ images
     def image_path(self, kind: str, i: int) -> Path:

@@ -9,8 +9,19 @@ import sys
 HELP = "check the installation: Python packages, ffmpeg, torch device, PortAudio, OBS"
 
 
+# What to do about a missing piece (printed under the table unless --brief).
+FIXES = {
+    "torch": "re-run ./install.sh (it installs torch first)",
+    "pyaudio": "install PortAudio (Debian: portaudio19-dev), then pip install -e .[audio]",
+    "ffmpeg": "install FFmpeg (Debian: apt install ffmpeg; Windows: winget install ffmpeg)",
+    "espeak-ng": "install espeak-ng (Debian: apt install espeak-ng)",
+    "obs": "install OBS Studio (https://obsproject.com); serve and render work without it",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--brief", action="store_true", help="one line per check")
+    parser.add_argument("--brief", action="store_true",
+                        help="one line per check, nothing else (what install.sh prints at its end)")
 
 
 def _module_version(name: str) -> str | None:
@@ -31,7 +42,6 @@ def checks() -> list[tuple[str, bool, str]]:
         ("av", "video decode/encode"),
         ("cv2", "image ops"),
         ("mediapipe", "face tracking (preprocess)"),
-        ("shared_memory_dict", "OBS control channel"),
         ("pyaudio", "microphone / playback"),
         ("onnxruntime", "int8 CPU inference"),
     ]:
@@ -60,4 +70,10 @@ def run(args: argparse.Namespace) -> int:
     rows = checks()
     for name, ok, detail in rows:
         print(f"  {'ok ' if ok else '-- '} {name:<20} {detail}")
+    if args.brief:
+        return 0
+    missing = [name for name, ok, _ in rows if not ok]
+    print(f"\n{len(rows) - len(missing)} of {len(rows)} checks ok" + ("." if not missing else "; to fix:"))
+    for name in missing:
+        print(f"  {name}: {FIXES.get(name, 're-run ./install.sh')}")
     return 0

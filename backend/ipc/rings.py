@@ -1,6 +1,6 @@
-"""Sinks that publish finished frames and audio blocks into the DESIGN §4 shared-memory rings.
+"""Sinks that publish finished frames and audio blocks into the shared-memory rings that OBS reads.
 
-The byte layout lives in `obs_plugin.shm_layout` (shared with the OBS side); these classes only add what
+The byte layout lives in `shm_protocol` (shared with the OBS side); these classes only add what
 the backend needs: BGR→BGRA conversion written straight into the slot (no intermediate copy) and the
 `speech` flag. Neither sink ever waits for a reader.
 """
@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from backend.frames import SAMPLE_RATE, SAMPLES_PER_FRAME
-from obs_plugin.shm_layout import (FLAG_REPEAT, FLAG_SPEECH, RingWriter, audio_header, audio_name, video_header,
-                                   video_name)
+from shm_protocol.layout import FLAG_REPEAT, FLAG_SPEECH, audio_header, video_header
+from shm_protocol.names import audio_name, video_name
+from shm_protocol.writer import RingWriter
 
 
 class VideoRingSink:

@@ -5,6 +5,11 @@ the mouth flicker between unrelated source frames; strong smoothing freezes it. 
 setting that moves as smoothly as real video without losing lip-sync: a jump to an unrelated frame costs
 ~0.5, continuing with the next source frame earns a bonus ~1. The look-ahead is one batch (the engine's
 0.2 s latency budget); the last choice is kept as state so batches join without a seam.
+
+Why a pose term (issue 19): a mouth from a frame with another head pose brings that pose's cheek and jaw
+outline with it. Given the avatar frame each output frame is built on (`targets`), the fit also counts the
+distance between the two frames' pose shapes (geometry.pose_features), in units of the footage's own pose
+spread; and the shown frame itself is a candidate with a small bonus: its own mouth needs no transplant.
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ class FrameChooser:
     """Stateful chooser over library frames `allowed` (indices into `descriptors`)."""
 
     def __init__(self, descriptors: np.ndarray, scale: np.ndarray, allowed: np.ndarray,
-                 top_k: int = 10, jump_cost: float = 0.5, consecutive_bonus: float = 1.0):
+                 top_k: int = 10, jump_cost: float = 0.5, consecutive_bonus: float = 1.0,
+                 pose: np.ndarray | None = None, pose_weight: float = 1.0, native_bonus: float = 0.3):
         self.descriptors = np.asarray(descriptors, np.float32)
         self.scale = np.asarray(scale, np.float32)
         self.allowed = np.flatnonzero(allowed) if np.asarray(allowed).dtype == bool else np.asarray(allowed)
@@ -29,14 +35,32 @@ class FrameChooser:
         self.jump_cost = jump_cost
         self.bonus = consecutive_bonus
         self._lib = self.descriptors[self.allowed] / self.scale
+        self.pose = None if pose is None else np.asarray(pose, np.float32)
+        if self.pose is not None:
+            lib_pose = self.pose[self.allowed]
+            spread = float(((lib_pose - lib_pose.mean(0)) ** 2).sum(1).mean()) if len(lib_pose) > 1 else 0.0
+            self._pose_norm = 1.0 / max(spread, 1e-6)
+        self.pose_weight = pose_weight
+        self.native_bonus = native_bonus
         self.last: int | None = None
 
     def reset(self) -> None:
         self.last = None
 
-    def fit_cost(self, pred: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    def fit_cost(self, pred: np.ndarray, frames: np.ndarray, target: int | None = None) -> np.ndarray:
         diff = self.descriptors[frames] / self.scale - pred / self.scale
-        return (diff ** 2 * DESCRIPTOR_WEIGHTS).sum(-1)
+        cost = (diff ** 2 * DESCRIPTOR_WEIGHTS).sum(-1)
+        if target is not None:
+            cost = cost + self.pose_cost(frames, target)
+            cost[frames == target] -= self.native_bonus
+        return cost
+
+    def pose_cost(self, frames: np.ndarray, target: int) -> np.ndarray:
+        """How far each candidate's head pose is from the shown frame's (0 without pose data)."""
+        if self.pose is None or self.pose_weight <= 0 or not 0 <= target < len(self.pose):
+            return np.zeros(len(frames), np.float32)
+        d = ((self.pose[frames] - self.pose[target]) ** 2).sum(-1)
+        return (self.pose_weight * self._pose_norm * d).astype(np.float32)
 
     def transition(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
         """(P,) x (C,) -> (P,C) cost of showing cur right after prev."""
@@ -46,15 +70,19 @@ class FrameChooser:
         cost[(step == 0) | (step == -1)] = -0.5 * self.bonus
         return cost
 
-    def choose(self, preds: np.ndarray) -> np.ndarray:
-        """(T,3) predicted descriptors -> (T,) chosen library frame indices; updates the state."""
+    def choose(self, preds: np.ndarray, targets: np.ndarray | None = None) -> np.ndarray:
+        """(T,3) predicted descriptors -> (T,) chosen library frame indices; updates the state.
+
+        targets: (T,) the avatar frame each output frame is built on (pose term and native candidate), or None.
+        """
         preds = np.asarray(preds, np.float32)
         steps: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []  # (candidates, score, backpointer)
         prev_cands = None if self.last is None else np.array([self.last])
         prev_score = None if self.last is None else np.zeros(1, np.float32)
-        for pred in preds:
-            cands = self._candidates(pred, prev_cands)
-            fit = self.fit_cost(pred, cands)
+        for t, pred in enumerate(preds):
+            target = None if targets is None else int(targets[t])
+            cands = self._candidates(pred, prev_cands, target)
+            fit = self.fit_cost(pred, cands, target)
             if prev_cands is None:
                 score, back = fit, None
             else:
@@ -75,10 +103,14 @@ class FrameChooser:
         self.last = int(path[-1])
         return path
 
-    def _candidates(self, pred: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
+    def _candidates(self, pred: np.ndarray, prev: np.ndarray | None, target: int | None = None) -> np.ndarray:
         d = ((self._lib - pred / self.scale) ** 2 * DESCRIPTOR_WEIGHTS).sum(-1)
+        if target is not None:
+            d = d + self.pose_cost(self.allowed, target)
         k = self.top_k
         best = self.allowed[np.argpartition(d, k - 1)[:k]] if k < d.size else self.allowed
+        if target is not None and 0 <= target < len(self.descriptors) and self.is_allowed[target]:
+            best = np.append(best, target)
         if prev is None:
             return np.unique(best)
         follow = np.concatenate([prev + 1, prev])
@@ -86,6 +118,6 @@ class FrameChooser:
         follow = follow[self.is_allowed[follow]]
         cands = np.unique(np.concatenate([best, follow]))
         if len(cands) > 4 * k:  # bound the state space: keep the best fits among the followers
-            fits = self.fit_cost(pred, cands)
+            fits = self.fit_cost(pred, cands, target)
             cands = np.unique(np.concatenate([best, cands[np.argsort(fits, kind="stable")[:3 * k]]]))
         return cands

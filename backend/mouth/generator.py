@@ -1,8 +1,8 @@
 """`MouthGenerator`: the weightless generator. Same contract as the Wav2Lip network (backend.generator).
 
 Per batch: mel windows -> predicted mouth descriptors (DescriptorPredictor) -> real avatar frames whose mouth
-fits, chosen with smooth motion (FrameChooser) -> that frame's lower face moved onto the current frame's crop
-(transfer_lower_face). Footage without usable speech -> the lips of the current frame are warped open and
+fits, chosen with smooth motion and the current frame's head pose (FrameChooser) -> that frame's lips and the
+skin right around them, aligned and tone-matched, moved onto the current frame's crop (transfer_mouth). Footage without usable speech -> the lips of the current frame are warped open and
 shut by loudness (warp_mouth), the lowest-quality mode, said so in the log.
 Deterministic: the same inputs in the same batches after `reset()` give the same pixels.
 """
@@ -12,11 +12,11 @@ import logging
 
 import numpy as np
 
-from backend.generator import Generator, GeneratorInput
+from backend.generators.base import Generator, GeneratorInput
 from backend.mouth.chooser import FrameChooser
-from backend.mouth.geometry import crop_landmarks
+from backend.mouth.geometry import crop_landmarks, pose_features
 from backend.mouth.predictor import DescriptorPredictor
-from backend.mouth.transfer import transfer_lower_face
+from backend.mouth.transfer import transfer_mouth
 from backend.mouth.warp import warp_mouth
 from preprocess.mouth_calibration import MouthCalibration, load_or_calibrate
 from preprocess.package import AvatarPackage
@@ -31,8 +31,21 @@ class MouthGenerator(Generator):
 
     name = "mouth"
     # Silence must show the footage's *resting* mouth, which the idle loop of talking footage does not: the
-    # engine should run this generator on silent frames too (speech=False) instead of keeping the footage.
+    # engine runs this generator on silent frames too (speech=False) instead of keeping the footage.
     handles_silence = True
+    needs_calibration = True  # the avatar's mouth calibration (preprocess.mouth_calibration), made by preprocess
+
+    @classmethod
+    def prepare_avatar(cls, root, progress: bool = False) -> str | None:
+        """preprocess's hook: calibrate the avatar's mouths once (else the first use does it)."""
+        import warnings
+
+        from preprocess.mouth_calibration import calibrate
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = calibrate(root)
+        return str(result["warning"]) if isinstance(result, dict) and result.get("warning") else None
 
     def __init__(self, package: AvatarPackage, crop: str | None = "heads", calibration: MouthCalibration | None = None,
                  mode: str = "auto", jump_cost: float = 0.5, consecutive_bonus: float = 1.0,
@@ -51,8 +64,9 @@ class MouthGenerator(Generator):
         if self.mode == "warp":  # too little speech to learn from: opening follows loudness instead
             self.predictor.usable = False
         allowed = self.calib.valid if self.calib.valid.any() else np.ones(package.frame_count, bool)
+        pose = pose_features(package.track.landmarks) if len(self.calib.descriptors) == package.frame_count else None
         self.chooser = FrameChooser(self.calib.descriptors, self.calib.desc_scale, allowed,
-                                    jump_cost=jump_cost, consecutive_bonus=consecutive_bonus)
+                                    jump_cost=jump_cost, consecutive_bonus=consecutive_bonus, pose=pose)
         self._batch = int(batch_size or batch)
         self._landmarks: dict[int, np.ndarray] = {}
         self._warp_opening: float | None = None
@@ -94,7 +108,7 @@ class MouthGenerator(Generator):
         self.last_descriptors = preds
         if self.mode == "warp":
             return np.stack([self._warp(item, p[0]) for item, p in zip(batch, preds)])
-        choice = self.chooser.choose(preds)
+        choice = self.chooser.choose(preds, np.array([int(item.avatar_index) for item in batch]))
         self.last_choice = choice
         out = []
         for item, j in zip(batch, choice):
@@ -103,8 +117,8 @@ class MouthGenerator(Generator):
             if int(j) == i:
                 out.append(face)
                 continue
-            out.append(transfer_lower_face(face, self.landmarks(i), self._fit(self.source_crop(int(j))),
-                                           self.landmarks(int(j))))
+            out.append(transfer_mouth(face, self.landmarks(i), self._fit(self.source_crop(int(j))),
+                                      self.landmarks(int(j))))
         return np.stack(out)
 
     def _warp(self, item: GeneratorInput, opening: float) -> np.ndarray:

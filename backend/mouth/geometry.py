@@ -58,5 +58,32 @@ def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return (np.asarray(pts, np.float32) @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
 
+# Points whose layout shows the head's pose but not the mouth: nose tip and base, the face outline beside the
+# eyes and down the cheeks to the jaw angle (the jaw below it and the chin move with the mouth: left out).
+POSE_POINTS = (1, 2, 4, 234, 454, 93, 323, 132, 361, 10, 151)
+
+
+def pose_features(landmarks: np.ndarray) -> np.ndarray:
+    """(N,K,2) landmarks -> (N,2P) head-pose shape: POSE_POINTS after aligning the eyes and nose bridge of every
+    frame onto the first valid one, in eye distances.
+
+    Why: a mouth taken from a frame with another pose carries that pose's cheek and jaw outline; the chooser
+    prefers source frames whose pose shape is close to the frame being shown.
+    """
+    lm = np.asarray(landmarks, np.float64)
+    n = len(lm)
+    out = np.zeros((n, 2 * len(POSE_POINTS)), np.float32)
+    stable = list(STABLE_POINTS)
+    ok = np.all(np.isfinite(lm[:, stable + list(POSE_POINTS)]), axis=(1, 2)) if n else np.zeros(0, bool)
+    if not ok.any():
+        return out
+    ref = lm[int(np.argmax(ok)), stable]
+    ref = (ref - ref.mean(0)) / max(float(np.linalg.norm(ref[9] - ref[10])), 1e-6)  # eye corners 33, 263 = 1
+    for i in np.flatnonzero(ok):
+        m = similarity(lm[i, stable], ref).astype(np.float64)
+        out[i] = (lm[i, list(POSE_POINTS)] @ m[:, :2].T + m[:, 2]).ravel()
+    return out
+
+
 def eye_distance(lm: np.ndarray) -> float:
     return float(max(np.linalg.norm(lm[EYE_OUTER[0]] - lm[EYE_OUTER[1]]), 1e-3))

@@ -1,59 +1,131 @@
-"""Move the lower face of one avatar frame onto another frame's crop.
+"""Move the mouth of one avatar frame onto another frame's crop, and nothing else.
 
-Why: the mouth engine shows a real mouth image from elsewhere in the footage; the head, eyes and background of
-the current frame must stay exactly as they are. The source crop is aligned to the target by points that do
-not move with the mouth, blended in through a feathered lower-face mask, and its colour nudged to the
-target's so lighting changes across the footage do not show as a patch.
+Why this shape (issue 19): the first version moved the whole lower face (jaw line up to the nose) of the
+source frame, through the union of both frames' jaw polygons. Wherever the two frames differed in pose that
+union held another frame's hair, background or jaw contour (a dark smear over the cheek, a second jawline),
+and a mean-colour shift over that region made the lips jump between pale and red. So now:
+- the source is aligned to the target by points next to the mouth that do not move with it (nose base,
+  nostrils, nose bridge, eye corners), weighted toward the nose base, where the alignment matters;
+- only the lips and the skin right around them are replaced: both frames' lips, grown by a margin, cut
+  below the nose, and kept inside *both* frames' face outlines shrunk inward, so the blend region holds
+  skin in both frames and never a contour, hair or background;
+- colour is matched by a mean shift only (never a gain, which washes texture out): the skin around the lips
+  takes the target's skin tone, the lips take the target's own lip tone (lipstick, lighting), so the lips
+  keep the footage's colour frame after frame.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from backend.mouth.geometry import LOWER_FACE, STABLE_POINTS, apply_affine, eye_distance, similarity
+from backend.mouth.geometry import apply_affine, eye_distance, similarity
+from preprocess import landmarks as L
+
+# Points that do not move with the mouth; the nose base (2, 98, 327, 94) is repeated: it sits next to the
+# mouth, so errors there show most.
+ALIGN_POINTS = (2, 2, 2, 98, 98, 327, 327, 94, 94, 1, 4, 5, 195, 197, 6, 168, 33, 263, 133, 362)
+LIPS_OUTER = list(L.LIPS_OUTER)
+LIPS_INNER = list(L.LIPS_INNER)
+FACE_OVAL = list(L.FACE_OVAL)
+SUBNASALE, UPPER_LIP_TOP = 2, 0
+
+MARGIN = 0.11  # skin kept around the lips, in eye distances (the skin that moves with the mouth)
+INSET = 0.07  # how far inside each face outline the blend must stay, in eye distances
+FEATHER = 0.03  # blur sigma of the blend edge, in eye distances
+MAX_SHIFT = 40.0  # largest colour shift per channel (a bad landmark must not paint the mouth)
 
 
-def lower_face_mask(shape: tuple[int, int], polygons: list[np.ndarray], feather: float) -> np.ndarray:
-    """(H,W) float32 in [0,1]: union of the polygons, eroded then blurred so the edge is soft and inside."""
-    mask = np.zeros(shape, np.uint8)
-    for poly in polygons:
-        cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 255)
-    k = max(1, int(round(feather)))
-    mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
-    return cv2.GaussianBlur(mask, (0, 0), max(0.5, k / 1.5)).astype(np.float32) * np.float32(1.0 / 255.0)
+def _disk(r: float) -> np.ndarray:
+    k = max(1, int(round(r)))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
 
 
-def transfer_lower_face(target: np.ndarray, target_lm: np.ndarray, source: np.ndarray,
-                        source_lm: np.ndarray) -> np.ndarray:
-    """Target crop with its lower face replaced by the source crop's (same size, uint8 BGR).
+def _fill(shape, poly: np.ndarray) -> np.ndarray:
+    m = np.zeros(shape, np.uint8)
+    cv2.fillPoly(m, [np.round(poly * 4).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=2)
+    return m
 
-    Only the bounding box of the lower face is touched (a third of the crop), which keeps it ~1 ms per frame.
+
+def blend_region(shape, t_lm: np.ndarray, s_lm: np.ndarray, eyes: float) -> tuple[np.ndarray, np.ndarray]:
+    """(hard uint8 region, soft float32 mask) in ROI pixels, for target and aligned source landmarks."""
+    lips = cv2.bitwise_or(_fill(shape, t_lm[LIPS_OUTER]), _fill(shape, s_lm[LIPS_OUTER]))
+    region = cv2.dilate(lips, _disk(MARGIN * eyes))
+    # below the nose: a horizontal cut 30 % of the way from the subnasale to the higher upper lip (the crop is
+    # upright, so horizontal is across the face)
+    top = min(float(t_lm[UPPER_LIP_TOP][1]), float(s_lm[UPPER_LIP_TOP][1]))
+    cut = float(t_lm[SUBNASALE][1]) + 0.3 * max(top - float(t_lm[SUBNASALE][1]), 0.0)
+    sigma = max(0.7, FEATHER * eyes)
+    region[: max(0, int(np.ceil(cut + 2 * sigma)))] = 0  # the blur's tail ends at the cut
+    inside = cv2.bitwise_and(_fill(shape, t_lm[FACE_OVAL]), _fill(shape, s_lm[FACE_OVAL]))
+    inside = cv2.erode(inside, _disk(INSET * eyes + 2.5 * sigma))
+    hard = cv2.bitwise_and(region, inside)
+    soft = cv2.GaussianBlur(hard.astype(np.float32) * np.float32(1 / 255.0), (0, 0), sigma)
+    return hard, soft
+
+
+def _mean(img: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    if cv2.countNonZero(mask) < 12:
+        return None
+    return np.array(cv2.mean(img, mask)[:3], np.float32)
+
+
+def lip_band(shape, lm: np.ndarray, eyes: float) -> np.ndarray:
+    """The lips themselves (outer contour minus the mouth opening), pulled in from both edges."""
+    band = cv2.subtract(_fill(shape, lm[LIPS_OUTER]), _fill(shape, lm[LIPS_INNER]))
+    return cv2.erode(band, _disk(0.012 * eyes))
+
+
+def match_colour(warped: np.ndarray, base: np.ndarray, t_lm: np.ndarray, s_lm: np.ndarray, hard: np.ndarray,
+                 eyes: float) -> np.ndarray:
+    """`warped` shifted (no gain) so its skin has the target's skin tone and its lips the target's lip tone."""
+    shape = hard.shape
+    lips_t, lips_s = lip_band(shape, t_lm, eyes), lip_band(shape, s_lm, eyes)
+    near_lips = cv2.dilate(cv2.bitwise_or(_fill(shape, t_lm[LIPS_OUTER]), _fill(shape, s_lm[LIPS_OUTER])),
+                           _disk(0.03 * eyes))
+    skin = cv2.subtract(hard, near_lips)
+    mt, ms = _mean(base, skin), _mean(warped, skin)
+    d_skin = np.clip(mt - ms, -MAX_SHIFT, MAX_SHIFT) if mt is not None and ms is not None else np.zeros(3, np.float32)
+    lt, ls = _mean(base, lips_t), _mean(warped, lips_s)
+    d_lip = np.clip(lt - ls, -MAX_SHIFT, MAX_SHIFT) if lt is not None and ls is not None else d_skin
+    # where the source's lips now are the lip shift applies, elsewhere (skin, teeth, mouth interior) the skin's
+    w_lip = cv2.GaussianBlur(cv2.subtract(_fill(shape, s_lm[LIPS_OUTER]), _fill(shape, s_lm[LIPS_INNER])),
+                             (0, 0), max(0.6, 0.012 * eyes)).astype(np.float32) * np.float32(1 / 255.0)
+    shift = d_skin[None, None, :] + w_lip[..., None] * (d_lip - d_skin)[None, None, :]
+    return np.clip(warped.astype(np.float32) + shift, 0, 255)
+
+
+def transfer_mouth(target: np.ndarray, target_lm: np.ndarray, source: np.ndarray, source_lm: np.ndarray) -> np.ndarray:
+    """Target crop with its lips (and the skin right around them) replaced by the source crop's, aligned.
+
+    Same size, uint8 BGR. Only a box around the mouth is touched (~0.5 ms per frame at 256 px).
     """
     h, w = target.shape[:2]
-    m = similarity(source_lm[list(STABLE_POINTS)], target_lm[list(STABLE_POINTS)]).astype(np.float64)
-    src_poly = apply_affine(m, source_lm[list(LOWER_FACE)])
-    tgt_poly = target_lm[list(LOWER_FACE)]
-    feather = 0.06 * eye_distance(target_lm)
-    both = np.vstack([src_poly, tgt_poly])
-    pad = int(feather) + 2
-    x0, y0 = (np.floor(both.min(0)).astype(int) - pad).clip(0)
-    x1, y1 = np.ceil(both.max(0)).astype(int) + pad + 1
+    idx = list(ALIGN_POINTS)
+    m = similarity(source_lm[idx], target_lm[idx]).astype(np.float64)
+    s_lm = apply_affine(m, source_lm)
+    eyes = eye_distance(target_lm)
+    pts = np.vstack([target_lm[LIPS_OUTER], s_lm[LIPS_OUTER]])
+    pad = int(np.ceil((MARGIN + 4 * FEATHER) * eyes)) + 2
+    x0, y0 = (np.floor(pts.min(0)).astype(int) - pad).clip(0)
+    x1, y1 = np.ceil(pts.max(0)).astype(int) + pad + 1
     x1, y1 = min(int(x1), w), min(int(y1), h)
-    if x1 - x0 < 2 or y1 - y0 < 2:
+    if x1 - x0 < 4 or y1 - y0 < 4 or not np.all(np.isfinite(m)):
         return target
     shift = np.array([x0, y0], np.float32)
+    t_roi, s_roi = target_lm - shift, s_lm - shift
     m_roi = m.copy()
     m_roi[:, 2] -= (x0, y0)
     warped = cv2.warpAffine(source, m_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
-    mask = lower_face_mask((y1 - y0, x1 - x0), [tgt_poly - shift, src_poly - shift], feather)
-    base = np.ascontiguousarray(target[y0:y1, x0:x1])
-    inside = (mask > 0.5).astype(np.uint8)
-    if cv2.countNonZero(inside) > 16:  # colour match: shift the source's mean colour to the target's in the mask
-        delta = np.clip(np.array(cv2.mean(base, inside)[:3]) - np.array(cv2.mean(warped, inside)[:3]), -25, 25)
-        if np.abs(delta).max() >= 0.5:
-            warped = cv2.add(warped, (float(delta[0]), float(delta[1]), float(delta[2]), 0.0))  # saturating
-    blended = cv2.blendLinear(warped, base, mask, 1.0 - mask)
+    base = target[y0:y1, x0:x1]
+    hard, soft = blend_region((y1 - y0, x1 - x0), t_roi, s_roi, eyes)
+    if not hard.any():
+        return target
+    matched = match_colour(warped, base, t_roi, s_roi, hard, eyes)
+    a = soft[..., None]
     out = target.copy()
-    out[y0:y1, x0:x1] = blended
+    out[y0:y1, x0:x1] = np.clip(matched * a + base.astype(np.float32) * (1 - a) + 0.5, 0, 255).astype(np.uint8)
     return out
+
+
+transfer_lower_face = transfer_mouth  # the first version's name (callers and tests)

@@ -4,6 +4,10 @@ A TTS engine streams whatever its voice produces (22.05 kHz s16, 24 kHz float...
 so this decoder keeps the bytes of a partial sample frame for the next chunk and resamples with a streaming
 soxr resampler (the same HQ filter `models.audio.load_audio` uses for files, so a streamed clip and the
 same clip read from a file give the same samples up to the resampler's edge handling).
+
+Float PCM is cleaned here, before anything else sees it (`finite_samples`): a NaN or an infinity from a buggy
+TTS would otherwise spread through the resampler's filter (~30 ms of output per bad sample) into the mel
+features and the audio handed to OBS.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from stream_wav2lip.errors import UserError
 
 TARGET_RATE = 16000
 FORMATS = {"s16": np.dtype("<i2"), "f32": np.dtype("<f4")}
+HEADROOM = 8.0  # +18 dBFS: float samples beyond this are garbage, not audio (see finite_samples)
 
 
 class PcmDecoder:
@@ -49,16 +54,31 @@ class PcmDecoder:
         mono = samples.astype(np.float32)
         if self.dtype.kind == "i":
             mono /= 32768.0
+        else:
+            mono = finite_samples(mono)  # before mixing (inf + -inf = NaN) and before the resampler
         mono = mono.mean(axis=1, dtype=np.float64).astype(np.float32) if self.channels > 1 else mono[:, 0]
         if self._resampler is None:
             return np.ascontiguousarray(mono)
         return np.asarray(self._resampler.resample_chunk(mono, last=last), dtype=np.float32)
 
 
+def finite_samples(x: np.ndarray, limit: float = HEADROOM) -> np.ndarray:
+    """Float samples made safe for the features and for OBS: NaN -> 0, +/-Inf -> +/-1, and anything beyond
+    +/-`limit` clipped there. Full scale is +/-1, but TTS voices and resamplers overshoot a little, so only
+    values no real audio has are touched. Returns `x` itself (no copy) when it is already clean."""
+    if x.size == 0:
+        return x
+    lo, hi = x.min(), x.max()  # a NaN anywhere makes both NaN, and then both comparisons are False
+    if lo >= -limit and hi <= limit:
+        return x
+    x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(x, -limit, limit, out=x)
+
+
 def to_float_mono(samples: np.ndarray, channels: int = 1) -> np.ndarray:
     """Interleaved int16/float samples → float32 mono in [-1, 1)."""
     x = np.asarray(samples)
-    x = x.astype(np.float32) / 32768.0 if x.dtype.kind == "i" else x.astype(np.float32)
+    x = x.astype(np.float32) / 32768.0 if x.dtype.kind == "i" else finite_samples(x.astype(np.float32))
     if channels > 1:
         x = x.reshape(-1, channels).mean(axis=1)
     return x

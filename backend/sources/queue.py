@@ -7,6 +7,9 @@ the loop got to the utterance after the speech queued before it): it could not h
 the figure is the pipeline's delay; waiting behind earlier speech is reported separately as queue_ms.
 
 Barge-in: `flush()` cancels every utterance (a stream still sending is ignored from then on).
+
+Every appended chunk is cleaned (`pcm.finite_samples`: NaN/Inf -> finite, absurd values clipped) whatever the
+source, so the features and the audio ring never see a non-finite sample.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import time
 from collections import deque
 
 import numpy as np
+
+from backend.sources.pcm import finite_samples
 
 SAMPLE_RATE = 16000
 _ids = itertools.count(1)
@@ -39,7 +44,7 @@ class Utterance:
         self.started_ns = 0  # when the live loop began playing it (after what was queued before it)
 
     def append(self, pcm: np.ndarray, now_ns: int | None = None) -> None:
-        pcm = np.ascontiguousarray(pcm, dtype=np.float32).reshape(-1)
+        pcm = finite_samples(np.ascontiguousarray(pcm, dtype=np.float32).reshape(-1))
         if pcm.size == 0:
             return
         with self._lock:

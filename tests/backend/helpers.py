@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.generator import Generator, GeneratorInput
+from backend.generators.base import Generator, GeneratorInput
 from preprocess.package import FaceTrack
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from backend import compositor as compositor_module
 from backend.compositor import Compositor, frame_to_face_affine, lower_face_mask, mouth_ring
-from backend.frames import FaceFrame, VideoFrame
+from backend.frames import FaceFrame
 from preprocess.crops import head_face_crop
 from preprocess.geometry import build_geometry, raw_geometry
 from preprocess.synthetic import synthetic_landmarks
@@ -170,15 +170,6 @@ def test_generated_face_of_another_size_is_accepted():
     comp = Compositor(pkg)
     out = comp.compose(FaceFrame(0, 0, 0, np.full((192, 192, 3), 255, np.uint8), blend=1.0))
     assert (out != pkg.frame(0)).any()
-
-
-def test_stage_push_passes_other_frames():
-    pkg = _package()
-    comp = Compositor(pkg)
-    [vf] = comp.push(FaceFrame(5, 3, 1, None, blend=0.0))
-    assert isinstance(vf, VideoFrame) and vf.pts_ns == 5 and vf.index == 3 and vf.avatar_index == 1
-    marker = object()
-    assert comp.push(marker) == [marker]
 
 
 def test_degenerate_geometry_leaves_the_frame_alone():

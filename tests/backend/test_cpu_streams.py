@@ -104,7 +104,7 @@ def test_threads_end_when_closed_or_dropped():
 
 @pytest.mark.slow
 def test_wav2lip96_in_streams_matches_one_call(tmp_path):
-    from backend.wav2lip_generator import Wav2LipGenerator
+    from backend.generators.wav2lip import Wav2LipGenerator
     from models.testing import deterministic_state_dict, save_reference_checkpoint
 
     torch.set_num_threads(2)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from backend.generator import NullGenerator
+from backend.generators.base import NullGenerator
 from backend.render import render
 from backend.sinks.encoders import choose_encoder, encoder_options, probe
 from stream_wav2lip.cli import main

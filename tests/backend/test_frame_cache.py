@@ -10,7 +10,7 @@ import soundfile
 from backend import frame_cache as fc
 from backend.compositor import load_i420
 from backend.frame_cache import FrameCache
-from backend.generator import NullGenerator
+from backend.generators.base import NullGenerator
 from backend.render import render
 from preprocess.package import AvatarPackage
 from tests.backend.helpers import speech_like

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from backend.generator import NullGenerator
+from backend.generators.base import NullGenerator
 from backend.render import render
 from stream_wav2lip.cli import main
 from tests.backend.helpers import speech_like

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.generator import GeneratorInput
-from backend.wav2lip_generator import Wav2LipGenerator, build_network_input
+from backend.generators.base import GeneratorInput
+from backend.generators.wav2lip import Wav2LipGenerator, build_network_input
 
 
 def test_network_input_is_the_reference_layout():

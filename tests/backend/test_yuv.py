@@ -99,9 +99,8 @@ def test_silent_frames_are_the_avatar_frame_itself():
 
 def test_finish_i420_and_the_encoder_frame():
     pkg = _package()
-    comp = Compositor(pkg, deferred=True)
-    [video] = comp.push(FaceFrame(7, 3, 1, _face(pkg, "head"), blend=1.0))
-    assert video.image is None and video.pending is not None
+    comp = Compositor(pkg)
+    video = VideoFrame(7, 3, 1, None, pending=FaceFrame(7, 3, 1, _face(pkg, "head"), blend=1.0))
     done = comp.finish_i420(video)
     assert isinstance(done.yuv, I420) and done.pending is None and (done.pts_ns, done.index) == (7, 3)
     frame = done.yuv.frame if done.yuv.frame is not None else done.yuv.copy_to_av().frame

@@ -23,8 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from backend.ipc.control import ControlChannel  # noqa: E402
-from obs_plugin.shm_layout import (FLAG_SPEECH, RingWriter, audio_header, audio_name, pid_alive,  # noqa: E402
-                                   video_header, video_name)
+from shm_protocol import (FLAG_SPEECH, RingWriter, audio_header, audio_name, pid_alive,  # noqa: E402
+                         video_header, video_name)
 
 FPS = 25
 W, H = 640, 360

@@ -285,7 +285,7 @@ class ObsSession:
             self.stop_obs()
         finally:
             for src in self.sources:
-                from obs_plugin.control import session_from_label
+                from shm_protocol.names import session_from_label
 
                 session = session_from_label(src["name"])
                 for pid in self.backend_pids(session):

@@ -17,7 +17,7 @@ import pytest
 
 from obs_harness import ObsSession, fake_python, make_avatars, obs_available, unique_name
 from fake_backend import avatar_colour, decode_counter
-from obs_plugin.control import ControlClient, session_from_label
+from shm_protocol import ControlClient, session_from_label
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(bool(obs_available()), reason=obs_available() or "ok")]
 

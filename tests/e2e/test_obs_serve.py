@@ -19,7 +19,7 @@ import pytest
 from pathlib import Path
 
 from obs_harness import VENV_PY, ObsSession, obs_available, unique_name
-from obs_plugin.control import ControlClient, session_from_label
+from shm_protocol import ControlClient, session_from_label
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(bool(obs_available()), reason=obs_available() or "ok")]
 

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from obs_plugin import control as C
-from obs_plugin import shm_layout as S
+import shm_protocol as C
+import shm_protocol as S
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,16 +1,15 @@
-"""Control/status channel: backend side (shared-memory-dict, JSON) against the stdlib OBS side (plain mmap)."""
+"""Control/status channel: the backend (`ControlChannel`, the owner) against the clients (plain mmap), both
+writing through the one implementation of the bytes in `shm_protocol.control`."""
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
+from pathlib import Path
 
 import pytest
 
+import shm_protocol as C
 from backend.ipc.control import ControlChannel
-from obs_plugin import control as C
 
 
 def test_status_written_by_the_backend_is_read_by_the_obs_client(session):
@@ -65,47 +64,37 @@ def test_mailbox_keeps_a_bounded_history(session):
         ch.close()
 
 
-_SMD_PEER = r"""
-import json, sys
-from shared_memory_dict import SharedMemoryDict
-from shared_memory_dict.serializers import JSONSerializer
-from multiprocessing import resource_tracker
-name, mode = sys.argv[1], sys.argv[2]
-d = SharedMemoryDict(name, 4096, serializer=JSONSerializer())
-resource_tracker.unregister(d.shm._name, "shared_memory")  # leave the segment to the test
-if mode == "read":
-    print(json.dumps(dict(d.items())))
-else:
-    d["written_by"] = "shared-memory-dict"; d["n"] = [1, 2, 3]
-d.cleanup()
-"""
-
-
-def test_byte_format_is_exactly_shared_memory_dicts(session):
-    """A dict written by the package is read by obs_plugin.control, and the other way round."""
-    name = f"s2l_{session}_fmt"
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    subprocess.run([sys.executable, "-c", _SMD_PEER, name, "write"], check=True, env=env, timeout=60)
+def test_byte_format_is_json_then_nul_with_leftovers_ignored(session):
+    """The exact bytes readers of any age expect (the format shared-memory-dict 0.7 wrote with its JSON
+    serializer): JSON, one NUL, and whatever an earlier, longer value left after it."""
+    ch = ControlChannel(session)
     try:
-        assert C.read_segment(f"sm_{name}") == {"written_by": "shared-memory-dict", "n": [1, 2, 3]}
-        assert C.write_segment(f"sm_{name}", {"written_by": "obs", "x": 1.5})
-        out = subprocess.run([sys.executable, "-c", _SMD_PEER, name, "read"], check=True, env=env,
-                             capture_output=True, text=True, timeout=60).stdout
-        assert json.loads(out) == {"written_by": "obs", "x": 1.5}
+        name = C.command_segment(session)
+        raw = Path(f"/dev/shm/{name}").read_bytes()
+        assert len(raw) == C.COMMAND_SIZE and raw.startswith(b'{"commands": []}\x00')
+        assert C.write_segment(name, {"commands": [{"id": 1, "cmd": "flush", "pad": "x" * 40}]})
+        assert C.write_segment(name, {"written_by": "obs", "x": 1.5})
+        raw = Path(f"/dev/shm/{name}").read_bytes()
+        assert raw.startswith(b'{"written_by": "obs", "x": 1.5}\x00') and b"xxxx" in raw  # leftovers stay
+        assert C.read_segment(name) == {"written_by": "obs", "x": 1.5}
+        with pytest.raises(ValueError, match="do not fit"):
+            C.write_segment(name, {"big": "x" * C.COMMAND_SIZE})
     finally:
-        os.unlink(f"/dev/shm/sm_{name}")
+        ch.close()
+    assert C.encode({"a": 1}) == b'{"a": 1}\x00' and C.decode(b'{"a": 1}\x00junk') == {"a": 1}
+    for bad in (b"", b"\x00", b"[1]\x00", b'{"a": '):
+        with pytest.raises(ValueError):
+            C.decode(bad)
 
 
 def test_a_crashed_backends_control_segments_are_reclaimed_and_a_live_one_refused(session):
-    from backend.ipc.control import reclaim_or_raise
-
     # a live backend (here: our parent's pid with a fresh heartbeat) is refused
     ch = ControlChannel(session)
     try:
         C.write_segment(C.status_segment(session), {**ch.values, "pid": os.getppid(),
                                                     "heartbeat": time.monotonic_ns()})
         with pytest.raises(FileExistsError):
-            reclaim_or_raise(session)
+            C.reclaim_control_or_raise(session)
     finally:
         ch.close()
     # a stale one (heartbeat 10 s old) is replaced
@@ -113,8 +102,8 @@ def test_a_crashed_backends_control_segments_are_reclaimed_and_a_live_one_refuse
     stale = {**ch.values, "pid": os.getppid(), "heartbeat": time.monotonic_ns() - 10_000_000_000}
     C.write_segment(C.status_segment(session), stale)
     assert not C.status_is_alive(C.read_segment(C.status_segment(session)))
-    for smd in (ch._status, ch._commands):  # simulate the crash: leave the segments behind (they are untracked)
-        smd.cleanup()
+    for segment in (ch._status, ch._commands):  # simulate the crash: leave the segments behind (they are untracked)
+        segment.close(unlink=False)
     ch2 = ControlChannel(session)
     try:
         assert C.ControlClient(session).status()["pid"] == os.getpid()

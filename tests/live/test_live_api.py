@@ -17,7 +17,7 @@ from stream_wav2lip.errors import UserError
 
 
 class FakeApp:
-    """Records calls; `stream_pcm` behaves like ServeApp's (decoder + utterance)."""
+    """Records calls; `stream_pcm` is serve's own (backend.live.commands: decoder + utterance)."""
 
     def __init__(self):
         self.queue = SpeechQueue()
@@ -34,14 +34,14 @@ class FakeApp:
         return [{"id": 1}]
 
     def stream_pcm(self, chunks, rate, channels, fmt):
-        from backend.serve_app import ServeApp
+        from backend.live.commands import ServeCommands
 
         def counting():
             for c in chunks:
                 self.chunk_sizes.append(len(c))
                 yield c
 
-        return ServeApp.stream_pcm(self, counting(), rate, channels, fmt)
+        return ServeCommands(self).stream_pcm(counting(), rate, channels, fmt)
 
     def flush(self):
         return self.queue.flush()

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from backend.frames import FRAME_NS, SAMPLES_PER_FRAME
-from obs_plugin import control as C
-from obs_plugin import shm_layout as S
+import shm_protocol as C
+import shm_protocol as S
 from tests.live.serve_harness import REPO, Capture, ServeProcess, collect, open_readers, segments
 
 pytestmark = pytest.mark.e2e
@@ -94,7 +94,7 @@ def test_idle_loop_at_25fps_equals_the_footage_and_a_reader_that_stalls_slows_no
     assert status["state"] == "idle" and 24 <= status["fps"] <= 26 and C.status_is_alive(status)
 
 
-def test_say_a_clip_mouth_area_changes_and_audio_is_the_clip(serve, package, media_dir):
+def test_say_a_clip_changes_only_the_mouth_area_and_audio_is_the_clip(serve, package, media_dir):
     from backend.compositor import Compositor
     from models.audio import load_audio
 
@@ -114,15 +114,13 @@ def test_say_a_clip_mouth_area_changes_and_audio_is_the_clip(serve, package, med
     talking = [s for s in cap.video if s.flags & S.FLAG_SPEECH]
     span = [s for s in cap.video if s.pts_ns >= min(a.pts_ns for a in cap.audio if a.flags & 1)]
     assert len(talking) >= 0.3 * n_frames, (len(talking), len(span), sum(1 for s in span if s.flags & 2))
-    changed = 0
-    for slot in talking:
+    for slot in talking:  # the null generator hands back the footage's own crop: the composite is lossless
         frame, ref = _bgr(video, slot), package.frame(slot.index)
         x, y, w, h = comp.placement(slot.index, "head", package.face_size).roi
         outside = np.ones(ref.shape[:2], bool)
         outside[y:y + h, x:x + w] = False
         assert np.array_equal(frame[outside], ref[outside]), "only the mouth area may change"
-        changed += int(not np.array_equal(frame, ref))
-    assert changed >= 0.5 * len(talking)
+        assert np.abs(frame.astype(np.int16) - ref).max() <= 8, "a perfect generator leaves the face as it was"
     video.close(), audio.close()
 
 
@@ -187,7 +185,7 @@ def test_switch_avatar_of_another_size_recreates_the_video_ring(serve, synthetic
     status = serve.control.status()
     assert status["avatar"] == "wide" and status["video_generation"] == before["video_generation"] + 1
     video, audio = open_readers(serve.session)  # readers re-open when video_generation changes
-    assert (video.header.a, video.header.b) == (400, 240)
+    assert (video.header.width, video.header.height) == (400, 240)
     cap = collect(video, audio, 0.6)
     assert len(cap.video) >= 10
     for slot in cap.video:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from obs_plugin import shm_layout as S
+import shm_protocol as S
 from tests.live.serve_harness import ServeProcess, collect, open_readers, segments
 
 

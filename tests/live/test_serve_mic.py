@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from obs_plugin import shm_layout as S
+import shm_protocol as S
 from tests.live.serve_harness import ServeProcess, collect, open_readers, segments
 
 pytestmark = pytest.mark.e2e

@@ -26,33 +26,36 @@ def test_serve_defaults_leave_the_crop_to_the_engine_and_lead_audio_by_60ms():
 
 
 def test_mouth_engine_gets_crop_none_so_it_picks_its_own_head_crop(synthetic_avatar, monkeypatch):
-    from backend import generators
-    from backend.serve_app import make_live_generator
+    from backend.generators import registry
+    from backend.generators.registry import GeneratorOptions, make_generator
     from preprocess.package import AvatarPackage
 
     seen = []
-    monkeypatch.setattr(generators, "make_generator",
-                        lambda engine, ckpt, device, pkg, crop=None, batch_size=None: seen.append((engine, crop)))
+    entry = registry.get("mouth")
+    monkeypatch.setitem(registry._REGISTRY, "mouth", registry.GeneratorEntry(
+        "mouth", entry.summary, entry.target, lambda options, pkg: seen.append(options.crop)))
     pkg = AvatarPackage.open(synthetic_avatar)
-    make_live_generator("mouth", None, "cpu", pkg, None, 4)
-    make_live_generator(None, None, "cpu", pkg, None, 4)  # no checkpoint: the mouth engine by default
-    make_live_generator("mouth", None, "cpu", pkg, "body", 4)  # an explicit --crop is passed on
-    assert seen == [("mouth", None), ("mouth", None), ("mouth", "body")]
-    assert make_live_generator("null", None, "cpu", pkg, None, 4).crop == "head"
+    make_generator("mouth", pkg, GeneratorOptions())
+    make_generator(None, pkg, GeneratorOptions())  # no checkpoint: the mouth engine by default
+    make_generator("mouth", pkg, GeneratorOptions(crop="body"))  # an explicit --crop is passed on
+    assert seen == [None, None, "body"]
+    assert make_generator("null", pkg, GeneratorOptions()).crop == "head"
 
 
-def test_renderer_feeds_a_heads_generator_the_whole_head_crop(synthetic_avatar):
-    from backend.compositor import Compositor
-    from backend.generator import NullGenerator
-    from backend.live import AvatarView, Renderer
-    from backend.live import face_crop
+def test_the_engine_feeds_a_heads_generator_the_whole_head_crop(synthetic_avatar):
+    from backend.engine import Engine
+    from backend.frames import AudioFrame, SpeechEndFrame
     from preprocess.package import AvatarPackage
+    from tests.backend.helpers import RecordingGenerator, speech_like
 
     pkg = AvatarPackage.open(synthetic_avatar)
-    gen = NullGenerator(pkg.head_size, "heads")
-    assert face_crop(gen) == "heads"
-    face = Renderer(AvatarView(pkg, gen, Compositor(pkg)))._face(3)
-    assert np.array_equal(face, pkg.image("heads", 3))
+    gen = RecordingGenerator(pkg.head_size, crop="heads")
+    eng = Engine(pkg, gen, silence_gate=False, batch_size=2)
+    eng.push(AudioFrame(0, speech_like(0.2)))
+    eng.push(SpeechEndFrame(0))
+    eng.render(eng.plan())
+    item = gen.batches[0][0]
+    assert np.array_equal(item.face, pkg.image("heads", item.avatar_index))
 
 
 class FakePyAudio:
@@ -108,8 +111,8 @@ def test_frames_to_mel_is_the_last_step_of_melspectrogram():
 
 
 def test_status_liveness_is_the_rings_rule():
-    from obs_plugin import control as C
-    from obs_plugin import shm_layout as S
+    import shm_protocol as C
+    import shm_protocol as S
 
     now = time.monotonic_ns()
     alive = {"pid": os.getpid(), "heartbeat": now, "state": "idle"}

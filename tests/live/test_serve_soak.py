@@ -13,7 +13,7 @@ import time
 import pytest
 
 from backend.frames import FRAME_NS
-from obs_plugin import shm_layout as S
+import shm_protocol as S
 from tests.live.serve_harness import ServeProcess, open_readers, segments
 
 pytestmark = pytest.mark.soak

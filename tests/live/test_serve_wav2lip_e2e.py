@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from backend.frames import FRAME_NS, SAMPLES_PER_FRAME
-from obs_plugin import shm_layout as S
+import shm_protocol as S
 from tests.live.serve_harness import REPO, ServeProcess, collect, open_readers, segments
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -1,4 +1,4 @@
-"""obs_plugin.shm_layout: the DESIGN §4 ring layout, reader/writer, seqlock and stale-segment reclaim."""
+"""shm_protocol rings: the byte layout (docs/shm-protocol.md), reader/writer, seqlock and stale-segment reclaim."""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from obs_plugin import shm_layout as S
+import shm_protocol as S
 
 
 def test_header_fields_are_at_the_documented_offsets(session):
@@ -25,6 +25,30 @@ def test_header_fields_are_at_the_documented_offsets(session):
         assert (seq % 2, pts, index, flags, seqno) == (0, 123, 7, 1, 0)
         assert struct.unpack_from("<Q", w._buf, 40)[0] == 1
         assert bytes(w._buf[base + 64: base + 64 + 60]) == bytes([9]) * 60
+
+
+def test_audio_header_words_are_at_the_documented_offsets(session):
+    with S.RingWriter(S.audio_name(session), S.audio_header(48000, 2, 960, slots=4, sample_format=S.SAMPLE_S16)) as w:
+        magic, ver, rate, channels, frames, fmt, slots = struct.unpack_from("<4s6I", w._buf, 0)
+        assert (magic, ver, rate, channels, frames, fmt, slots) == (b"S2LA", 1, 48000, 2, 960, 2, 4)
+        assert w.header.payload_size == 960 * 2 * 2
+
+
+def test_header_words_are_named_per_kind():
+    """The four words at offsets 8-23 mean different things per ring; a name of the other kind is refused."""
+    video = S.video_header(6, 3)
+    assert (video.width, video.height, video.stride, video.pixel_format) == (6, 3, 24, S.PIXFMT_BGRA8)
+    assert video.format_words == (6, 3, 24, S.PIXFMT_BGRA8) and video.payload_size == 3 * 24
+    audio = S.audio_header(16000, 1, 640)
+    assert (audio.sample_rate, audio.channels, audio.frames_per_block, audio.sample_format) == (16000, 1, 640,
+                                                                                               S.SAMPLE_F32)
+    assert audio.payload_size == 640 * 4
+    with pytest.raises(ValueError, match="video"):
+        audio.width
+    with pytest.raises(ValueError, match="audio"):
+        video.sample_rate
+    packed = S.pack_header(video, published=5, heartbeat=7)
+    assert S.unpack_header(packed) == (video, 5, 7)
 
 
 def test_video_roundtrip_and_latest(session):
@@ -138,7 +162,7 @@ def test_stale_segment_of_a_dead_writer_is_reclaimed(session):
     _fake_crash(name, S.video_header(4, 2), _dead_pid())
     assert S.segment_exists(name)
     with S.RingWriter(name, S.video_header(8, 4)) as w:  # new size: the old segment was really replaced
-        assert w.header.a == 8
+        assert w.header.width == 8
     assert not S.segment_exists(name)
 
 

@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 
-from backend.generator import GeneratorInput
+from backend.generators.base import GeneratorInput
 from backend.mouth import MouthGenerator
 from models.audio import mel_windows, melspectrogram
 from preprocess.mouth_calibration import CALIB_FILE, MouthCalibration, calibrate

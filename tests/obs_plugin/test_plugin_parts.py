@@ -88,6 +88,16 @@ def test_serve_command_line(tmp_path):
                        "--mic", "USB", "--api-port", "8123"]
     with pytest.raises(RuntimeError, match="avatar"):
         BackendConfig(session="S", avatar_dir="", backend_python="/bin/sh").command()
+    mouth = BackendConfig(session="S", avatar_dir=str(tmp_path), engine="mouth", backend_python="/bin/sh")
+    assert mouth.command()[-2:] == ["--engine", "mouth"]
+
+
+def test_the_panel_lists_the_engines_of_the_one_registry():
+    from backend.generators import registry
+    from obs_plugin import panel
+
+    values = [value for value, _label in panel.engines()]
+    assert values == ["", *registry.engine_names()] and "mouth" in values and "null" not in values
 
 
 def test_supervisor_restarts_a_killed_backend_and_stops_it(tmp_path):

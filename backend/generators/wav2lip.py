@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from backend.generator import Generator, GeneratorInput
+from backend.generators.base import Generator, GeneratorInput
 from stream_wav2lip.errors import UserError
 
 
@@ -63,6 +63,8 @@ class Wav2LipGenerator(Generator):
 
     name = "wav2lip"
     streams = None  # backend.cpu_streams.CpuStreams on a multi-threaded CPU
+    handles_silence = False  # silent frames keep the footage's own mouth
+    needs_calibration = False
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", crop: str = "head", batch_size: int | None = None,
                  streams: int | None = 1):
@@ -75,6 +77,7 @@ class Wav2LipGenerator(Generator):
         count = default_stream_count(self.device.type) if streams is None else max(1, int(streams))
         self.streams = CpuStreams(count) if count > 1 and self.device.type == "cpu" else None
         self.face_size = int(self.info.image_size)
+        self.device_type = self.device.type
         self.crop = crop
         self.tanh = (self.info.output_activation or "sigmoid").lower() == "tanh"
         self._batch = batch_size
@@ -85,6 +88,14 @@ class Wav2LipGenerator(Generator):
         if self._batch:
             return self._batch
         return 16 if self.device.type == "cuda" else 4
+
+    @property
+    def throughput_batch(self) -> int:
+        return self._batch or (16 if self.device.type == "cuda" else 8)
+
+    def round_batch(self, n: int) -> int:
+        """CPU streams split only equal parts (backend.cpu_streams): a multiple of their count."""
+        return self.streams.even_batch(n) if self.streams is not None else max(1, int(n))
 
     def generate(self, batch: list[GeneratorInput]) -> np.ndarray:
         if not batch:

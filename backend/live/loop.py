@@ -1,0 +1,326 @@
+"""`serve`'s driver of the engine: a render worker and a publisher on one clock.
+
+Why it is shaped like this (what frames show is decided by backend/engine.py; this file decides only *when*):
+
+* **One clock.** Output frame k has pts = t0 + k · 40 ms. The publisher is the single A/V synchroniser: at
+  pts_k it writes video frame k, and `audio_lead` earlier (60 ms in `serve`) audio block k, stamped with the
+  same pts_k, so the A/V offset is constant to the sample, for hours. Audio goes out ahead because a consumer
+  that mixes audio (OBS) must have each block *before* its timestamp.
+* **Plan late, render just in time.** The worker asks the engine for frame k's plan only shortly before pts_k
+  (the measured render time, or the audio lead plus a margin, whichever is longer): a speech batch when the
+  engine has one, else an idle frame. Speech arriving now starts about one lead later.
+* **Never stretch audio.** A frame not rendered by its pts is published with the previous image and its own
+  audio block (a late frame is repeated). A renderer slower than 25 fps renders the share of frames it can,
+  spread evenly by a credit counter, and the frames between repeat. A stalled stream gets idle frames (a
+  pause), never stretched audio.
+* **Barge-in.** `flush()` empties the queue and the engine and re-plans every frame whose audio is not out
+  yet as idle; published audio cannot be taken back, so up to `audio_lead` of old speech still plays.
+
+`start()` runs the two on threads with real time; `run_virtual()` runs the same steps on a `VirtualClock`
+in the caller's thread, deterministically (the tests).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+import numpy as np
+
+from backend.frames import FRAME_NS, SAMPLES_PER_FRAME, FramePlan
+from backend.live.clock import Clock
+from backend.live.feeder import QueueFeeder
+from backend.live.stats import LiveStats
+from backend.sources.queue import SpeechQueue
+
+log = logging.getLogger(__name__)
+POLL_NS = 5_000_000  # the worker looks for new speech, flushes and switches at least this often
+
+
+class LiveLoop:
+    """See module docstring.
+
+    engine: a backend.engine.Engine (its t0 is set to the clock's). sinks: callables sink(plan, image) called
+    at pts for every frame, in order (video ring, playback, preview); audio_sinks: callables sink(plan)
+    called `audio_lead_ms` before pts (the audio ring), plan.image not there yet.
+    """
+
+    def __init__(self, queue: SpeechQueue, engine, sinks: list, *, clock: Clock | None = None,
+                 min_lead_ms: float = 12.0, max_lead_ms: float = 400.0, audio_sinks: list = (),
+                 audio_lead_ms: float = 0.0):
+        if not 0 <= audio_lead_ms <= 1000:
+            raise ValueError(f"audio lead {audio_lead_ms} ms: use 0..1000")
+        self.queue = queue
+        self.clock = clock or Clock()
+        self.feeder = QueueFeeder(queue, now=self.clock.now)
+        self.engine = self._adopt(engine, 0)
+        self.sinks, self.audio_sinks = list(sinks), list(audio_sinks)
+        self.audio_lead_ns = int(audio_lead_ms * 1e6)
+        self.min_lead_ns, self.max_lead_ns = int(min_lead_ms * 1e6), int(max_lead_ms * 1e6)
+        self.stats = LiveStats()
+        self._lock = threading.Lock()
+        self._planned: dict[int, FramePlan] = {}
+        self._ka = self._kv = 0  # next audio block / video frame the publisher writes
+        self._last_image: np.ndarray | None = None
+        self._last_shown: tuple[int, bool] = (0, False)
+        self._render_ema_ns = {False: 5e6, True: 30e6}  # idle / speech batch render time
+        self._frame_ema_ns = 5e6  # render time per speech frame (decides the share rendered below 25 fps)
+        self._render_credit = 1.0
+        self._busy_until = 0  # the worker's render in progress ends then (virtual time)
+        self._in_speech = False  # the last frame planned was a speech frame
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pending_switch = None
+        self.error: BaseException | None = None
+        self.speaking = False
+
+    # ------------------------------------------------------------------ control
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self._guard(self._worker_thread), name="s2l-render", daemon=True),
+                         threading.Thread(target=self._guard(self._publisher_thread), name="s2l-clock",
+                                          daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop both threads (callable from any thread)."""
+        self._stop.set()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return not self._stop.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stop.wait(timeout)
+
+    def flush(self) -> int:
+        """Barge-in: drop queued speech and every planned frame whose audio is not out yet (re-planned idle)."""
+        with self._lock:
+            dropped = self.queue.flush()
+            self.feeder.drop()
+            self.engine.flush()
+            self._drop_planned()
+        return dropped
+
+    def switch_avatar(self, engine) -> None:
+        """Show `engine`'s avatar from the next unplanned frame on (queued speech is dropped with the old one)."""
+        with self._lock:
+            self.queue.flush()
+            self.feeder.drop()
+            self._drop_planned()
+            self._pending_switch = engine
+
+    def queued_samples(self) -> int:
+        """Speech not yet published: queued, in the engine, and planned for frames still ahead."""
+        with self._lock:
+            planned = sum(1 for p in self._planned.values() if p.speech)
+            frames = self.engine.speech_pending + planned
+            return self.feeder.queued_samples() + SAMPLES_PER_FRAME * frames
+
+    @property
+    def want(self) -> int:
+        """Speech frames the engine should hold: a full batch and its look-ahead, with a margin."""
+        return max(8, self.engine.batch_size + self.engine.planner.lookahead + 2)
+
+    def _adopt(self, engine, k: int):
+        engine.t0_ns = self.clock.t0
+        engine.first_k = engine.next_k = int(k)
+        return engine
+
+    def _drop_planned(self) -> None:
+        first = self._ka  # frames whose audio is out play as planned
+        self._planned = {k: p for k, p in self._planned.items() if k < first}
+        self.engine.skip_to(first)
+
+    def _guard(self, fn):
+        def run():
+            try:
+                fn()
+            except BaseException as exc:  # noqa: BLE001 - reported through status, then stop
+                log.exception("live loop thread %s failed", threading.current_thread().name)
+                self.error = exc
+                self._stop.set()
+        return run
+
+    # ------------------------------------------------------------------ drivers
+    def _worker_thread(self) -> None:
+        while not self._stop.is_set():
+            wake = self.worker_step()
+            if wake > self.clock.now() and self.clock.sleep_until(min(wake, self.clock.now() + POLL_NS), self._stop):
+                break
+
+    def _publisher_thread(self) -> None:
+        while not self._stop.is_set():
+            if self.clock.sleep_until(self.publisher_step(), self._stop):
+                break
+
+    def run_virtual(self, frames: int, between: Callable[["LiveLoop"], None] | None = None) -> None:
+        """Run on the `VirtualClock` until `frames` video frames are published; `between(loop)` is called
+        before every event (a test queues speech or flushes there, at the virtual time it reads)."""
+        worker_at = publisher_at = self.clock.now()
+        while self._kv < frames and not self._stop.is_set():
+            if worker_at <= publisher_at:
+                self.clock.set(worker_at)
+                if between is not None:
+                    between(self)
+                nxt = self.worker_step()
+                worker_at = max(nxt, self.clock.now() + 1) if nxt <= self.clock.now() else min(
+                    nxt, self.clock.now() + POLL_NS)
+            else:
+                self.clock.set(publisher_at)
+                if between is not None:
+                    between(self)
+                publisher_at = self.publisher_step()
+
+    # ------------------------------------------------------------------ render worker
+    def _lead_ns(self, speech: bool) -> int:
+        """How long before its pts a frame is planned: enough for the render, and at least the audio lead
+        (+ a margin for the wake-up), since the frame's audio block goes out then."""
+        render = min(self.max_lead_ns, max(self.min_lead_ns, 1.5 * self._render_ema_ns[speech] + 5e6))
+        return int(max(render, self.audio_lead_ns + self.min_lead_ns))
+
+    def worker_step(self) -> int:
+        """Plan and render the next frames when their time has come; returns when to run again."""
+        now = self.clock.now()
+        if now < self._busy_until:
+            return self._busy_until
+        with self._lock:
+            if self._pending_switch is not None:
+                self.engine, self._pending_switch = self._adopt(self._pending_switch, self.engine.next_k), None
+            engine = self.engine
+            if engine.next_k < self._ka:  # the publisher overtook us: continue after it
+                engine.skip_to(self._ka)
+            self.feeder.pull(engine, self.want)
+            speech = engine.speech_ready
+            wake = engine.pts(engine.next_k) - self._lead_ns(speech)
+            if wake > now:
+                return wake
+            plans = self._plan(engine, now, speech)
+        started = self.clock.now()
+        engine.render(plans)  # outside the lock: a flush meanwhile only drops these plans
+        dt = self.clock.render_time(started, plans)
+        done = started + dt
+        rendered = [p for p in plans if not p.skip]
+        for p in rendered:
+            p.rendered_ns = done
+        generated = any(p.generate for p in rendered)
+        ema = self._render_ema_ns[generated]
+        self._render_ema_ns[generated] = 0.8 * ema + 0.2 * dt if dt < 4 * ema else 0.5 * ema + 0.5 * dt
+        if generated:
+            self._frame_ema_ns = 0.8 * self._frame_ema_ns + 0.2 * dt / len(rendered)
+        self.stats.rendered += len(rendered)
+        self.stats.render_times.extend([done] * len(rendered))
+        self._busy_until = done
+        return done
+
+    def _plan(self, engine, now: int, speech: bool) -> list[FramePlan]:
+        """The next batch (or idle frame), registered for the publisher. Called with the lock held.
+
+        Speech frames a render could not finish before their pts are planned (their audio must play) but not
+        rendered; at the start of an utterance one more idle frame is planned instead (speech starts 40 ms
+        later rather than on a repeated image). Below 25 fps of capacity, a credit counter renders the share of speech frames the renderer
+        can do, evenly (18 fps of capacity shows 18 distinct frames/s); the others repeat the previous image."""
+        busy = int(self._render_ema_ns[True])
+        if speech and not self._in_speech and engine.pts(engine.next_k) < now + busy:
+            speech = False  # an utterance starts a frame later rather than on a frame it cannot render in time
+        while speech and engine.pts(engine.next_k) < now + busy:
+            late = engine.plan(force=True)
+            if not late:
+                break
+            for p in late:
+                p.skip = True
+            self._register(late)
+            self.stats.skipped += len(late)
+            speech = engine.speech_ready
+        plans = engine.plan(force=True) if speech else []
+        if not plans:
+            plans = [engine.plan_idle()]
+        rate = min(1.0, FRAME_NS / max(1.0, self._frame_ema_ns))
+        for i, p in enumerate(p for p in plans if p.generate):
+            if i == 0:  # a batch's first frame is always rendered, paid for from the credit
+                self._render_credit = min(1.0, self._render_credit + rate - 1.0)
+                continue
+            self._render_credit += rate
+            if self._render_credit >= 1.0:
+                self._render_credit -= 1.0
+            else:
+                p.skip = True
+                self.stats.skipped += 1
+            self._render_credit = min(1.0, self._render_credit)
+        self._register(plans)
+        self._in_speech = plans[-1].speech
+        return plans
+
+    def _register(self, plans: list[FramePlan]) -> None:
+        for p in plans:
+            if p.speech and p.mel is not None:
+                p.entered_ns = self.feeder.entered_ns(p.speech_id, p.mel.index * SAMPLES_PER_FRAME)
+            self._planned[p.k] = p
+
+    # ------------------------------------------------------------------ publisher (the clock)
+    def publisher_step(self) -> int:
+        """Publish every audio block and video frame that is due; returns when the next one is.
+
+        Two cursors on one clock: audio block ka at pts(ka) − audio_lead, video frame kv at pts(kv). Audio is
+        never behind video, so every frame's plan is final by the time its video goes out."""
+        while True:
+            audio_due = self.clock.pts(self._ka) - self.audio_lead_ns
+            video_due = self.clock.pts(self._kv)
+            if min(audio_due, video_due) > self.clock.now():
+                return min(audio_due, video_due)
+            if audio_due <= video_due:
+                self._publish_audio(self._ka)
+                self._ka += 1
+            else:
+                self._publish_video(self._kv)
+                self._kv += 1
+
+    def _publish_audio(self, k: int) -> None:
+        with self._lock:
+            plan = self._planned.get(k)
+            if plan is None:  # the worker is behind: plan it here (not rendered) so its audio is not lost
+                engine = self.engine
+                engine.skip_to(k)
+                self.feeder.pull(engine, self.want)  # speech goes on even while the worker is stuck in a render
+                plans = engine.plan(force=True) or [engine.plan_idle()]
+                for p in plans:
+                    p.skip = True
+                self._register(plans)
+                plan = plans[0]
+        for sink in self.audio_sinks:
+            sink(plan)
+
+    def _publish_video(self, k: int) -> None:
+        now = self.clock.now()
+        with self._lock:
+            plan = self._planned.pop(k)  # its audio went out first, so it is planned
+        fresh = plan.image is not None and not plan.skip and plan.rendered_ns <= now
+        image = plan.image if fresh else None
+        plan.shown_index, plan.shown_generated = plan.avatar_index, fresh and plan.face is not None
+        if image is None:
+            if not plan.generate or self._last_image is None:
+                image = plan.package.frame(plan.avatar_index)
+                plan.shown_generated = False
+            else:  # not rendered in time: the previous image again, the audio goes on
+                image = self._last_image
+                plan.shown_index, plan.shown_generated = self._last_shown
+                plan.repeated = True
+                self.stats.repeated += 1
+        self._last_shown = (plan.shown_index, plan.shown_generated)
+        self._last_image = image
+        for sink in self.sinks:
+            sink(plan, image)
+        self.stats.published += 1
+        if fresh or not plan.generate:
+            self.stats.publish_times.append(now)
+        self.speaking = plan.speech
+        if plan.speech:
+            self.stats.speech_frames += 1
+            if plan.entered_ns is not None and (fresh or not plan.generate):  # a repeat is not "its frame"
+                lat = (now - plan.entered_ns) / 1e6
+                self.stats.latencies_ms.append(lat)
+                if self.stats.keep_all:
+                    self.stats.all_latencies_ms.append(lat)

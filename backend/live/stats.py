@@ -1,0 +1,31 @@
+"""Counters of the live loop, read by the status channel and the benchmarks."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class LiveStats:
+    published: int = 0
+    repeated: int = 0  # published with the previous image (not rendered in time)
+    skipped: int = 0  # planned but deliberately not rendered (could not be in time, or over capacity)
+    rendered: int = 0
+    speech_frames: int = 0
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=200))
+    all_latencies_ms: list = field(default_factory=list)
+    publish_times: deque = field(default_factory=lambda: deque(maxlen=64))
+    render_times: deque = field(default_factory=lambda: deque(maxlen=64))
+    keep_all: bool = False
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        return float(np.percentile(np.asarray(self.latencies_ms), q))
+
+    @staticmethod
+    def rate(times: deque, now_ns: int) -> float:
+        """Events in the last second."""
+        return float(sum(1 for t in list(times) if now_ns - t <= 1_000_000_000))
