@@ -1,1 +1,4 @@
-"""The engine: audio in → features → generator → compositor → sinks, on one clock (DESIGN.md §3)."""
+"""The engine: audio in → features → generator → compositor → sinks, on one clock.
+
+See docs/architecture.md, "The engine and its two drivers".
+"""

@@ -268,15 +268,23 @@ class Compositor:
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
         return img
 
+    def background(self, index: int, other: int | None = None, weight: float = 0.0) -> np.ndarray:
+        """Avatar frame `index`, cross-faded with frame `other` by `weight` across an idle jump
+        (backend/idle_walk.py); the package's own (cached) array when there is no fade."""
+        base = self.package.frame(index)
+        if other is None or weight <= 0.0:
+            return base
+        return cv2.addWeighted(base, 1.0 - weight, self.package.frame(other), weight, 0.0)
+
     def compose(self, ff: FaceFrame) -> np.ndarray:
         """The output image for `ff` (read-only view of the avatar frame when nothing is blended)."""
-        base = self.package.frame(ff.avatar_index)
+        base = self.background(ff.avatar_index, ff.other_index, ff.other_weight)
         if ff.face is None or ff.blend <= 0.0:
             view = base.view()
             view.flags.writeable = False
             return view
         placed = self.placement(ff.avatar_index, ff.crop, ff.face.shape[0])
-        out = base.copy()
+        out = base.copy() if ff.other_index is None else base
         x, y, w, h = placed.roi
         if w == 0:
             return out
@@ -302,6 +310,10 @@ class Compositor:
     def compose_i420(self, ff: FaceFrame) -> I420:
         """`compose` for the mp4 fast path (backend.yuv): the same blend on I420 planes (needs even W, H)."""
         base = self.background_i420(ff.avatar_index)
+        if ff.other_index is not None and ff.other_weight > 0.0:  # the idle's cross-fade, plane by plane
+            other, w = self.background_i420(ff.other_index), ff.other_weight
+            base = I420(*(cv2.addWeighted(a, 1.0 - w, b, w, 0.0) for a, b in ((base.y, other.y), (base.u, other.u),
+                                                                              (base.v, other.v))))
         if ff.face is None or ff.blend <= 0.0:
             return base
         placed = self.placement(ff.avatar_index, ff.crop, ff.face.shape[0])

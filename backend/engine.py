@@ -5,8 +5,9 @@ plans as fast as they come; `serve` pushes speech as it arrives and takes plans 
 before each frame's pts. Both get the same frames for the same input and start state
 (tests/backend/test_parity.py), because every decision is made here, from the content alone:
 
-* which avatar frame output frame k shows: the walk (backend/schedule.py) at step k − `first_k`, for idle and
-  speech frames alike, so starting to talk never makes the clip jump;
+* which avatar frame output frame k shows: the walk (backend/idle_walk.py: the video-texture idle, or
+  ping-pong) at step k − `first_k`, for idle and speech frames alike, so starting to talk never makes the clip
+  jump, with the walk's cross-fade across its jumps;
 * speech or silence and the blend ramp, the pairing of each mel window with its 40 ms of audio, and how
   frames are cut into generator batches (backend/planner.py, fed by backend/features.py);
 * when the generator is reset: before the first generated frame of every utterance, on the thread that
@@ -30,8 +31,9 @@ from backend.features import FeatureStage, SilenceGate
 from backend.frames import (FRAME_NS, SAMPLES_PER_FRAME, AudioOutFrame, FaceFrame, FlushFrame, Frame, FramePlan,
                             StageStats, VideoFrame)
 from backend.generators.base import Generator, GeneratorInput
+from backend.idle_walk import make_walk
 from backend.planner import Planner, SpeechItem
-from backend.schedule import schedule_index
+from backend.schedule import LOOP_MODES
 
 SILENCE = np.zeros(SAMPLES_PER_FRAME, np.float32)
 SILENCE.setflags(write=False)
@@ -44,13 +46,15 @@ class Engine:
     package: an opened `AvatarPackage`; generator: any registered `Generator`.
     crop: which package crop feeds the generator (default the generator's own).
     batch_size: generator batch (default the generator's preferred one, rounded by `round_batch`).
-    loop/start_frame: the avatar walk; first_k: the output frame at which the walk is at its step 0
+    loop/start_frame: the avatar walk, "auto" (the video-texture idle where the package's jump table allows,
+    else ping-pong), "texture", "pingpong" or "forward" (backend/idle_walk.py); first_k: the output frame at
+    which the walk is at its step 0
     (serve starts a new engine at frame k when it switches avatars); t0_ns: pts of output frame 0.
     silence_gate: False → every frame counts as speech. ramp/lookahead: see backend/planner.py.
     """
 
     def __init__(self, package, generator: Generator, *, crop: str | None = None, batch_size: int | None = None,
-                 loop: str = "pingpong", start_frame: int = 0, first_k: int = 0, t0_ns: int = 0,
+                 loop: str = "auto", start_frame: int = 0, first_k: int = 0, t0_ns: int = 0,
                  silence_gate: bool | SilenceGate = True, ramp: int = 3, lookahead: int | None = None,
                  enhancer=None, colour_match: bool = True, frame_cache=None):
         self.package = package
@@ -62,13 +66,14 @@ class Engine:
         self.planner = Planner(handles_silence=generator.handles_silence, batch_size=self.batch_size, ramp=ramp,
                                lookahead=lookahead)
         self.compositor = Compositor(package, colour=colour_match, enhancer=enhancer, frame_cache=frame_cache)
-        self.loop, self.start_frame, self.first_k = loop, int(start_frame), int(first_k)
-        schedule_index(0, package.frame_count, self.start_frame, loop)  # an unknown loop mode fails here
+        self.start_frame, self.first_k = int(start_frame), int(first_k)
+        if loop not in LOOP_MODES and not hasattr(package, "idle_graph"):  # a package held in memory (tests)
+            loop = "pingpong"
+        self.walk = make_walk(package, loop, start=self.start_frame)
         self.t0_ns = int(t0_ns)
         self.next_k = self.first_k  # the next output frame to plan
         self._reset_due = True  # the generator is reset before the next generated frame
         self.stats = {name: StageStats() for name in ("features", "generate", "compositor")}
-        self.utterances_done = 0
 
     # ------------------------------------------------------------------ input
     def push(self, frame: Frame) -> None:
@@ -105,7 +110,7 @@ class Engine:
     # ------------------------------------------------------------------ planning
     def avatar_index(self, k: int) -> int:
         """The avatar frame shown at output frame k."""
-        return schedule_index(k - self.first_k, self.package.frame_count, self.start_frame, self.loop)
+        return self.walk.index_at(k - self.first_k)
 
     def pts(self, k: int) -> int:
         return self.t0_ns + k * FRAME_NS
@@ -117,7 +122,9 @@ class Engine:
     def plan_idle(self) -> FramePlan:
         """Frame next_k as an idle frame: the walk's footage and 40 ms of silence."""
         k = self._take_k()
-        return FramePlan(k, self.pts(k), self.avatar_index(k), SILENCE, package=self.package)
+        step = self.walk.frame_at(k - self.first_k)
+        return FramePlan(k, self.pts(k), step.index, SILENCE, other_index=step.other, other_weight=step.weight,
+                         package=self.package)
 
     def skip_to(self, k: int) -> None:
         """Plan from frame k on (serve: the frames before it were already published, or dropped by a flush)."""
@@ -130,8 +137,12 @@ class Engine:
 
     def _plan_speech(self, item: SpeechItem) -> FramePlan:
         k = self._take_k()
+        if item.first:  # speech starts on the frame the idle was heading for, never on a jump
+            self.walk.hold(k - self.first_k + 1)
+        step = self.walk.frame_at(k - self.first_k)
         audio = item.audio if item.audio is not None else SILENCE
-        return FramePlan(k, self.pts(k), self.avatar_index(k), audio, samples=item.samples, speech=True,
+        return FramePlan(k, self.pts(k), step.index, audio, samples=item.samples, speech=True,
+                         other_index=step.other, other_weight=step.weight,
                          mel=item.mel, blend=item.blend, generate=item.generate, first=item.first,
                          speech_id=item.speech_id, package=self.package)
 
@@ -157,7 +168,8 @@ class Engine:
     def face_frame(self, plan: FramePlan) -> FaceFrame:
         return FaceFrame(pts_ns=plan.pts_ns, index=plan.k, avatar_index=plan.avatar_index, face=plan.face,
                          crop=self.crop, blend=plan.blend if plan.face is not None else 0.0,
-                         speech=bool(plan.mel is not None and plan.mel.speech))
+                         speech=bool(plan.mel is not None and plan.mel.speech), other_index=plan.other_index,
+                         other_weight=plan.other_weight)
 
     def compose(self, plan: FramePlan) -> np.ndarray:
         """The finished BGR frame (a read-only view of the footage when nothing is blended)."""
@@ -187,7 +199,8 @@ class Engine:
         first real utterance is not late by their one-off costs; leaves no state behind."""
         from backend.frames import AudioFrame, SpeechEndFrame
 
-        probe = Engine(self.package, self.generator, crop=self.crop, batch_size=min(4, self.batch_size))
+        probe = Engine(self.package, self.generator, crop=self.crop, batch_size=min(4, self.batch_size),
+                       loop="pingpong")
         probe.compositor = self.compositor  # the caches it builds are this engine's
         rng = np.random.default_rng(0)
         probe.push(AudioFrame(pts_ns=0, pcm=(0.1 * rng.standard_normal(6400)).astype(np.float32)))

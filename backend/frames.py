@@ -84,6 +84,8 @@ class FaceFrame(Frame):
     crop: str = "head"
     blend: float = 1.0
     speech: bool = True
+    other_index: int | None = None  # the idle's cross-fade across a jump: this frame shows through by
+    other_weight: float = 0.0  # other_weight (backend/idle_walk.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,8 @@ class FramePlan:
     avatar_index: int
     audio: np.ndarray
     samples: int = SAMPLES_PER_FRAME
+    other_index: int | None = None  # cross-fade across an idle jump (FaceFrame.other_index)
+    other_weight: float = 0.0
     speech: bool = False  # the audio comes from an utterance
     mel: MelFrame | None = None
     blend: float = 0.0  # how much generated mouth is shown (0 = the footage)

@@ -12,7 +12,7 @@ answers `index_at(step)` for any step, memoised: the walk is generated once, in 
 keeps its frame however often and in whatever order it is asked. Steps far behind the cursor are forgotten
 (asking for one regenerates the walk from the start, deterministically).
 
-Interface (also what `ScheduleWalk` gives for "pingpong"/"forward", a drop-in for `schedule.ScheduleCursor`):
+Interface (also what `ScheduleWalk` gives for "pingpong"/"forward", the walk the engine uses):
 `n`, `start`, `step` (settable), `peek(ahead)`, `next()`, `index_at(step)`, `frame_at(step) -> WalkStep`,
 `hold(until_step)`, and `mode` ("texture" | "pingpong" | "forward") with `reason` (why not texture).
 """
@@ -27,12 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.schedule import LOOP_MODES, schedule_index
+from backend.schedule import LOOP_MODES, WALK_MODES, schedule_index
 from preprocess.idle_graph import alive_frames, texture_usable
 
 log = logging.getLogger(__name__)
 
-WALK_MODES = ("auto", "texture") + LOOP_MODES
 FADE_STEPS = 3  # cross-fade across a jump: weights 3/4, 2/4, 1/4 of the old path
 MIN_RUN_S = 1.0  # no voluntary jump sooner than this after the previous one
 MEAN_EXTRA_RUN_S = 2.0  # then jumps come at about this mean interval (where the table offers them)

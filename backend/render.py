@@ -63,7 +63,7 @@ def check_output(path: str | Path | None, what: str = "output") -> Path | None:
 def render(avatar: str | Path, audio: list[str | Path], output: str | Path | None = "out.mp4", *,
            checkpoint: str | Path | None = None, engine: str | None = None, device: str = "auto",
            batch_size: int | None = None, crop: str | None = None, frames_dir: str | Path | None = None,
-           start_frame: int = 0, loop: str = "pingpong", silence_gate: bool = True, enhancer: str | None = None,
+           start_frame: int = 0, loop: str = "auto", silence_gate: bool = True, enhancer: str | None = None,
            progress: bool = True, generator=None, crf: int | None = None, preset: str | None = None,
            encoder: str = "auto", frame_cache: bool = True) -> RenderResult:
     """Render `audio` spoken by `avatar` into `output` (mp4) and/or `frames_dir` (PNGs). See module docstring.

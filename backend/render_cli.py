@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from backend.generators.registry import engine_help, engine_names
+from backend.schedule import IDLE_HELP, WALK_MODES
 from backend.sinks.encoders import ENCODERS
 
 HELP = "render speech audio spoken by an avatar into an mp4 (offline; H.264 + AAC, 25 fps)"
@@ -25,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(Wav2Lip-style box) or heads (whole head, the mouth engine's default)")
     parser.add_argument("--frames-dir", metavar="DIR", help="also write every frame as PNG into DIR")
     parser.add_argument("--start-frame", type=int, default=0, metavar="N", help="avatar frame to start from")
-    parser.add_argument("--loop", choices=("pingpong", "forward"), default="pingpong",
-                        help="how the avatar footage loops (default pingpong: forward then backward)")
+    parser.add_argument("--idle", "--loop", dest="loop", choices=WALK_MODES, default="auto",
+                        help=IDLE_HELP)
     parser.add_argument("--no-silence-gate", action="store_true",
                         help="drive the mouth on every frame, also where the audio is silent")
     parser.add_argument("--enhancer", choices=("none", "gfpgan"), default="none",

@@ -2,12 +2,16 @@
 
 Why ping-pong: an avatar clip rarely loops seamlessly, so walking it forward and then backward (0..n-1, n-2..1,
 0, 1, ...) never shows a jump; the turn-around frame is not repeated, so motion does not stall for a frame.
-The pure functions answer "frame k of the walk"; `ScheduleCursor` is the running position that `serve` keeps
-across idle and speech so that speech never restarts the clip.
+The pure functions answer "frame k of the walk"; backend/idle_walk.py puts them (and the video-texture idle,
+which never plays backwards) behind the one walk interface the engine uses.
 """
 from __future__ import annotations
 
 LOOP_MODES = ("pingpong", "forward")
+WALK_MODES = ("auto", "texture") + LOOP_MODES  # backend/idle_walk.py
+IDLE_HELP = ("how the avatar's footage plays between and under speech: auto (default: the video-texture idle, "
+             "forward with seamless jumps, where the footage allows it, else pingpong), texture, pingpong "
+             "(forward then backward) or forward (a plain loop)")
 
 
 def pingpong_index(k: int, n: int, start: int = 0) -> int:
@@ -40,24 +44,3 @@ def schedule_index(k: int, n: int, start: int = 0, loop: str = "pingpong") -> in
 def schedule(count: int, n: int, start: int = 0, loop: str = "pingpong") -> list[int]:
     """The first `count` avatar frame indices of a walk."""
     return [schedule_index(k, n, start, loop) for k in range(count)]
-
-
-class ScheduleCursor:
-    """A running position in the walk: `next()` returns the avatar frame for the next output frame."""
-
-    def __init__(self, n: int, start: int = 0, loop: str = "pingpong"):
-        if n <= 0:
-            raise ValueError("an avatar needs at least one frame")
-        if loop not in LOOP_MODES:
-            raise ValueError(f"unknown loop mode {loop!r} (expected one of {LOOP_MODES})")
-        self.n, self.start, self.loop = n, start % n, loop
-        self.step = 0
-
-    def peek(self, ahead: int = 0) -> int:
-        """Avatar frame `ahead` steps after the next one, without moving."""
-        return schedule_index(self.step + ahead, self.n, self.start, self.loop)
-
-    def next(self) -> int:
-        index = self.peek()
-        self.step += 1
-        return index

@@ -37,7 +37,8 @@ class ServeApp:
     def __init__(self, session: str, avatar: str, *, engine: str | None = None, checkpoint: str | None = None,
                  device: str = "auto", crop: str | None = None, batch_size: int = 4, api_port: int | None = 0,
                  mic: str | None = None, mic_gate_db: float = -40.0, play_audio: str | None = None,
-                 preview: bool = False, keep_latencies: bool = False, audio_lead_ms: float = 60.0):
+                 preview: bool = False, keep_latencies: bool = False, audio_lead_ms: float = 60.0,
+                 idle: str = "auto"):
         from backend.generators.registry import GeneratorOptions
         from backend.ipc.control import ControlChannel
         from shm_protocol.names import valid_session
@@ -49,6 +50,7 @@ class ServeApp:
         self.engine_name = engine
         self.options = GeneratorOptions(checkpoint, device, crop, batch_size)
         self.batch_size = batch_size
+        self.idle = idle
         self.audio_lead_ms = audio_lead_ms
         self._closers: list = []
         self._closed = False
@@ -79,7 +81,7 @@ class ServeApp:
         generator = reuse if reuse is not None and not reuse.needs_calibration else None
         if generator is None:
             generator = make_generator(self.engine_name, package, self.options)
-        engine = Engine(package, generator, crop=self.options.crop, batch_size=self.batch_size)
+        engine = Engine(package, generator, crop=self.options.crop, batch_size=self.batch_size, loop=self.idle)
         if package.frame_count * package.width * package.height * 3 <= PRELOAD_LIMIT_BYTES:
             package.preload(("bg", engine.crop))
         engine.warm_up()
@@ -241,7 +243,3 @@ def parent_pid_from_env(environ=os.environ) -> int | None:
         log.warning("ignoring S2L_PARENT_PID=%r (not a process id)", raw)
         return None
     return int(raw)
-
-
-def default_session() -> str:
-    return os.environ.get("S2L_SESSION", "default")

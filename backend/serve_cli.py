@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from backend.generators.registry import engine_help, engine_names
+from backend.schedule import IDLE_HELP, WALK_MODES
 
 HELP = "run the live avatar: idle loop, speech from files/API/microphone, shared-memory output for OBS"
 
@@ -18,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", choices=("head", "heads", "body"), default=None,
                    help="face crop fed to the generator: head (upright face, the network's default), body "
                         "(Wav2Lip-style box) or heads (whole head, the mouth engine's default)")
+    p.add_argument("--idle", choices=WALK_MODES, default="auto", help=IDLE_HELP)
     p.add_argument("--batch-size", type=int, default=4, help="micro-batch size, 1-4 (default 4)")
     p.add_argument("--mic", nargs="?", const="", default=None, metavar="DEVICE",
                    help="listen to a microphone (PortAudio); optional device index or name part")
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     app = ServeApp(args.session, args.avatar, engine=args.engine, checkpoint=args.checkpoint, device=args.device,
-                   crop=args.crop, batch_size=args.batch_size, api_port=None if args.no_api else args.api_port,
+                   crop=args.crop, batch_size=args.batch_size, idle=args.idle,
+                   api_port=None if args.no_api else args.api_port,
                    mic=args.mic, mic_gate_db=args.mic_gate_db, play_audio=args.play_audio, preview=args.preview,
                    audio_lead_ms=args.audio_lead_ms)
     try:

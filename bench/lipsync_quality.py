@@ -162,9 +162,9 @@ def evaluate_clip(clip: Path, work: Path, engine: str, checkpoint: str | None) -
             base = pingpong(len(test), frames)
             rows[name] = score(render_openings(pkg, gen, base, drive[test], speech_flag), real_test, silent)
     else:
-        from backend.generators import make_generator
+        from backend.generators.registry import GeneratorOptions, make_generator
 
-        gen = make_generator("wav2lip", checkpoint, "cpu", pkg)
+        gen = make_generator("wav2lip", pkg, GeneratorOptions(checkpoint, "cpu"))
         rows["wav2lip"] = score(render_openings(pkg, gen, base_all, drive[test], speech_flag), real_test, silent)
     ok = np.isfinite(real_test)
     sil_real = ok & silent

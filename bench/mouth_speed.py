@@ -55,11 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     eng.push(SpeechStartFrame(pts_ns=0))
     frames = 0
+
+    def take(force: bool) -> int:
+        done = 0
+        while plans := eng.plan(force=force):
+            eng.render(plans)
+            done += len(plans)
+        return done
     for k in range(0, wav.size, 640 * 5):  # 0.2 s chunks, as a live source would push them
         eng.push(AudioFrame(pts_ns=0, pcm=wav[k:k + 640 * 5]))
-        frames += len(eng.poll())
+        frames += take(False)
     eng.push(SpeechEndFrame(pts_ns=0))
-    frames += len(eng.drain())
+    frames += take(True)
     eng_ms = (time.perf_counter() - t) / max(frames, 1) * 1000
     stages = {name: st.busy_ns / 1e6 / max(frames, 1) for name, st in eng.stats.items()}
     print(f"avatar {pkg.name} {pkg.width}x{pkg.height}, crop {gen.crop} {gen.face_size}px, mode {gen.mode}, {n} frames")

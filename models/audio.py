@@ -2,7 +2,7 @@
 
 Why a re-implementation instead of calling librosa: the reference pinned librosa 0.7.0, whose STFT pads with
 *reflect*; librosa >= 0.9 pads with zeros and changes the first/last two mel frames, and its positional
-`filters.mel` call no longer works. This NumPy/SciPy version follows spec §7.2 step by step (reflect padding,
+`filters.mel` call no longer works. This NumPy/SciPy version follows docs/models.md §3 step by step (reflect padding,
 Slaney filterbank 55-7600 Hz, pre-emphasis 0.97, dB floor -100, range [-4, 4]) and is fast enough to run live
 (one FFT per 12.5 ms hop, computed in blocks; 10 min of audio in about a second).
 

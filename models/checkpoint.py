@@ -1,7 +1,7 @@
 """Load any reference Wav2Lip / SyncNet / discriminator checkpoint and say what it is.
 
 Safety: files are read with `torch.load(weights_only=True)`, so a checkpoint that carries pickled code is
-refused before anything in it runs. Identification uses key names and tensor shapes only (spec §6.2) and
+refused before anything in it runs. Identification uses key names and tensor shapes only (docs/models.md §9) and
 is then confirmed by an exact key/shape comparison with the network we would build -- never by counting keys.
 """
 from __future__ import annotations
@@ -179,7 +179,7 @@ def _shapes_of(state_dict: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
 
 
 def _candidate(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
-    """Spec §6.2 decision procedure on key names and shapes."""
+    """The decision procedure of docs/models.md §9, on key names and shapes."""
     keys = shapes.keys()
 
     def blocks(prefix: str) -> int:

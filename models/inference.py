@@ -1,6 +1,6 @@
 """Make a loaded network fast for inference without changing its numbers (beyond float reassociation).
 
-The best simple fp32 CPU path measured on the target machine (reference/cpu-speed.md) is BatchNorm folded
+The best simple fp32 CPU path measured on the target machine (docs/benchmarks.md) is BatchNorm folded
 into the preceding convolution plus channels_last memory layout: ~21 fps at B=8 for the 96 model versus ~17
 eager. Folding is only valid with frozen running statistics, so the result is an eval-only copy.
 """

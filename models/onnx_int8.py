@@ -1,6 +1,6 @@
 """Optional int8 path for generators: export to ONNX, quantise statically, run with ONNX Runtime.
 
-Why: on a 2-core AVX2 CPU the fp32 96 model tops out near 21 fps (reference/cpu-speed.md); ONNX Runtime's
+Why: on a 2-core AVX2 CPU the fp32 96 model tops out near 21 fps (docs/benchmarks.md); ONNX Runtime's
 static int8 (QDQ, per-channel weights) reaches ~28-30 fps. `reduce_range=True` (7-bit weights) is required on
 CPUs without VNNI: the AVX2 u8s8 kernel saturates otherwise and the error jumps (measured 23.7 dB vs 30.7 dB).
 Quantisation error depends on the weights and on the calibration data, so calibrate with real face crops and

@@ -1,6 +1,6 @@
 """Layer tables of every supported network, one string per layer, in state-dict order.
 
-Notation (same as the spec's tables, so a reviewer can compare them line by line):
+Notation (the building blocks of docs/models.md §5):
 
     "cin>cout kK sS pP"   conv block: Conv2d(bias) -> BatchNorm2d -> [+ input if R] -> activation
     "T..."                transposed-conv block: ConvTranspose2d(bias) -> BatchNorm2d -> activation

@@ -1,8 +1,9 @@
-"""Deterministic weights, inputs and checkpoints for tests (spec §12.3) -- no downloads, same numbers everywhere.
+"""Deterministic weights, inputs and checkpoints for tests (docs/models.md §10) -- no downloads, same numbers
+everywhere.
 
-* `deterministic_state_dict(variant)`: the spec's weight recipe, so a forward pass can be compared with the
-  golden outputs computed with the reference classes.
-* `golden_pattern` / `generator_face` / `syncnet_face` / `discriminator_faces`: the spec's image pattern.
+* `deterministic_state_dict(variant)`: the weight recipe of docs/models.md §10, so a forward pass can be compared
+  with the golden outputs computed with the reference classes.
+* `golden_pattern` / `generator_face` / `syncnet_face` / `discriminator_faces`: its image pattern.
 * `save_reference_checkpoint`: writes a file the way the original training scripts did
   ({"state_dict", "optimizer", "global_step", "global_epoch"}, optionally with DataParallel's `module.`).
 """
@@ -28,7 +29,7 @@ def state_dict_shapes(variant: str) -> "OrderedDict[str, tuple[int, ...]]":
 
 
 def deterministic_state_dict(variant_or_shapes: str | Mapping[str, Sequence[int]]) -> "OrderedDict[str, torch.Tensor]":
-    """The §12.3 recipe: keys sorted lexicographically, idx = position; conv weights = randn(seed idx) /
+    """The docs/models.md §10 recipe: keys sorted lexicographically, idx = position; conv weights = randn(seed idx) /
     sqrt(fan of all dims but the first); BN gamma / running_var = 1; biases / running_mean = 0; counters 0.
 
     Accepts a variant name or a key -> shape mapping (e.g. a golden `<variant>_state_dict.json`). The result

@@ -1,7 +1,7 @@
 """The catalogue of supported variants and `build(variant)`.
 
 Each entry records what a user (and `inspect`) needs to know: kind, canonical face size, origin, and how to
-construct it from the tables. Names follow the spec's golden names so checkpoints, tests and docs agree.
+construct it from the tables. Names are those of docs/models.md §1, so checkpoints, tests and docs agree.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ SPECS: dict[str, VariantSpec] = {
 
 VARIANTS: tuple[str, ...] = tuple(SPECS)
 
-# Recognised in checkpoints but not buildable: the reference itself cannot run them (spec §1, §5.6-5.8).
+# Recognised in checkpoints but not buildable: the reference itself cannot run them (docs/models.md §1).
 UNSUPPORTED: dict[str, str] = {
     "wav2lip_sam_norefine": "Wav2Lip_SAM without audio_refine (primepake HEAD construction); its forward "
                             "raises in the reference code, so it cannot produce frames",

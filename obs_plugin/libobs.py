@@ -1,7 +1,7 @@
 """ctypes view of the parts of libobs (OBS 29.x ABI) that the OBS script needs and SWIG cannot reach.
 
-OBS's Python bindings cannot register a source type nor pass pixel/audio pointers
-(reference/obs-notes.md §0, §3), so the source is registered by calling libobs directly. Struct layouts
+OBS's Python bindings cannot register a source type nor pass pixel/audio pointers (docs/obs.md, "Facts about
+OBS this plugin relies on"), so the source is registered by calling libobs directly. Struct layouts
 and enum values are copied by hand; `check_abi()` asserts them at load time so that an OBS with another
 ABI is refused with a clear message instead of crashing.
 

@@ -2,7 +2,8 @@
 
 Property names are a stable contract (docs/architecture.md, "OBS names"): scene collections and the tests use them.
 Buttons use `obs_properties_add_button2` with persistent thunks because obspython's button helper is
-bound to a script context that does not exist inside a ctypes callback (obs-notes §4.1).
+bound to a script context that does not exist inside a ctypes callback (docs/obs.md, "Facts about OBS
+this plugin relies on").
 Stdlib only; runs on OBS's UI thread, so it must stay quick (a directory listing at most).
 """
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 libobs can never unregister a source type, so the `obs_source_info` struct and every ctypes callback it
 points to must stay alive for the life of the OBS process. Callbacks kept in module globals segfaulted OBS
-after Tools -> Scripts -> Reload (obs-notes §6.2). Everything here therefore lives in one module object in
-`sys.modules` that the reload never replaces; the thunks only dispatch to `state.impl`, the object that the
+after Tools -> Scripts -> Reload (docs/obs.md, "Facts about OBS this plugin relies on"). Everything here
+therefore lives in one module object in `sys.modules` that the reload never replaces; the thunks only dispatch to `state.impl`, the object that the
 *current* script version installs in `script_load` (or None while no script is loaded).
 
 Every thunk is guarded: an exception escaping into C would only print a traceback and return 0/NULL,
@@ -157,8 +157,8 @@ def register(lib: ctypes.CDLL) -> types.ModuleType:
     st.task_thunk = libobs.TASK(_task)
     st.modified_thunk = libobs.MODIFIED2(_modified)
     # No activate/deactivate/show/hide/video_tick/video_render: those run on OBS's graphics thread, where a
-    # GIL wait would freeze all of OBS (obs-notes §6.1). `update` of a video source is deferred to the
-    # graphics thread too, so the implementation's update() only snapshots the settings.
+    # GIL wait would freeze all of OBS (docs/obs.md, "Facts about OBS this plugin relies on"). `update` of a
+    # video source is deferred to the graphics thread too, so the implementation's update() only snapshots the settings.
     st.keep.extend(thunks.values())
     info = libobs.SourceInfoPrefix()
     info.id = SOURCE_ID  # the Structure keeps a reference to the bytes, and st.info lives forever

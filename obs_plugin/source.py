@@ -1,12 +1,12 @@
 """Per-source pusher thread: shared-memory rings -> `obs_source_output_video/audio` with the backend's pts.
 
 This is the only data path into OBS. It runs on its own thread, so OBS's graphics thread never executes
-Python (a GIL stall there freezes all of OBS, obs-notes §6.1). libobs copies every frame and audio block
-it is handed, so pointers into our own numpy copies are valid for the duration of the call only.
+Python (a GIL stall there freezes all of OBS: docs/obs.md, "Facts about OBS this plugin relies on"). libobs
+copies every frame and audio block it is handed, so pointers into our own numpy copies are valid for the duration of the call only.
 
 The rings are opened with plain mmap (`RingReader`), never `multiprocessing.shared_memory`, which would
-unlink the backend's segments when OBS exits (obs-notes §1.6). When the backend restarts, its new segment
-has the same name but a new inode: the reader notices and re-maps. While no backend writes, the source
+unlink the backend's segments when OBS exits (same section of docs/obs.md). When the backend restarts, its
+new segment has the same name but a new inode: the reader notices and re-maps. While no backend writes, the source
 simply keeps showing the last frame (OBS holds it), which is the "idle frame" the user sees.
 """
 from __future__ import annotations
@@ -128,10 +128,6 @@ class Pusher:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
-
-    def set_session(self, session: str) -> None:
-        """Follow a renamed source/session (takes effect on the next loop turn)."""
-        self.session = session
 
     # ------------------------------------------------------------------ loop
     def _run(self) -> None:

@@ -2,8 +2,8 @@
 
 The backend runs with the project's own venv interpreter (found relative to this file), never
 `sys.executable`: inside OBS that resolves to whatever `python3` is on PATH, not OBS's Python nor ours
-(obs-notes §1.6). It runs in its own process session (so a Ctrl+C in a terminal that started OBS, or
-OBS's own death, does not hit it by accident, and we can signal its whole group), and its output goes to
+(docs/obs.md, "Facts about OBS this plugin relies on"). It runs in its own process session (so a Ctrl+C
+in a terminal that started OBS, or OBS's own death, does not hit it by accident, and we can signal its whole group), and its output goes to
 a log file whose last line becomes the panel's error when it dies.
 
 One watcher thread per backend: it restarts a dead or silent backend with back-off, and on stop
@@ -145,10 +145,6 @@ class Supervisor:
                 self._failures = 0
                 self._next_start = 0.0
         self._wake.set()
-
-    @property
-    def want_running(self) -> bool:
-        return self._want_running
 
     @property
     def pid(self) -> int | None:

@@ -1,1 +1,4 @@
-"""Video -> avatar package (DESIGN §2) and LRS2-style training set. Heavy imports live in submodules."""
+"""Video -> avatar package (docs/architecture.md, "The avatar package") and LRS2-style training set.
+
+Heavy imports live in submodules.
+"""

@@ -11,7 +11,7 @@ the avatar moves into it and back out without a visible cut:
 
 Layout::
 
-    <avatar>/actions/<name>/              an avatar package of the clip (DESIGN §2 layout)
+    <avatar>/actions/<name>/              an avatar package of the clip (docs/architecture.md, "The avatar package")
     <avatar>/actions/<name>/transitions.json
     <avatar>/manifest.json "actions": {name: {"folder", "frames", "best_entry_cost", "best_exit_cost"}}
 

@@ -1,4 +1,5 @@
-"""Video -> avatar package (DESIGN §2): the whole preprocess pipeline for one input file.
+"""Video -> avatar package (docs/architecture.md, "The avatar package"): the whole preprocess pipeline for
+one input file.
 
 Two passes over the decoded 25 fps frames, because smoothing and gap filling need the whole track before any
 crop can be cut:
@@ -59,14 +60,16 @@ class PackageReport:
 def preprocess_video(path: str | Path, out_root: str | Path, face_size: int = 96, head_size: int | None = None,
                      pads: tuple[int, int, int, int] = DEFAULT_PADS, smooth: int = 5, device: str = "auto",
                      max_seconds: float | None = None, force: bool = False, train_dir: str | Path | None = None,
-                     workers: int | None = None, progress: bool = False) -> Path:
+                     workers: int | None = None, progress: bool = False, matte: str | None = "segment") -> Path:
     """Build (or reuse) the avatar package of one video and return its folder (`out_root/<video stem>`).
 
     Raises UserError with a one-line "<file>: <reason>" for inputs that cannot become a package.
+    matte: "segment" (default: selfie segmentation), "green" (green/blue screen key + spill suppression) or
+    None (no matte); see preprocess/matte.py.
     """
     report = build_package(path, out_root, face_size=face_size, head_size=head_size, pads=pads, smooth=smooth,
                            device=device, max_seconds=max_seconds, force=force, train_dir=train_dir,
-                           workers=workers, progress=progress)
+                           workers=workers, progress=progress, matte=matte)
     assert report.path is not None
     return report.path
 
@@ -74,13 +77,17 @@ def preprocess_video(path: str | Path, out_root: str | Path, face_size: int = 96
 def build_package(path: str | Path, out_root: str | Path, face_size: int = 96, head_size: int | None = None,
                   pads: tuple[int, int, int, int] = DEFAULT_PADS, smooth: int = 5, device: str = "auto",
                   max_seconds: float | None = None, force: bool = False, train_dir: str | Path | None = None,
-                  workers: int | None = None, progress: bool = False) -> PackageReport:
+                  workers: int | None = None, progress: bool = False, matte: str | None = "segment"
+                  ) -> PackageReport:
     """Like `preprocess_video` but returns the summary row (status ok/skipped); errors still raise UserError."""
     from preprocess.video import probe
 
     t0 = time.perf_counter()
     source = Path(path)
+    from preprocess.matte_build import check_method
+
     check_options(face_size, head_size, pads, smooth, max_seconds, workers)
+    check_method(matte)
     info = probe(source)
     out_root = Path(out_root)
     final = out_root / source.stem
@@ -93,6 +100,9 @@ def build_package(path: str | Path, out_root: str | Path, face_size: int = 96, h
         import json
 
         old = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
+        if matte and not old.get("matte"):
+            report.warnings.append(f"existing package has no matte; add one with `stream-wav2lip preprocess "
+                                   f"--matte-only {final}`")
         if int(old.get("face_size", face_size)) != int(face_size):
             report.warnings.append(f"existing package has face size {old.get('face_size')}, not {face_size}; "
                                    "add --force to rebuild it")
@@ -100,7 +110,7 @@ def build_package(path: str | Path, out_root: str | Path, face_size: int = 96, h
         _remove_stale_temporaries(out_root, final.name)
         head_size = int(head_size or default_head_size(face_size))
         _build(info, final, face_size, head_size, tuple(int(p) for p in pads), int(smooth), device, max_seconds,
-               workers or min(2, os.cpu_count() or 1), progress, report)
+               workers or min(2, os.cpu_count() or 1), progress, report, matte)
         _prepare_generators(final, report)
         _write_idle_graph(final, report)
     import json
@@ -176,13 +186,16 @@ class _Writer:
 
 
 def _build(info, final: Path, face_size: int, head_size: int, pads, smooth: int, device: str,
-           max_seconds: float | None, workers: int, progress: bool, report: PackageReport) -> None:
+           max_seconds: float | None, workers: int, progress: bool, report: PackageReport,
+           matte: str | None = "segment") -> None:
     from tqdm import tqdm
 
     from preprocess.audio_track import extract_audio, speech_seconds
     from preprocess.crops import write_jpeg
     from preprocess.geometry import RawGeometry, build_geometry, raw_geometry
-    from preprocess.preview import contact_sheet, draw_tile, sample_indices
+    from preprocess.matte_build import MatteWriter
+    from preprocess.matte_store import MATTE_FOLDER
+    from preprocess.preview import contact_sheet, draw_tile, matte_tile, paired_sheet, sample_indices
     from preprocess.smoothing import fill_gaps, smooth_series
     from preprocess.tracking import DETECTOR_NAME, FaceTracker, mediapipe_version, native_stderr_silenced
     from preprocess.video import FPS, iter_frames_25fps, prefetch
@@ -204,8 +217,26 @@ def _build(info, final: Path, face_size: int, head_size: int, pads, smooth: int,
             found: list[np.ndarray | None] = []
             kept: list[np.ndarray] | None = []
             kept_bytes = 0
+            wanted = set(sample_indices(total))  # preview frames; re-sampled below once n is known
+            matte_tiles: dict[int, np.ndarray] = {}
+
+            def keep_matte_tile(i: int, frame: np.ndarray, alpha: np.ndarray) -> None:
+                if i in wanted:
+                    matte_tiles[i] = matte_tile(frame, alpha, i)
+
+            mattes = None
+            keyer = None
+            if matte == "green":  # keyed on the frames as decoded, then despilled before anything else sees them
+                from preprocess.matte_green import GreenKeyer
+
+                keyer = GreenKeyer(source=str(info.path))
+                mattes = MatteWriter(tmp / MATTE_FOLDER, "green", submit=writer.submit, keyer=keyer,
+                                     on_matte=keep_matte_tile)
             with FaceTracker() as tracker:
                 for i, frame in enumerate(prefetch(iter_frames_25fps(info, max_frames))):
+                    if keyer is not None:
+                        mattes.add(i, frame, None)
+                        frame = keyer.despill(frame)
                     found.append(tracker.process(frame))
                     writer.submit(write_jpeg, tmp / CROP_FOLDERS["bg"] / frame_name(i), frame)
                     if kept is not None:
@@ -233,7 +264,13 @@ def _build(info, final: Path, face_size: int, head_size: int, pads, smooth: int,
             # ---------------------------------------------------------------- pass 2: crops + preview
             bar.reset(total=n)
             bar.set_description(f"{name}: crops")
-            wanted = set(sample_indices(n))
+            if mattes is None and matte == "segment":
+                mattes = MatteWriter(tmp / MATTE_FOLDER, "segment", submit=writer.submit, on_matte=keep_matte_tile)
+            if set(sample_indices(n)) != wanted:  # fewer frames than the container said: no green tiles then
+                writer.drain()
+                wanted.clear()
+                wanted.update(sample_indices(n))
+                matte_tiles.clear()
             tiles: dict[int, np.ndarray] = {}
 
             def crop_job(i: int, frame: np.ndarray) -> None:
@@ -244,17 +281,28 @@ def _build(info, final: Path, face_size: int, head_size: int, pads, smooth: int,
                     tiles[i] = draw_tile(frame, i, geometry, landmarks[i], bool(valid[i]), head_size)
 
             frames = kept if kept is not None else prefetch(iter_frames_25fps(info, n))
+            if kept is None and keyer is not None:
+                frames = map(keyer.despill, frames)
             for i, frame in enumerate(frames):
                 if i >= n:
                     break
                 writer.submit(crop_job, i, frame)
+                if mattes is not None and matte == "segment":
+                    mattes.add(i, frame, landmarks[i] if valid[i] else None)
                 bar.update(1)
             writer.drain()
             kept = None
-            write_jpeg(tmp / "preview.jpg", contact_sheet([tiles[i] for i in sorted(tiles)]), quality=90)
+            ordered = [tiles[i] for i in sorted(tiles)]
+            if mattes is not None and len(matte_tiles) == len(tiles):
+                sheet = paired_sheet(ordered, [matte_tiles[i] for i in sorted(tiles)])
+            else:
+                sheet = contact_sheet(ordered)
+            write_jpeg(tmp / "preview.jpg", sheet, quality=90)
         finally:
             bar.close()
             writer.close()
+            if mattes is not None:
+                mattes.close()
 
         # -------------------------------------------------------------------- audio, arrays, manifest
         wav = extract_audio(info, n)
@@ -274,6 +322,7 @@ def _build(info, final: Path, face_size: int, head_size: int, pads, smooth: int,
             audio_sample_rate=16000 if wav is not None else None,
             speech_seconds=round(speech_seconds(wav), 2) if wav is not None else 0.0,
             valid_fraction=round(float(valid.mean()), 4),
+            matte=mattes.entry() if mattes is not None else None,
         ))
 
 

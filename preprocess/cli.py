@@ -16,8 +16,9 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpe
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or folders of videos")
-    parser.add_argument("--out", required=True, type=Path, metavar="AVATARS_DIR",
-                        help="where the avatar packages go (one folder per video, named after it)")
+    parser.add_argument("--out", type=Path, metavar="AVATARS_DIR",
+                        help="where the avatar packages go (one folder per video, named after it; required "
+                             "except with --matte-only)")
     parser.add_argument("--train-dir", type=Path, default=None, metavar="DIR",
                         help="also write LRS2-style training clips and train.txt/val.txt here")
     parser.add_argument("--face-size", type=int, default=96, choices=(96, 288, 384),
@@ -35,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
                         help="only use the first S seconds of each video")
     parser.add_argument("--force", action="store_true", help="rebuild packages that already exist")
+    matte = parser.add_mutually_exclusive_group()
+    matte.add_argument("--matte", choices=("segment", "green"), default="segment",
+                       help="the alpha matte for transparent/replaced backgrounds: segment = find the person "
+                            "(default), green = key a green/blue screen, with spill suppression")
+    matte.add_argument("--no-matte", action="store_true", help="store no matte (the avatar stays opaque)")
+    parser.add_argument("--matte-only", action="store_true",
+                        help="INPUTs are existing avatar packages: add a matte without redoing the tracking "
+                             "(--force replaces an existing matte)")
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
@@ -54,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
     from stream_wav2lip.errors import UserError
 
     check_options(args.face_size, args.head_size, args.pads, args.smooth, args.max_seconds, args.workers)
+    if args.matte_only:
+        if args.no_matte:
+            raise UserError("--matte-only and --no-matte: pick one")
+        return _matte_only(args)
+    if args.out is None:
+        raise UserError("--out AVATARS_DIR is required (where the avatar packages go)")
     videos = collect_inputs(args.inputs)
     if not videos:
         raise UserError(f"{', '.join(args.inputs)}: no video files found")
@@ -70,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
             report = build_package(video, args.out, face_size=args.face_size, head_size=args.head_size,
                                    pads=tuple(args.pads), smooth=args.smooth, device=args.device,
                                    max_seconds=args.max_seconds, force=args.force, train_dir=args.train_dir,
-                                   workers=args.workers, progress=sys.stderr.isatty())
+                                   workers=args.workers, progress=sys.stderr.isatty(),
+                                   matte=None if args.no_matte else args.matte)
         except UserError as exc:
             print(f"stream-wav2lip preprocess: error: {exc}", file=sys.stderr)
             reports.append(PackageReport(video, "failed", message=str(exc)))
@@ -88,6 +104,26 @@ def run(args: argparse.Namespace) -> int:
         reports.append(report)
     print(summary_table(reports))
     return 1 if any(r.status == "failed" for r in reports) else 0
+
+
+def _matte_only(args: argparse.Namespace) -> int:
+    """`--matte-only PKG...`: each package gets a matte; a bad one is a one-line error, the others still run."""
+    import os
+
+    from preprocess.matte_build import add_matte
+    from stream_wav2lip.errors import UserError
+
+    failed = 0
+    for item in args.inputs:
+        try:
+            entry = add_matte(item, args.matte, force=args.force, workers=args.workers or min(2, os.cpu_count() or 1),
+                              progress=sys.stderr.isatty())
+        except UserError as exc:
+            print(f"stream-wav2lip preprocess: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{item}: matte {entry['method']}, {entry['frames']} frames ({entry['width']}x{entry['height']})")
+    return 1 if failed else 0
 
 
 def summary_table(reports) -> str:

@@ -1,4 +1,5 @@
-"""Reading an avatar package (DESIGN.md §2): the one format shared by preprocess, render, serve and training.
+"""Reading an avatar package (docs/architecture.md, "The avatar package"): the one format shared by
+preprocess, render, serve and training.
 
 Layout::
 
@@ -10,6 +11,8 @@ Layout::
       heads/          head crop, rotated upright by eye/mouth landmarks, head_size x head_size
       head_face/      face crop taken from the upright head, face_size (what the network sees)
       audio.wav       the source audio, 16 kHz mono 16-bit (absent when the video had no audio track)
+      matte/          optional: per-frame alpha matte, 000000.alpha.z ... (preprocess/matte_store.py), described by
+                      the manifest's "matte" entry; packages without it (older ones, --no-matte) are opaque
       face_det.npz    body_face_box (N,4) x1,y1,x2,y2 in frame pixels (float32)
                       head_affine   (N,2,3) frame -> head-crop pixels (float32)
                       head_face_box (N,4) x1,y1,x2,y2 in head-crop pixels (float32)
@@ -130,6 +133,12 @@ class AvatarPackage:
             last = root / folder / frame_name(n - 1)
             if not last.is_file():
                 raise UserError(f"{root}: incomplete package, {folder}/{frame_name(n - 1)} is missing")
+        if manifest.get("matte"):
+            from preprocess.matte_store import MATTE_FOLDER, matte_name
+
+            if not (root / MATTE_FOLDER / matte_name(n - 1)).is_file():
+                raise UserError(f"{root}: incomplete package, {MATTE_FOLDER}/{matte_name(n - 1)} is missing "
+                                f"(run `stream-wav2lip preprocess --matte-only {root}`)")
         return cls(root, manifest, track, cache_frames)
 
     # ------------------------------------------------------------------ facts
@@ -201,12 +210,31 @@ class AvatarPackage:
         """Full frame i, BGR uint8 (H, W, 3)."""
         return self.image("bg", i)
 
+    @property
+    def has_matte(self) -> bool:
+        """True when the package stores a per-frame alpha matte (transparent and replaced backgrounds)."""
+        return bool(self.manifest.get("matte"))
+
+    def alpha(self, i: int) -> np.ndarray:
+        """The matte of frame i: (H, W) uint8, 255 = the person, 0 = their background (cached, read-only).
+
+        A package without a matte raises UserError (check `has_matte` first: such a package is opaque).
+        """
+        if not self.has_matte:
+            raise UserError(f"{self.root}: this avatar has no matte; add one with "
+                            f"`stream-wav2lip preprocess --matte-only {self.root}`")
+        from preprocess.matte_store import MATTE_FOLDER, matte_name, read_alpha
+
+        path = self.root / MATTE_FOLDER / matte_name(i)
+        return self._cache.get(("alpha", i), lambda: _read_only(read_alpha(path, self.width, self.height)))
+
     def face(self, i: int, crop: str = "head") -> np.ndarray:
         """The network's face crop of frame i: crop 'head' (upright, head_face/) or 'body' (body_face/)."""
         return self.image(crop, i)
 
     def keep(self, kinds: tuple[str, ...] = ("bg", "head")) -> None:
-        """Make the cache big enough to keep every frame of `kinds` once decoded (decoded when first used)."""
+        """Make the cache big enough to keep every frame of `kinds` once decoded (decoded when first used;
+        "alpha" counts as a kind)."""
         self._cache.capacity = max(self._cache.capacity, self.frame_count * len(kinds) + 1)
 
     def preload(self, kinds: tuple[str, ...] = ("bg", "head")) -> None:
@@ -214,11 +242,16 @@ class AvatarPackage:
         self.keep(kinds)
         for kind in kinds:
             for i in range(self.frame_count):
-                self.image(kind, i)
+                self.alpha(i) if kind == "alpha" else self.image(kind, i)
 
 
 def _has_package_files(folder: Path) -> bool:
     return all((folder / name).is_file() for name in REQUIRED_FILES)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -1,7 +1,9 @@
 """preview.jpg: a contact sheet that shows at a glance whether tracking worked.
 
 Each tile is a sampled frame with the body_face box (green), the upright head square (blue), the head_face box
-mapped back onto the frame (yellow) and the lip landmarks (red); frames without a face say NO FACE.
+mapped back onto the frame (yellow) and the lip landmarks (red); frames without a face say NO FACE. A package
+with a matte shows each tile beside the same frame over a grey checkerboard through its matte, the way image
+editors show transparency: holes in the face and background left around the person are seen at a glance.
 """
 from __future__ import annotations
 
@@ -60,3 +62,32 @@ def contact_sheet(tiles: list[np.ndarray]) -> np.ndarray:
         r, c = divmod(k, COLUMNS)
         sheet[r * th:(r + 1) * th, c * tw:(c + 1) * tw] = tile[:th, :tw]
     return sheet
+
+
+CHECKER = 8  # checkerboard cell, tile pixels
+
+
+def checkerboard(height: int, width: int, cell: int = CHECKER) -> np.ndarray:
+    """Light/dark grey checkerboard, BGR uint8."""
+    ys, xs = np.indices((height, width))
+    grey = np.where(((ys // cell) + (xs // cell)) % 2 == 0, 204, 153).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def matte_tile(frame: np.ndarray, alpha: np.ndarray, i: int) -> np.ndarray:
+    """The frame over a checkerboard through its matte, TILE_WIDTH wide, labelled."""
+    h, w = frame.shape[:2]
+    size = (TILE_WIDTH, max(1, int(round(h * TILE_WIDTH / w))))
+    small = cv2.resize(frame, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    a = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA).astype(np.float32)[:, :, None] * (1.0 / 255.0)
+    board = checkerboard(size[1], size[0]).astype(np.float32)
+    tile = np.round(small * a + board * (1.0 - a)).astype(np.uint8)
+    label = f"{i} matte"
+    cv2.putText(tile, label, (5, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(tile, label, (5, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
+
+
+def paired_sheet(tiles: list[np.ndarray], matte_tiles: list[np.ndarray]) -> np.ndarray:
+    """contact_sheet of (tracking tile, matte tile) pairs side by side, COLUMNS // 2 pairs a row."""
+    return contact_sheet([t for pair in zip(tiles, matte_tiles) for t in pair])

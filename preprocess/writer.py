@@ -1,4 +1,5 @@
-"""Writing the pieces of an avatar package (DESIGN §2) into a (temporary) package folder.
+"""Writing the pieces of an avatar package (docs/architecture.md, "The avatar package") into a (temporary)
+package folder.
 
 Shared by the real pipeline and the synthetic test avatar so both produce byte-compatible layouts that
 `preprocess.package.AvatarPackage` reads.
@@ -57,7 +58,7 @@ def write_wav16(path: Path, samples: np.ndarray, sample_rate: int = 16000) -> No
 
 
 def base_manifest(**fields) -> dict:
-    """The manifest keys every package has, plus `fields` (DESIGN §2)."""
+    """The manifest keys every package has, plus `fields` (docs/architecture.md, "The avatar package")."""
     manifest = {
         "format_version": FORMAT_VERSION,
         "fps": 25,

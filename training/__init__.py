@@ -1,7 +1,7 @@
 """Training: the expert SyncNet and the Wav2Lip generator (96/288/384), on LRS2-shaped data.
 
 Modules, one job each:
-  windows        where every 5-frame window and 16-step mel window starts (the alignment rules of spec §7.3)
+  windows        where every 5-frame window and 16-step mel window starts (the alignment rules of docs/models.md §4)
   clips          one clip folder on disk: its frames, its audio, its cached mel
   dataset_index  reading train.txt/val.txt and scanning clips (skipping bad ones with one warning each)
   samples        SyncNet and Wav2Lip samples drawn deterministically from (seed, epoch, index)

@@ -1,6 +1,6 @@
 """Checkpoints in the reference format, written atomically, with what an exact resume needs on the side.
 
-Format (spec §6.1): a `torch.save`d dict with `state_dict` (plain keys, no `module.`), `optimizer` (Adam
+Format (docs/models.md §8): a `torch.save`d dict with `state_dict` (plain keys, no `module.`), `optimizer` (Adam
 state), `global_step`, `global_epoch` -- what Rudrabha's and primepake's loaders and `models.load_checkpoint`
 read. Extra keys they ignore: `best_loss`, `variant`, and `resume` (GradScaler, every rank's RNG states,
 position inside the epoch, the sync-loss weight, the config). File names follow Rudrabha:
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +65,6 @@ def save(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | 
     return path
 
 
-def copy_atomic(source: Path, target: Path) -> None:
-    with atomic_path(target) as tmp:
-        shutil.copyfile(source, tmp)
-
-
 def load(path: Path) -> dict[str, Any]:
     """Load a checkpoint dict on the CPU (weights_only: a checkpoint never needs to run code)."""
     if not path.is_file():
@@ -78,6 +72,11 @@ def load(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        from models.checkpoint import weights_only_refusal
+
+        what = weights_only_refusal(str(exc))
+        if what is not None:
+            raise UserError(f"{path}: refused: contains pickled code/objects ({what}), not just tensors") from None
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict) or "state_dict" not in data:
         raise UserError(f"{path}: not a training checkpoint (no 'state_dict' key)")

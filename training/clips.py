@@ -1,6 +1,6 @@
 """One LRS2-shaped clip folder: numbered JPEG face crops plus a WAV, and the per-process caches behind it.
 
-Layouts accepted (spec §9): Rudrabha `0.jpg, 1.jpg, ...` + `audio.wav`; primepake `00000.jpg, ...` +
+Layouts accepted (docs/models.md §11): Rudrabha `0.jpg, 1.jpg, ...` + `audio.wav`; primepake `00000.jpg, ...` +
 `synced.wav` (or any single `.wav`). Gaps in the numbering (frames where detection failed) are kept as gaps:
 windows touching one are never drawn.
 
@@ -158,7 +158,7 @@ class ClipReader:
         self.warned: set[int] = set()
 
     def mel(self, clip_index: int) -> np.ndarray:
-        """(80, T) mel of the whole clip, computed once per process (spec §7.2 front-end)."""
+        """(80, T) mel of the whole clip, computed once per process (docs/models.md §3 front-end)."""
         cached = self._mels.get(clip_index)
         if cached is None:
             from models.audio import load_audio, melspectrogram

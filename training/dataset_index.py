@@ -1,6 +1,6 @@
 """Which clips a split contains: file lists (train.txt / val.txt) and a scan that skips bad clips.
 
-Accepted layouts (spec §9): our `preprocess --train-dir T` (T/train.txt, T/val.txt, lines `<video>/<clip>`
+Accepted layouts (docs/models.md §11): our `preprocess --train-dir T` (T/train.txt, T/val.txt, lines `<video>/<clip>`
 relative to T), Rudrabha's LRS2 (`filelists/train.txt` with lines relative to the preprocessed root; only the
 first whitespace-separated token counts) and primepake's (absolute clip folders, `test.txt` for validation,
 `filelist/` or `filelists/`). A clip that is too short, has no audio or cannot be read is skipped with one

@@ -1,4 +1,4 @@
-"""SyncNet and Wav2Lip training samples, drawn the way the reference draws them (spec §10).
+"""SyncNet and Wav2Lip training samples, drawn the way the reference draws them (docs/models.md §12).
 
 Why samples are a pure function of (seed, epoch, index): the reference ignored the index and used the global
 RNG of each loader worker, so no two runs (or resumes, or worker counts) saw the same data. Here every sample
@@ -108,7 +108,7 @@ class SyncNetSamples(_ClipSamples):
 
 
 class Wav2LipSamples(_ClipSamples):
-    """Generator samples (spec §10.2): target window `img`, reference window `wrong` (another window of the
+    """Generator samples (docs/models.md §12): target window `img`, reference window `wrong` (another window of the
     same clip), the target's lower half blanked, one generator mel window per target frame (shifted by
     `audio_offset`), and the sync-loss mel window of the target."""
 

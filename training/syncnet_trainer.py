@@ -1,4 +1,4 @@
-"""Expert SyncNet training (spec §10.1): BCE on the cosine of audio and lower-face embeddings.
+"""Expert SyncNet training (docs/models.md §12, §13): BCE on the cosine of audio and lower-face embeddings.
 
 Supported experts: syncnet96 (face 96 -> 48x96 input), syncnet_v2_1024 (face 192), syncnet288_prelu2021
 (288), syncnet384 (384). The face size is the variant's; crops are resized to it when read.

@@ -1,4 +1,4 @@
-"""Wav2Lip generator training (spec §10.2-10.4): L1, expert sync loss, optional visual-quality discriminator.
+"""Wav2Lip generator training (docs/models.md §12-§14): L1, expert sync loss, optional visual-quality discriminator.
 
 Defaults are the reference's: Adam 1e-4 (betas 0.5/0.999 with a discriminator, else 0.9/0.999), batch 16,
 sync weight 0 until an evaluation's sync loss drops below 0.75, then 0.01 (no discriminator, like
@@ -60,10 +60,6 @@ class Wav2LipStep:
 
     def generate(self, x: torch.Tensor, indiv_mels: torch.Tensor) -> torch.Tensor:
         return to_unit_range(self.generator(indiv_mels, x), self.output_activation)
-
-    def disc_forward(self, frames: torch.Tensor, through_ddp: bool = True) -> torch.Tensor:
-        net = self.disc if through_ddp else distributed.unwrap(self.disc)
-        return net(frames)
 
     def __call__(self, batch: dict[str, torch.Tensor], step: int = 0) -> dict[str, float]:
         x = batch["x"].to(self.device, non_blocking=True)

@@ -1,8 +1,8 @@
-"""Where every training window starts: the alignment rules of spec §7.3 in one place.
+"""Where every training window starts: the alignment rules of docs/models.md §4 in one place.
 
 Why a module of its own: a misaligned window does not crash, it silently trains a network that is one frame
 (40 ms) off, which is exactly the bug the reference shipped (generator trained with the mel window of frame
-j-1, inference using frame j). Keeping the arithmetic here makes it testable against the spec.
+j-1, inference using frame j). Keeping the arithmetic here makes it testable against those rules.
 
 Conventions (25 fps video, 80 mel steps per second):
   * a *video window* is SYNC_T = 5 consecutive frames i..i+4 (0.2 s);

@@ -1,6 +1,6 @@
 """The Wav2Lip network as a `Generator`: face crops + mel windows → new faces.
 
-Input is built exactly as the reference `inference.py` builds it (spec §2, §8): BGR /255, 6 channels =
+Input is built exactly as the reference `inference.py` builds it (docs/models.md §2): BGR /255, 6 channels =
 [the crop with its lower half (rows S/2..S-1) zeroed, the same crop], NCHW, mel as (B, 1, 80, 16).
 Sigmoid networks give [0, 1]; Tanh ones (Wav2Lip_384) give [-1, 1] and are mapped by (x + 1) / 2.
 When the avatar's face crops are not the network's size (a 96 network on a package cut at 288, say), the

@@ -125,3 +125,30 @@ def test_warm_up_leaves_no_state(pkg):
     eng = Engine(pkg, gen)
     eng.warm_up()
     assert eng.next_k == 0 and not eng.speech_pending and gen.batches
+
+
+def test_the_texture_idle_walks_forward_and_cross_fades_its_jumps(pkg):
+    from backend.idle_walk import TextureWalk
+
+    n = pkg.frame_count  # 20 frames: jumps from every frame back or ahead by 10 (periodic footage)
+    src = np.array([i for i in range(n) for j in (i + 1 - 10, i + 1 + 10) if 0 <= j < n])
+    dst = np.array([j for i in range(n) for j in (i + 1 - 10, i + 1 + 10) if 0 <= j < n])
+    eng = Engine(pkg, NullGenerator(96), loop="pingpong")
+    eng.walk = TextureWalk(n, src, dst, np.ones(src.size), fps=25.0, min_run_s=0.2, mean_extra_run_s=0.2,
+                           avoid_s=0.5, stretch_s=0.2)
+    plans = [eng.plan_idle() for _ in range(120)]
+    seq = [p.avatar_index for p in plans]
+    pairs = set(zip(src.tolist(), dst.tolist()))
+    assert all(b == a + 1 or (a, b) in pairs for a, b in zip(seq, seq[1:])), "forward, or a jump of the table"
+    jumps = [i for i, (a, b) in enumerate(zip(seq, seq[1:]), start=1) if b != a + 1]
+    assert jumps, "the walk took jumps"
+    faded = [p for p in plans if p.other_index is not None]
+    assert faded and all(0 < p.other_weight < 1 for p in faded)
+    eng.render(faded[:1])
+    p = faded[0]
+    want = (1 - p.other_weight) * pkg.frame(p.avatar_index) + p.other_weight * pkg.frame(p.other_index)
+    assert np.abs(p.image.astype(np.float32) - want).max() <= 1, "the footage is cross-faded across the jump"
+    # speech starts on the frame the idle was heading for, not on a jump
+    onset = eng.next_k
+    plans = _say(eng, speech_like(0.6))
+    assert plans[0].k == onset and plans[0].other_index is None

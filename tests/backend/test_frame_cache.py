@@ -31,7 +31,8 @@ def test_built_cache_holds_the_decoded_planes(avatar):
         assert all(np.array_equal(a, b) for a, b in ((got.y, want.y), (got.u, want.u), (got.v, want.v)))
         assert not got.y.flags.writeable
     folder = avatar.root / ".cache"
-    assert sorted(p.name for p in folder.iterdir()) == ["bg_i420.json", "bg_i420.raw"]  # no temporary left
+    names = sorted(p.name for p in folder.iterdir() if p.name != "idle_graph.json")  # the walk caches its table
+    assert names == ["bg_i420.json", "bg_i420.raw"]  # no temporary left
     assert FrameCache.open(avatar) is not None
 
 
@@ -72,7 +73,7 @@ def test_render_with_and_without_the_cache_gives_the_same_video(avatar, tmp_path
     soundfile.write(wav, speech_like(seconds), 16000)
     soundfile.write(short, speech_like(0.3), 16000)
     render(avatar.root, [short], tmp_path / "short.mp4", generator=NullGenerator(96), progress=False)
-    assert not (avatar.root / ".cache").exists()  # a short clip of a long avatar does not build it
+    assert not (avatar.root / ".cache" / "bg_i420.raw").exists()  # a short clip of a long avatar does not build it
     outs = {}
     for name, use in (("plain", False), ("build", True), ("reuse", True)):
         render(avatar.root, [wav], tmp_path / f"{name}.mp4", generator=NullGenerator(96), progress=False,

@@ -2,7 +2,8 @@
 the frames `serve` publishes (its live loop on a virtual clock, so it never falls behind) equal the frames
 `render` writes with --frames-dir, frame for frame (within 1 grey level), for the mouth engine and for
 wav2lip96 with deterministic weights: a pause inside an utterance, two utterances back to back, and a flush
-in the middle followed by a new utterance."""
+in the middle followed by a new utterance. (The walk is pinned to ping-pong: render's start state is a frame to start
+from, while the video-texture idle's state is also the random walk it took before.)"""
 from __future__ import annotations
 
 import sys
@@ -79,7 +80,7 @@ def serve_frames(avatar: Path, generator, frames: int, events) -> dict:
     clock = VirtualClock(t0_ns=0)
     queue = SpeechQueue()
     out = {}
-    loop = LiveLoop(queue, Engine(pkg, generator, batch_size=BATCH),
+    loop = LiveLoop(queue, Engine(pkg, generator, batch_size=BATCH, loop="pingpong"),
                     [lambda plan, image: out.__setitem__(plan.k, (plan, np.array(image)))], clock=clock,
                     audio_lead_ms=60)
     loop.run_virtual(frames, lambda lp: events(lp, queue))
@@ -90,7 +91,7 @@ def serve_frames(avatar: Path, generator, frames: int, events) -> dict:
 def render_frames(avatar: Path, generator, files: list[Path], start_frame: int, tmp: Path) -> list[np.ndarray]:
     folder = tmp / f"frames{len(list(tmp.iterdir()))}"
     render(avatar, files, None, frames_dir=folder, generator=generator, batch_size=BATCH, start_frame=start_frame,
-           progress=False, frame_cache=False)
+           loop="pingpong", progress=False, frame_cache=False)
     return [cv2.imread(str(p)) for p in sorted(folder.glob("*.png"))]
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from backend.schedule import ScheduleCursor, forward_index, pingpong_index, schedule
+from backend.idle_walk import ScheduleWalk
+from backend.schedule import forward_index, pingpong_index, schedule
 
 
 def test_pingpong_walk_has_no_repeat_at_the_turns():
@@ -22,7 +23,7 @@ def test_start_frame_and_forward_loop():
 
 
 def test_cursor_continues_the_walk():
-    c = ScheduleCursor(3)
+    c = ScheduleWalk(3)
     assert [c.next() for _ in range(6)] == schedule(6, 3)
     assert c.peek() == schedule(7, 3)[6]
 
@@ -31,4 +32,4 @@ def test_bad_inputs():
     with pytest.raises(ValueError):
         schedule(3, 0)
     with pytest.raises(ValueError):
-        ScheduleCursor(3, loop="sideways")
+        ScheduleWalk(3, loop="sideways")

@@ -1,4 +1,4 @@
-"""Real OBS Studio under Xvfb for the end-to-end tests (recipe: reference/obs-notes.md §1.4, §8).
+"""Real OBS Studio under Xvfb for the end-to-end tests (docs/obs.md, "Facts about OBS this plugin relies on").
 
 `ObsSession` writes a private config tree (XDG_CONFIG_HOME: no wizard, websocket on a free loopback port,
 1280x720@30, preview off, a scene collection whose `modules.scripts-tool` loads our script and whose
@@ -77,7 +77,7 @@ def fake_python(folder: Path, pattern: str = "") -> Path:
 
 def write_config(cfg: Path, ws_port: int, sources: list[dict], script_settings: dict | None = None,
                  rec_dir: Path | None = None, script_path: Path = SCRIPT) -> None:
-    """The private OBS config tree (obs-notes §1.4)."""
+    """The private OBS config tree (docs/obs.md, "Facts about OBS this plugin relies on")."""
     base = cfg / "obs-studio"
     (base / "basic" / "profiles" / "Test").mkdir(parents=True, exist_ok=True)
     (base / "basic" / "scenes").mkdir(parents=True, exist_ok=True)
@@ -346,7 +346,8 @@ def _xdotool(sess: ObsSession, *args: str) -> str:
 def reload_scripts_via_ui(sess: ObsSession, timeout: float = 15.0) -> None:
     """Press Tools -> Scripts -> "Reload Scripts" in the real OBS window (xdotool on Xvfb), and wait until
     OBS logged the script loaded again. This is the path that re-executes the script module in place
-    (`PyImport_ReloadModule`), the one that crashed naive ctypes plugins (obs-notes §6.2).
+    (`PyImport_ReloadModule`), the one that crashed naive ctypes plugins (docs/obs.md, "Facts about OBS
+    this plugin relies on").
     Coordinates are those of OBS 29's default theme at this Xvfb size; a failure says so."""
     if not shutil.which("xdotool"):
         import pytest

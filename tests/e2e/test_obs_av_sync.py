@@ -28,7 +28,8 @@ def record_offset(sess: ObsSession, name: str, seconds: float = RECORD_S, roi=(2
     time.sleep(seconds)
     path = sess.client.stop_record().output_path
     sess.wait_for(lambda: not sess.client.get_record_status().output_active, 10, what="recording to stop")
-    time.sleep(1.0)  # StopRecord returns before the file is finalised (obs-notes §2)
+    # StopRecord returns before the file is finalised (docs/obs.md, "Facts about OBS this plugin relies on")
+    time.sleep(1.0)
     return path, measure(path, roi=roi)
 
 

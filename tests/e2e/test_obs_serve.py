@@ -1,7 +1,7 @@
 """The OBS plugin with the real backend: `stream-wav2lip serve` started by the plugin from the project's venv.
 
 One OBS instance for the module; the avatars root holds the real small avatar (preprocessed from a clip in
-../shared/media) and the synthetic one; the checkpoint is the deterministic-weight Wav2Lip 96 (spec §12.3).
+../shared/media) and the synthetic one; the checkpoint is the deterministic-weight Wav2Lip 96 (docs/models.md §10).
 """
 from __future__ import annotations
 

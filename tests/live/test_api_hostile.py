@@ -1,138 +1,21 @@
-"""The local API against hostile or broken clients: every bad request gets a JSON error with a 4xx status, a
-client that vanishes mid-request costs one log line (never a traceback), and the server keeps serving.
+"""The local API against hostile or broken clients, over HTTP: every bad request line, header, token, route,
+JSON body or body framing gets a JSON error with a 4xx status, and the server keeps serving.
 
-The API is driven over raw sockets (http.client refuses to send most of this). The app behind it is the real
-command surface (`backend.live.commands.ServeCommands`: files decoded by `queue_files`, PCM by `PcmDecoder`,
-into a real `SpeechQueue`) on a fake `ServeApp` that has only what those commands touch.
+The API is driven over raw sockets (tests/live/api_wire.py; http.client refuses to send most of this). The app
+behind it (the `hostile` fixture, tests/live/conftest.py) is the real command surface
+(`backend.live.commands.ServeCommands`: files decoded by `queue_files`, into a real `SpeechQueue`) on a fake
+`ServeApp` that has only what those commands touch. PCM streaming and the WebSocket: test_api_hostile_pcm.py.
 """
 from __future__ import annotations
 
-import base64
 import json
-import logging
-import os
 import socket
-import struct
 import threading
-import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from backend.api import ControlApi
-from backend.sources.queue import SpeechQueue
-
-
-class _Loop:
-    def __init__(self, queue):
-        self.queue = queue
-
-    def flush(self):
-        return self.queue.flush()
-
-
-def _fake_serve_app():
-    queue = SpeechQueue()
-    return SimpleNamespace(queue=queue, loop=_Loop(queue), control=SimpleNamespace(update=lambda **kw: None))
-
-
-@pytest.fixture
-def hostile(session, caplog, capfd):
-    """(server, queue, check): `check()` asserts that nothing printed or logged a traceback."""
-    from backend.live.commands import ServeCommands
-
-    class Commands(ServeCommands):
-        def status(self, control_only=False):  # the live loop's figures: no hostile input reaches them
-            return {"state": "idle"}
-
-    app = _fake_serve_app()
-    server = ControlApi(Commands(app), session, 0)
-    server.start()
-    caplog.set_level(logging.DEBUG, logger="backend.api")
-
-    def check():
-        _wait_for_request_threads()
-        err = capfd.readouterr().err
-        assert "Traceback" not in err, err
-        assert "Traceback" not in caplog.text, caplog.text
-        assert not [r for r in caplog.records if r.exc_info], caplog.text
-        status, _, body = exchange(server.port, request("GET", "/status", server.token))
-        assert status == 200 and "error" not in body, "the server still answers"
-
-    yield server, app.queue, check
-    server.close()
-
-
-def _wait_for_request_threads(timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not [t for t in threading.enumerate() if "process_request" in t.name]:
-            return
-        time.sleep(0.02)
-
-
-def request(method: str, path: str, token: str | None, body: bytes = b"", headers: dict | None = None,
-            length: int | None = None) -> bytes:
-    head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
-    if token:
-        head.append(f"Authorization: Bearer {token}")
-    for k, v in (headers or {}).items():
-        head.append(f"{k}: {v}")
-    if length is None and body and not {"Transfer-Encoding", "Content-Length"} & set(headers or {}):
-        length = len(body)
-    if length is not None:
-        head.append(f"Content-Length: {length}")
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-
-
-def exchange(port: int, data: bytes, half_close: bool = True, timeout: float = 5.0):
-    """Send `data`, read the whole answer: (status, headers, JSON body). The server closes after an error;
-    half-closing our side makes it close after a success too."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        raw = b""
-        while True:
-            got = sock.recv(65536)
-            if not got:
-                break
-            raw += got
-            if _complete(raw):
-                break
-    return _parse(raw)
-
-
-def _complete(raw: bytes) -> bool:
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        return False
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return len(body) >= int(value)
-    return False
-
-
-def _parse(raw: bytes):
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    assert sep, f"no complete HTTP answer: {raw[:200]!r}"
-    lines = head.decode("latin-1").split("\r\n")
-    version, status, _ = (lines[0].split(" ", 2) + [""])[:3]
-    assert version.startswith("HTTP/1."), lines[0]
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    assert headers.get("content-type") == "application/json", headers
-    n = int(headers["content-length"])
-    return int(status), headers, json.loads(body[:n])
-
-
-def _assert_error(answer, status: int, *words: str) -> None:
-    got, _, body = answer
-    assert got == status, body
-    assert isinstance(body.get("error"), str) and body["error"], body
-    for w in words:
-        assert w in body["error"], body
+from tests.live.api_wire import assert_error, complete, exchange, parse, request
 
 
 # ---------------------------------------------------------------------------------------------- requests
@@ -153,16 +36,16 @@ def _assert_error(answer, status: int, *words: str) -> None:
 ])
 def test_malformed_requests_get_a_json_error(hostile, data, status):
     server, _, check = hostile
-    _assert_error(exchange(server.port, data), status)
+    assert_error(exchange(server.port, data), status)
     check()
 
 
 def test_bad_or_missing_token(hostile):
     server, queue, check = hostile
     for token in (None, "wrong", server.token[:-1], server.token + "x", "é" * 10):
-        _assert_error(exchange(server.port, request("POST", "/say", token, b'{"path": "/x.wav"}')), 401, "token")
+        assert_error(exchange(server.port, request("POST", "/say", token, b'{"path": "/x.wav"}')), 401, "token")
     # a query-string token counts on /ws/ only
-    _assert_error(exchange(server.port, request("GET", f"/status?token={server.token}", None)), 401)
+    assert_error(exchange(server.port, request("GET", f"/status?token={server.token}", None)), 401)
     assert len(queue) == 0
     check()
 
@@ -175,13 +58,14 @@ def test_bad_or_missing_token(hostile):
     ("POST", "/status", 405),
     ("DELETE", "/say", 405),
     ("PUT", "/flush", 405),
+    ("DELETE", "/stop", 405),
     ("BREW", "/pcm", 405),
     ("OPTIONS", "/status", 405),
 ])
 def test_unknown_routes_and_methods(hostile, method, path, status):
     server, _, check = hostile
     answer = exchange(server.port, request(method, path, server.token))
-    _assert_error(answer, status)
+    assert_error(answer, status)
     if status == 405:
         assert answer[1]["allow"] in ("GET", "POST")
     check()
@@ -193,8 +77,8 @@ def test_unknown_routes_and_methods(hostile, method, path, status):
 ])
 def test_bad_json_is_a_400(hostile, body):
     server, _, check = hostile
-    for path in ("/say", "/flush", "/switch-avatar"):
-        _assert_error(exchange(server.port, request("POST", path, server.token, body)), 400, "JSON")
+    for path in ("/say", "/flush", "/switch-avatar", "/pause", "/start", "/stop"):
+        assert_error(exchange(server.port, request("POST", path, server.token, body)), 400, "JSON")
     check()
 
 
@@ -207,7 +91,7 @@ def test_bad_json_is_a_400(hostile, body):
 def test_say_with_wrong_types_is_a_400(hostile, payload):
     server, queue, check = hostile
     answer = exchange(server.port, request("POST", "/say", server.token, json.dumps(payload).encode()))
-    _assert_error(answer, 400)
+    assert_error(answer, 400)
     assert len(queue) == 0
     check()
 
@@ -226,11 +110,11 @@ def test_say_with_missing_or_unreadable_files(hostile, tmp_path, media_dir):
         str(empty): str(empty),
     }
     for path, words in cases.items():
-        _assert_error(exchange(server.port, request("POST", "/say", server.token,
+        assert_error(exchange(server.port, request("POST", "/say", server.token,
                                                     json.dumps({"path": path}).encode())), 400, words)
     # one bad file among good ones: nothing is queued
     good = str(media_dir / "tts_espeakng_en.wav")
-    _assert_error(exchange(server.port, request("POST", "/say", server.token, json.dumps(
+    assert_error(exchange(server.port, request("POST", "/say", server.token, json.dumps(
         {"paths": [good, str(tmp_path / "missing.wav")]}).encode())), 400, "missing.wav")
     assert len(queue) == 0
     status, _, body = exchange(server.port, request("POST", "/say", server.token, json.dumps({"path": good}).encode()))
@@ -246,7 +130,7 @@ def test_say_with_missing_or_unreadable_files(hostile, tmp_path, media_dir):
 def test_switch_avatar_with_bad_input_is_a_400(hostile, payload, words):
     server, _, check = hostile
     body = json.dumps(payload).encode()
-    _assert_error(exchange(server.port, request("POST", "/switch-avatar", server.token, body)), 400, words)
+    assert_error(exchange(server.port, request("POST", "/switch-avatar", server.token, body)), 400, words)
     check()
 
 
@@ -269,7 +153,7 @@ def test_switch_avatar_with_bad_input_is_a_400(hostile, payload, words):
 def test_broken_bodies(hostile, headers, body, status):
     server, queue, check = hostile
     answer = exchange(server.port, request("POST", "/say", server.token, body, headers=headers))
-    _assert_error(answer, status)
+    assert_error(answer, status)
     assert len(queue) == 0
     check()
 
@@ -284,13 +168,13 @@ def test_an_unread_body_does_not_reset_the_error_reply(hostile):
             sender = threading.Thread(target=lambda: _send_quietly(sock, data))
             sender.start()
             raw = b""
-            while not _complete(raw):
+            while not complete(raw):
                 got = sock.recv(65536)
                 if not got:
                     break
                 raw += got
             sender.join(5)
-        _assert_error(_parse(raw), 401 if token is None else 413)
+        assert_error(parse(raw), 401 if token is None else 413)
     check()
 
 
@@ -329,166 +213,49 @@ def test_requests_after_a_chunked_one_on_a_kept_alive_connection(hostile):
     check()
 
 
-# ---------------------------------------------------------------------------------------------- PCM
-@pytest.mark.parametrize("query,words", [
-    ("rate=abc", "rate"), ("rate=-16000", "rate"), ("rate=1e9", "rate"), ("rate=99999999999", "rate"),
-    ("rate=10", "sample rate"), ("channels=0", "channel"), ("channels=x", "channels"),
-    ("format=mp3", "format"), ("format=", "format"), ("rate=", "rate"),
-])
-def test_bad_pcm_queries(hostile, query, words):
+# ---------------------------------------------------------------------------------------------- commands
+def test_pause_start_and_stop_reach_the_serve_commands(hostile):
+    """POST /pause, /start, /stop answer with what `ServeCommands` returns; paused, speech is refused."""
     server, queue, check = hostile
-    answer = exchange(server.port, request("POST", f"/pcm?{query}", server.token, b"\x00" * 3200))
-    _assert_error(answer, 400, words)
-    assert len(queue) == 0
-    check()
-
-
-def _abort(sock, *files):
-    """Close with a TCP reset, like a crashed client (the socket's file objects hold it open until closed)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    for f in files:
-        f.close()
-    sock.close()
-
-
-def _wait(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not condition():
-        time.sleep(0.01)
-    return condition()
-
-
-def test_api_client_reads_the_refusal_of_a_stream_it_is_still_sending(hostile):
-    """A TTS that streams for seconds to a bad query gets the 400 reason, not a broken pipe."""
-    from backend.api import ApiClient
-    from stream_wav2lip.errors import UserError
-
-    server, queue, check = hostile
-    chunk = b"\x00" * 65536
-
-    def forever():
-        for _ in range(2000):  # 128 MiB: far more than the server reads away after refusing
-            yield chunk
-
-    with pytest.raises(UserError, match="400 pcm: unknown format"):
-        ApiClient(port=server.port, token=server.token).pcm(forever(), rate=16000, fmt="mp3")
-    assert len(queue) == 0
-    check()
-
-
-@pytest.mark.parametrize("chunked", [False, True])
-@pytest.mark.parametrize("how", ["reset", "close"])
-def test_pcm_client_disconnecting_mid_stream(hostile, chunked, how):
-    """The audio that arrived is queued as one ended utterance; one log line; the server goes on."""
-    server, queue, check = hostile
-    pcm = (np.arange(3200) % 64 - 32).astype("<i2").tobytes()  # 0.2 s
-    headers = {"Transfer-Encoding": "chunked"} if chunked else {}
-    head = request("POST", "/pcm?rate=16000&format=s16", server.token, headers=headers,
-                   length=None if chunked else 10 * len(pcm))
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-    sock.sendall(head + (f"{len(pcm):x}\r\n".encode() + pcm + b"\r\n" if chunked else pcm))
-    assert _wait(lambda: queue.head() is not None and queue.head().n == 3200)
-    if how == "reset":
-        _abort(sock)
-    else:
-        sock.close()
-    u = queue.head()
-    assert _wait(lambda: u.ended), "the utterance ends when its client goes"
-    assert u.n == 3200
-    check()
-
-
-def test_pcm_truncated_body_answers_400_to_a_half_closed_client(hostile):
-    server, queue, check = hostile
+    loop = server.app.app.loop
     pcm = np.zeros(1600, "<i2").tobytes()
-    data = request("POST", "/pcm?rate=16000", server.token, pcm, length=4 * len(pcm))
-    _assert_error(exchange(server.port, data), 400, "ended early")
-    assert queue.head().ended and queue.head().n == 1600
+    assert exchange(server.port, request("POST", "/pcm?rate=16000", server.token, pcm))[0] == 200
+    assert len(queue) == 1
+
+    assert exchange(server.port, request("POST", "/pause", server.token))[2] == {"paused": True, "dropped": 1}
+    assert queue.paused and len(queue) == 0
+    assert_error(exchange(server.port, request("POST", "/say", server.token, b'{"path": "/x.wav"}')), 400, "paused")
+    status, _, body = exchange(server.port, request("POST", "/pcm?rate=16000", server.token, pcm))
+    assert status == 200 and body["flushed"] and len(queue) == 0
+
+    assert exchange(server.port, request("POST", "/start", server.token, b"{}"))[2] == {"paused": False}
+    assert not queue.paused
+    assert exchange(server.port, request("POST", "/pcm?rate=16000", server.token, pcm))[0] == 200
+    assert len(queue) == 1
+
+    assert loop.stops == []
+    assert exchange(server.port, request("POST", "/stop", server.token))[2] == {"stopping": True}
+    assert loop.stops == [0], "the loop is told to stop without the API thread waiting for it"
     check()
 
 
-def test_pcm_f32_with_nan_and_inf_reaches_the_queue_finite(hostile):
+def test_api_client_pause_start_stop(hostile):
+    from backend.api import ApiClient
+
     server, queue, check = hostile
-    x = np.sin(np.arange(4800) / 7.0).astype("<f4")
-    x[::50] = np.nan
-    x[10::97] = np.inf
-    x[20::89] = -np.inf
-    x[30] = 3e38
-    for rate in (16000, 24000):
-        status, _, body = exchange(server.port, request("POST", f"/pcm?rate={rate}&format=f32&channels=2",
-                                                        server.token, x.tobytes()))
-        assert status == 200, body
-    for _ in range(2):
-        u = queue.head()
-        pcm, ended = u.take_new()
-        assert ended and pcm.size > 0 and np.isfinite(pcm).all() and np.abs(pcm).max() <= 8.0
-        queue.pop_head(u)
+    client = ApiClient(port=server.port, token=server.token)
+    assert client.pause() == {"paused": True, "dropped": 0} and queue.paused
+    assert client.start() == {"paused": False} and not queue.paused
+    assert client.stop() == {"stopping": True} and server.app.app.loop.stops == [0]
     check()
 
 
-# ---------------------------------------------------------------------------------------------- WebSocket
-def _ws_connect(port: int, token: str):
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /ws/pcm?rate=16000&channels=1&format=s16&token={token} HTTP/1.1\r\nHost: x\r\n"
-                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\r\n").encode())
-    f = sock.makefile("rb")
-    assert b" 101 " in f.readline()
-    while f.readline() not in (b"\r\n", b""):
-        pass
-    return sock, f
-
-
-def _ws_frame(opcode: int, data: bytes, n: int | None = None) -> bytes:
-    mask = os.urandom(4)
-    n = len(data) if n is None else n
-    if n < 126:
-        head = bytes([0x80 | opcode, 0x80 | n])
-    elif n < 65536:
-        head = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head = bytes([0x80 | opcode, 0x80 | 127]) + struct.pack("!Q", n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
-
-
-def _ws_read(f):
-    head = f.read(2)
-    n = head[1] & 0x7F
-    if n == 126:
-        n = struct.unpack("!H", f.read(2))[0]
-    return head[0] & 0x0F, f.read(n)
-
-
-@pytest.mark.parametrize("frame,code", [
-    (_ws_frame(0x2, b"", n=(1 << 22) + 1), 1009),  # over the message limit: refused before reading it
-    (_ws_frame(0x3, b"??"), 1002),  # a reserved opcode
-])
-def test_websocket_protocol_errors_close_with_a_reason(hostile, frame, code):
+@pytest.mark.parametrize("path", ["/pause", "/start", "/stop"])
+def test_commands_refuse_a_wrong_method_or_token(hostile, path):
     server, queue, check = hostile
-    sock, f = _ws_connect(server.port, server.token)
-    with sock:
-        sock.sendall(_ws_frame(0x2, b"\x00\x01" * 100) + frame)
-        opcode, data = _ws_read(f)
-        assert opcode == 0x1 and "error" in json.loads(data)
-        opcode, data = _ws_read(f)
-        assert opcode == 0x8 and struct.unpack("!H", data[:2])[0] == code
-    assert queue.head().ended
-    check()
-
-
-@pytest.mark.parametrize("cut", ["mid-frame", "after-frame"])
-def test_websocket_client_vanishing(hostile, cut):
-    server, queue, check = hostile
-    sock, f = _ws_connect(server.port, server.token)
-    frame = _ws_frame(0x2, b"\x00\x01" * 800)
-    sock.sendall(frame if cut == "after-frame" else frame + frame[:40])
-    assert _wait(lambda: queue.head() is not None and queue.head().n == 800)
-    _abort(sock, f)
-    assert _wait(lambda: queue.head().ended)
-    check()
-
-
-def test_websocket_upgrade_without_the_headers_is_a_400(hostile):
-    server, _, check = hostile
-    _assert_error(exchange(server.port, request("GET", f"/ws/pcm?token={server.token}", None)), 400, "WebSocket")
+    answer = exchange(server.port, request("GET", path, server.token))
+    assert_error(answer, 405, "POST")
+    assert answer[1]["allow"] == "POST"
+    assert_error(exchange(server.port, request("POST", path, "wrong")), 401, "token")
+    assert not queue.paused and server.app.app.loop.stops == []
     check()

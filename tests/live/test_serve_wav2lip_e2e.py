@@ -1,4 +1,4 @@
-"""`serve` with the real Wav2Lip 96 network (deterministic weights, spec §12.3 recipe) on the synthetic avatar.
+"""`serve` with the real Wav2Lip 96 network (deterministic weights, docs/models.md §10 recipe) on the synthetic avatar.
 
 On a shared 2-core CPU the network is slower than 25 fps, so this also checks the degraded mode: the clock
 keeps publishing 25 fps with every audio block, repeats images it could not render in time (flag bit 1), and

@@ -1,4 +1,4 @@
-"""Deterministic weights (spec §12.3) reproduce the reference outputs computed with the original classes."""
+"""Deterministic weights (docs/models.md §10) reproduce the reference outputs computed with the original classes."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Alignment of video and mel windows against the spec (§7.3, §10): the rules a silent off-by-one would break."""
+"""Alignment of video and mel windows against docs/models.md §4 and §12: the rules a silent off-by-one would break."""
 from __future__ import annotations
 
 import numpy as np
