@@ -103,8 +103,9 @@ class Planner:
         """Every frame not taken yet, decided or not."""
         return len(self._undecided) + len(self._decided)
 
-    def take_batch(self, force: bool = False) -> list[SpeechItem]:
-        """The next unit of work (see module docstring); [] when none may go yet."""
+    def take_batch(self, force: bool = False, limit: int | None = None) -> list[SpeechItem]:
+        """The next unit of work (see module docstring); [] when none may go yet. `limit` caps a forced batch
+        (serve's publisher, planning frames the worker could not get to, takes one at a time)."""
         decided = self._decided
         if not decided and force and self._undecided:
             self._decide(final=True)  # a live stream at its newest frame: decide with the future known so far
@@ -123,6 +124,8 @@ class Planner:
                 break
         if not (complete or force):
             return []
+        if force and limit is not None:
+            count = min(count, max(1, int(limit)))
         return [decided.popleft() for _ in range(count)]
 
     # ------------------------------------------------------------------ internals

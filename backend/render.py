@@ -34,6 +34,7 @@ class RenderResult:
     generator: str
     stage_seconds: dict = field(default_factory=dict)
     encoder: str = ""  # the H.264 encoder used ("" when only PNG frames were written)
+    precision: str = ""  # the network's precision (fp32, int8, fp16; "" for generators without one)
 
     @property
     def fps(self) -> float:
@@ -65,11 +66,12 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
            batch_size: int | None = None, crop: str | None = None, frames_dir: str | Path | None = None,
            start_frame: int = 0, loop: str = "auto", silence_gate: bool = True, enhancer: str | None = None,
            progress: bool = True, generator=None, crf: int | None = None, preset: str | None = None,
-           encoder: str = "auto", frame_cache: bool = True) -> RenderResult:
+           encoder: str = "auto", frame_cache: bool = True, precision: str = "auto") -> RenderResult:
     """Render `audio` spoken by `avatar` into `output` (mp4) and/or `frames_dir` (PNGs). See module docstring.
 
     `generator` (a ready Generator) overrides engine/checkpoint/device (tests, benchmarks).
     `frame_cache`: read (and on first use build) the package's decoded-frame cache (backend/frame_cache.py).
+    `precision`: the network's (backend/generators/precision.py), auto | fp32 | int8 | fp16.
     """
     from preprocess.package import AvatarPackage
     from stream_wav2lip.atomic import atomic_dir, atomic_path
@@ -91,7 +93,7 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
         # on the CPU the network runs as one single-threaded stream per thread (backend.cpu_streams): compositing
         # and encoding then take only the CPU time they use from it
         generator = make_generator(engine, package, GeneratorOptions(checkpoint, device, crop, batch_size,
-                                                                     cpu_streams=None))
+                                                                     cpu_streams=None, precision=precision))
     batch_size = batch_size or generator.throughput_batch  # offline: throughput first
     total = sum(frames_for_samples(s.size) for s in speeches)
     # mp4 only, even frame size: composite on I420 planes straight from the JPEGs or the frame cache
@@ -160,7 +162,8 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     stage_seconds = {name: st.busy_ns / 1e9 for name, st in eng.stats.items() if name != "compositor"}
     stage_seconds["compositor"] = post.busy_ns / 1e9
     samples = (total - 1) * SAMPLES_PER_FRAME + (speeches[-1].size - 1) % SAMPLES_PER_FRAME + 1
-    return RenderResult(written, samples, seconds, out_path, dir_path, generator.name, stage_seconds, codec)
+    return RenderResult(written, samples, seconds, out_path, dir_path, generator.name, stage_seconds, codec,
+                        getattr(generator, "precision", ""))
 
 
 def _take(eng, final: bool) -> list:

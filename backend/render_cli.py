@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from backend.generators.registry import engine_help, engine_names
+from backend.generators.registry import PRECISION_HELP, PRECISIONS, engine_help, engine_names
 from backend.schedule import IDLE_HELP, WALK_MODES
 from backend.sinks.encoders import ENCODERS
 
@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=engine_names(), help=engine_help())
     parser.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4", help="output video (default out.mp4)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cuda, cuda:N or cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="frames per network call (default 16 on CUDA; on the CPU 8, rounded up to a multiple "
                              "of --threads: each thread runs an equal part of a batch on its own)")
@@ -66,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
                     device=args.device, batch_size=batch, crop=args.crop, frames_dir=args.frames_dir,
                     start_frame=args.start_frame, loop=args.loop, silence_gate=not args.no_silence_gate,
                     enhancer=args.enhancer, progress=not args.no_progress, preset=args.preset, crf=args.crf,
-                    encoder=args.encoder, frame_cache=not args.no_frame_cache)
+                    encoder=args.encoder, frame_cache=not args.no_frame_cache, precision=args.precision)
     where = ", ".join(str(p) for p in (result.output, result.frames_dir) if p is not None)
     print(f"wrote {where}: {result.frames} frames ({result.frames / 25:.2f} s) in {result.seconds:.1f} s "
-          f"({result.fps:.1f} fps, {result.generator}"
+          f"({result.fps:.1f} fps, {result.generator}{' ' + result.precision if result.precision else ''}"
           f"{', ' + result.encoder if result.encoder else ''})")
     return 0

@@ -38,7 +38,7 @@ class ServeApp:
                  device: str = "auto", crop: str | None = None, batch_size: int = 4, api_port: int | None = 0,
                  mic: str | None = None, mic_gate_db: float = -40.0, play_audio: str | None = None,
                  preview: bool = False, keep_latencies: bool = False, audio_lead_ms: float = 60.0,
-                 idle: str = "auto"):
+                 idle: str = "auto", precision: str = "auto"):
         from backend.generators.registry import GeneratorOptions
         from backend.ipc.control import ControlChannel
         from shm_protocol.names import valid_session
@@ -48,7 +48,7 @@ class ServeApp:
         except ValueError as exc:
             raise UserError(f"--session: {exc}") from None
         self.engine_name = engine
-        self.options = GeneratorOptions(checkpoint, device, crop, batch_size)
+        self.options = GeneratorOptions(checkpoint, device, crop, batch_size, precision=precision)
         self.batch_size = batch_size
         self.idle = idle
         self.audio_lead_ms = audio_lead_ms
@@ -78,7 +78,9 @@ class ServeApp:
         from preprocess.package import AvatarPackage
 
         package = AvatarPackage.open(avatar, cache_frames=128)
-        generator = reuse if reuse is not None and not reuse.needs_calibration else None
+        # a network calibrated on the old avatar (int8) is rebuilt: its validation belongs to that avatar
+        per_avatar = reuse is not None and (reuse.needs_calibration or getattr(reuse, "per_avatar", False))
+        generator = reuse if reuse is not None and not per_avatar else None
         if generator is None:
             generator = make_generator(self.engine_name, package, self.options)
         engine = Engine(package, generator, crop=self.options.crop, batch_size=self.batch_size, loop=self.idle)
@@ -131,6 +133,7 @@ class ServeApp:
             self.mic = MicrophoneSource(self.queue, mic or None, open_db=mic_gate_db)
             self._closers.append(self.mic.close)
         self.control.update(state="idle", engine=self.engine.generator.name, width=pkg.width, height=pkg.height,
+                            precision=getattr(self.engine.generator, "precision", None),
                             video_segment=self.video.writer.name, audio_segment=self.audio.writer.name,
                             video_generation=self.video_generation,
                             api_port=self.api.port if self.api else None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from backend.generators.registry import engine_help, engine_names
+from backend.generators.registry import PRECISION_HELP, PRECISIONS, engine_help, engine_names
 from backend.schedule import IDLE_HELP, WALK_MODES
 
 HELP = "run the live avatar: idle loop, speech from files/API/microphone, shared-memory output for OBS"
@@ -16,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--session", default="default",
                    help="session name (1-32 of A-Z a-z 0-9 _ -): shared memory s2l_<session>_*; default: default")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     p.add_argument("--crop", choices=("head", "heads", "body"), default=None,
                    help="face crop fed to the generator: head (upright face, the network's default), body "
                         "(Wav2Lip-style box) or heads (whole head, the mouth engine's default)")
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     app = ServeApp(args.session, args.avatar, engine=args.engine, checkpoint=args.checkpoint, device=args.device,
-                   crop=args.crop, batch_size=args.batch_size, idle=args.idle,
+                   crop=args.crop, batch_size=args.batch_size, idle=args.idle, precision=args.precision,
                    api_port=None if args.no_api else args.api_port,
                    mic=args.mic, mic_gate_db=args.mic_gate_db, play_audio=args.play_audio, preview=args.preview,
                    audio_lead_ms=args.audio_lead_ms)
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             pkg = app.engine.package
             print(f"stream-wav2lip serve: session {args.session}: {pkg.name} {pkg.width}x{pkg.height}, "
-                  f"engine {app.engine.generator.name}; video {app.video.writer.name}, audio {app.audio.writer.name}",
+                  f"engine {app.engine.generator.name}{_precision(app.engine.generator)}; "
+                  f"video {app.video.writer.name}, audio {app.audio.writer.name}",
                   flush=True)
             if app.api is not None:
                 print(f"stream-wav2lip serve: API http://127.0.0.1:{app.api.port} (token in {app.api.info_path})",
@@ -80,3 +82,9 @@ def run(args: argparse.Namespace) -> int:
         app.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _precision(generator) -> str:
+    """' (int8: why)' for a network generator; nothing for generators without a precision."""
+    precision = getattr(generator, "precision", None)
+    return f" ({precision}: {generator.precision_reason})" if precision else ""

@@ -54,8 +54,11 @@ TARGETS = {"ssim": 0.9, "de": 3.0, "tex": (0.85, 1.15), "lip_de": 6.0}
 
 
 # ------------------------------------------------------------------------------------------ rendering
-def render_frames(pkg_dir: Path, speech: Path, seconds: float, frames_dir: Path, generator=None) -> float:
-    """Render `seconds` of `speech` with the default generator into PNG frames; returns the engine fps."""
+def render_frames(pkg_dir: Path, speech: Path, seconds: float, frames_dir: Path, generator=None,
+                  loop: str | None = None) -> float:
+    """Render `seconds` of `speech` with the default generator into PNG frames; returns the engine fps.
+
+    loop: the avatar walk (render's own default when None; "pingpong" to compare with older trees)."""
     from backend.render import render
     from models.audio import load_audio
 
@@ -65,7 +68,8 @@ def render_frames(pkg_dir: Path, speech: Path, seconds: float, frames_dir: Path,
 
         path = Path(tmp) / "speech.wav"
         soundfile.write(str(path), wav, 16000)
-        res = render(pkg_dir, [path], output=None, frames_dir=frames_dir, progress=False, generator=generator)
+        extra = {"loop": loop} if loop else {}
+        res = render(pkg_dir, [path], output=None, frames_dir=frames_dir, progress=False, generator=generator, **extra)
     return res.fps
 
 
@@ -228,7 +232,8 @@ def row_text(name: str, s: dict) -> str:
             f" {s.get('psnr_native', np.nan):5.1f}/{s.get('psnr_96', np.nan):4.1f}")
 
 
-def evaluate(clip: Path, work: Path, speech: Path, seconds: float, out_dir: Path, keep_frames: bool = False) -> dict:
+def evaluate(clip: Path, work: Path, speech: Path, seconds: float, out_dir: Path, keep_frames: bool = False,
+             loop: str | None = None) -> dict:
     from bench.lipsync_quality import package_for
     from bench.realism_sheet import contact_sheet
 
@@ -240,7 +245,7 @@ def evaluate(clip: Path, work: Path, speech: Path, seconds: float, out_dir: Path
 
         shutil.rmtree(frames_dir)
     frames_dir.parent.mkdir(parents=True, exist_ok=True)
-    fps = render_frames(pkg.root, speech, seconds, frames_dir)
+    fps = render_frames(pkg.root, speech, seconds, frames_dir, loop=loop)
     scores, sources = score_clip(pkg, frames_dir)
     s = summarise(scores)
     s["psnr_native"] = perfect_generator_psnr(pkg, "heads", pkg.head_size)
@@ -269,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=0, help="only the first N clips (0 = all)")
     ap.add_argument("--only", default="", help="only clips whose name contains this")
     ap.add_argument("--keep-frames", action="store_true")
+    ap.add_argument("--loop", default=None, help="avatar walk passed to render (default: render's own)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     import torch
@@ -284,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for clip in clips:
         try:
-            s = evaluate(clip, args.work, speech, args.seconds, args.out, args.keep_frames)
+            s = evaluate(clip, args.work, speech, args.seconds, args.out, args.keep_frames, args.loop)
         except Exception as exc:  # one bad clip must not lose the others' numbers
             print(f"{clip.name}: skipped ({type(exc).__name__}: {exc})", flush=True)
             continue

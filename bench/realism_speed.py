@@ -58,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
                                    for k in range(b, min(n, b + batch))]))
     gen_ms = (time.perf_counter() - t) / n * 1000
 
-    comp = Compositor(pkg, keep_detail=bool(args.keep_detail))
+    import inspect
+
+    has_detail = "keep_detail" in inspect.signature(Compositor).parameters  # older trees: compared as they were
+    comp = Compositor(pkg, keep_detail=bool(args.keep_detail)) if has_detail else Compositor(pkg)
     frames = {i: pkg.frame(i) for i in set(idx)}
     yuv = {i: from_bgr(f) for i, f in frames.items()} if pkg.width % 2 == 0 and pkg.height % 2 == 0 else None
     comp.background_i420 = lambda i: yuv[i]  # decoded frames: time the blend, not the JPEG decoder
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             fn(FaceFrame(pts_ns=0, index=k, avatar_index=idx[k], face=faces[k], crop=gen.crop, blend=1.0))
         rows[name] = (time.perf_counter() - t) / n * 1000
     print(f"avatar {pkg.name} {pkg.width}x{pkg.height}, crop {gen.crop} {gen.face_size}px, {n} frames, "
-          f"keep_detail {bool(args.keep_detail)}, one thread; load average {open('/proc/loadavg').read().split()[:3]}")
+          f"keep_detail {bool(args.keep_detail) and has_detail}, one thread; load average {open('/proc/loadavg').read().split()[:3]}")
     print(f"generator alone : {gen_ms:6.2f} ms/frame ({1000 / gen_ms:6.1f} fps)")
     for name, ms in rows.items():
         print(f"{name:<16}: {ms:6.2f} ms/frame; generator + it {gen_ms + ms:6.2f} ms ({1000 / (gen_ms + ms):6.1f} fps)")

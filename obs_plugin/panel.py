@@ -26,6 +26,17 @@ def engines() -> list[tuple[str, str]]:
     return [("", "Auto (the network with a checkpoint, else the mouth engine)")] + \
         [(e.name, f"{e.name}: {e.summary}") for e in entries()]
 
+
+def precisions() -> list[tuple[str, str]]:
+    """(value, label) of the precision list: the same choices as `serve --precision` (the registry's)."""
+    from backend.generators.registry import PRECISIONS
+
+    labels = {"auto": "Auto (int8 on a slow CPU when it validates on the avatar, else fp32)",
+              "fp32": "fp32 (exact)", "int8": "int8 (CPU, validated on the avatar, else fp32)",
+              "fp16": "fp16 (CUDA, validated on the avatar, else fp32)"}
+    return [(value, labels.get(value, value)) for value in PRECISIONS]
+
+
 DEFAULT_AVATARS_ROOT = str(Path(__file__).resolve().parents[1] / "avatars")
 
 DEFAULTS_STR = {
@@ -34,6 +45,7 @@ DEFAULTS_STR = {
     "engine": "",
     "checkpoint": "",
     "device": "auto",
+    "precision": "auto",
     "mic_device": "",
     "backend_python": "",
     "serve_args": "",
@@ -117,6 +129,13 @@ def build(lib: ctypes.CDLL, handle: int, settings: dict, status_text: str, statu
                                       libobs.OBS_COMBO_FORMAT_STRING)
     for value, label in DEVICES:
         lib.obs_property_list_add_string(dev, b(label), b(value))
+    prec = lib.obs_properties_add_list(props, b"precision", b"Precision", libobs.OBS_COMBO_TYPE_LIST,
+                                       libobs.OBS_COMBO_FORMAT_STRING)
+    for value, label in precisions():
+        lib.obs_property_list_add_string(prec, b(label), b(value))
+    lib.obs_property_set_long_description(prec, b"The network's arithmetic. int8 and fp16 are checked against fp32 "
+                                                b"on the avatar when the backend starts (once, then cached) and "
+                                                b"refused, with a warning in the log, when the faces differ.")
     lib.obs_properties_add_bool(props, b"mic", b"Microphone drives the lips")
     mic = lib.obs_properties_add_text(props, b"mic_device", b"Microphone device (empty = default)",
                                       libobs.OBS_TEXT_DEFAULT)

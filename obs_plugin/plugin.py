@@ -67,7 +67,8 @@ class AvatarSource:
         s = self.settings
         return BackendConfig(session=self.session, avatar_dir=self.avatar_dir(), checkpoint=s.get("checkpoint", ""),
                              engine=s.get("engine", ""),
-                             device=s.get("device") or "auto", mic=bool(s.get("mic")),
+                             device=s.get("device") or "auto", precision=s.get("precision") or "auto",
+                             mic=bool(s.get("mic")),
                              mic_device=s.get("mic_device", ""), api_port=int(s.get("api_port") or 0),
                              backend_python=s.get("backend_python", ""), extra_args=_split_args(s.get("serve_args", "")))
 

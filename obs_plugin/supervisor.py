@@ -64,6 +64,7 @@ class BackendConfig:
     checkpoint: str = ""
     engine: str = ""  # "" = serve's default (the network with a checkpoint, else the mouth engine)
     device: str = "auto"
+    precision: str = "auto"  # serve --precision (auto is serve's default and is not passed)
     mic: bool = False
     mic_device: str = ""
     api_port: int = 0
@@ -84,6 +85,8 @@ class BackendConfig:
             cmd += ["--engine", self.engine]
         if self.checkpoint:
             cmd += ["--checkpoint", self.checkpoint]
+        if self.precision and self.precision != "auto":
+            cmd += ["--precision", self.precision]
         if self.mic:
             cmd += ["--mic"] + ([self.mic_device] if self.mic_device else [])
         if self.api_port:

@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Callable
 
 
+# the network's numeric precision (backend/generators/precision.py decides and validates it); here so that every
+# CLI and the OBS panel list the same choices without importing numpy or torch
+PRECISIONS = ("auto", "fp32", "int8", "fp16")
+PRECISION_HELP = ("network precision: auto (default: int8 on a CPU where fp32 is below 25 fps and int8 validates on "
+                  "this avatar, else fp32), fp32, int8 (CPU: ONNX Runtime, calibrated on this avatar and used only "
+                  "if its faces stay within 35 dB PSNR of fp32, else a warning and fp32), fp16 (CUDA, validated the "
+                  "same way); the check runs once per checkpoint and avatar and is cached in <avatar>/.cache")
+
+
 @dataclass(frozen=True)
 class GeneratorOptions:
     """What the user chose on the command line (or in the OBS panel) that a generator may use."""
@@ -23,6 +32,7 @@ class GeneratorOptions:
     crop: str | None = None  # None = the generator's own default
     batch_size: int | None = None
     cpu_streams: int | None = 1  # the network's single-threaded CPU streams (None = one per torch thread)
+    precision: str = "auto"  # auto | fp32 | int8 | fp16, validated per avatar (backend/generators/precision.py)
 
 
 @dataclass(frozen=True)
@@ -123,7 +133,8 @@ def _build_wav2lip(options: GeneratorOptions, package):
     from backend.generators.wav2lip import Wav2LipGenerator
 
     return Wav2LipGenerator(options.checkpoint, device=options.device, crop=options.crop or "head",
-                            batch_size=options.batch_size, streams=options.cpu_streams)
+                            batch_size=options.batch_size, streams=options.cpu_streams,
+                            precision=options.precision, package=package)
 
 
 def _build_mouth(options: GeneratorOptions, package):

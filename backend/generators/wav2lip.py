@@ -67,10 +67,11 @@ class Wav2LipGenerator(Generator):
     needs_calibration = False
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", crop: str = "head", batch_size: int | None = None,
-                 streams: int | None = 1):
+                 streams: int | None = 1, precision: str = "fp32", package=None):
         """streams: CPU streams a batch is split into (1 = one call on torch's threads, None = one stream per
         torch thread on the CPU). `serve` keeps one call: measured there, streams cut the streamed p95 latency
-        (357 -> 318 ms) but raised the queued-file one (76 -> 87 ms) and repeated more frames; a mixed result."""
+        (357 -> 318 ms) but raised the queued-file one (76 -> 87 ms) and repeated more frames; a mixed result.
+        precision: auto | fp32 | int8 | fp16, decided and validated on `package` (backend/generators/precision.py)."""
         from backend.cpu_streams import CpuStreams, default_stream_count
 
         self.model, self.info, self.device = load_generator_network(checkpoint, device)
@@ -82,6 +83,23 @@ class Wav2LipGenerator(Generator):
         self.tanh = (self.info.output_activation or "sigmoid").lower() == "tanh"
         self._batch = batch_size
         self.name = f"wav2lip:{self.info.variant}"
+        self.precision, self.precision_reason, self.per_avatar = "fp32", "fp32", False
+        if precision != "fp32":
+            self._choose_precision(precision, checkpoint, package)
+
+    def _choose_precision(self, precision: str, checkpoint, package) -> None:
+        """Swap the network for a validated lower-precision one when it is safe and useful (precision.py)."""
+        import torch
+
+        from backend.generators.precision import choose_network
+
+        batch = self.round_batch(self.throughput_batch if self.streams is not None else self.preferred_batch)
+        choice = choose_network(self.model, self._forward_with, precision=precision,
+                                device_type=self.device.type, checkpoint=checkpoint, package=package,
+                                crop=self.crop, size=self.face_size, batch=batch,
+                                threads=1 if self.streams is not None else torch.get_num_threads())
+        self.model, self.precision, self.precision_reason = choice.network, choice.precision, choice.reason
+        self.per_avatar = choice.precision == "int8"  # calibrated on this avatar: rebuilt on an avatar switch
 
     @property
     def preferred_batch(self) -> int:
@@ -114,12 +132,18 @@ class Wav2LipGenerator(Generator):
             return self.streams.run(self._forward, faces, mels)
         return self._forward(faces, mels)
 
-    def _forward(self, faces: np.ndarray, mels: np.ndarray) -> np.ndarray:
+    def _forward_with(self, network, faces: np.ndarray, mels: np.ndarray) -> np.ndarray:
+        """`forward` with another network in place of self.model (the precision checks compare them)."""
+        if self.streams is not None:
+            return self.streams.run(lambda f, m: self._forward(f, m, network), faces, mels)
+        return self._forward(faces, mels, network)
+
+    def _forward(self, faces: np.ndarray, mels: np.ndarray, network=None) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
             x, mel = build_network_input(faces, mels, self.device)
-            y = self.model(mel, x)
+            y = (self.model if network is None else network)(mel, x)
             if self.tanh:
                 y = (y + 1.0) * 0.5
             y = (y.clamp_(0.0, 1.0) * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu()

@@ -68,6 +68,9 @@ class LiveLoop:
         self._render_credit = 1.0
         self._busy_until = 0  # the worker's render in progress ends then (virtual time)
         self._in_speech = False  # the last frame planned was a speech frame
+        if getattr(engine, "warm_batch", None):  # start from the warm-up's measurement, not a guess
+            ns, frames = engine.warm_batch
+            self._render_ema_ns[True], self._frame_ema_ns = float(ns), float(ns) / max(1, frames)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pending_switch = None
@@ -223,7 +226,9 @@ class LiveLoop:
         rendered; at the start of an utterance one more idle frame is planned instead (speech starts 40 ms
         later rather than on a repeated image). Below 25 fps of capacity, a credit counter renders the share of speech frames the renderer
         can do, evenly (18 fps of capacity shows 18 distinct frames/s); the others repeat the previous image."""
-        busy = int(self._render_ema_ns[True])
+        # how long a speech render takes, as far as planning is concerned: never more than the lead, else a
+        # renderer slower than the lead could never start an utterance (it renders only a share, see below)
+        busy = int(min(self._render_ema_ns[True], self._lead_ns(True) - self.min_lead_ns))
         if speech and not self._in_speech and engine.pts(engine.next_k) < now + busy:
             speech = False  # an utterance starts a frame later rather than on a frame it cannot render in time
         while speech and engine.pts(engine.next_k) < now + busy:
@@ -285,7 +290,7 @@ class LiveLoop:
                 engine = self.engine
                 engine.skip_to(k)
                 self.feeder.pull(engine, self.want)  # speech goes on even while the worker is stuck in a render
-                plans = engine.plan(force=True) or [engine.plan_idle()]
+                plans = engine.plan(force=True, limit=1) or [engine.plan_idle()]
                 for p in plans:
                     p.skip = True
                 self._register(plans)

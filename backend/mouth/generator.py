@@ -64,7 +64,9 @@ class MouthGenerator(Generator):
         if self.mode == "warp":  # too little speech to learn from: opening follows loudness instead
             self.predictor.usable = False
         allowed = self.calib.valid if self.calib.valid.any() else np.ones(package.frame_count, bool)
-        pose = pose_features(package.track.landmarks) if len(self.calib.descriptors) == package.frame_count else None
+        # every avatar frame's pose (the library is the package's first len(descriptors) frames)
+        pose = pose_features(package.track.landmarks)
+        pose = pose if len(pose) >= len(self.calib.descriptors) else None
         self.chooser = FrameChooser(self.calib.descriptors, self.calib.desc_scale, allowed,
                                     jump_cost=jump_cost, consecutive_bonus=consecutive_bonus, pose=pose)
         self._batch = int(batch_size or batch)

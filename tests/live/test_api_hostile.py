@@ -111,7 +111,7 @@ def test_say_with_missing_or_unreadable_files(hostile, tmp_path, media_dir):
     }
     for path, words in cases.items():
         assert_error(exchange(server.port, request("POST", "/say", server.token,
-                                                    json.dumps({"path": path}).encode())), 400, words)
+                                                   json.dumps({"path": path}).encode())), 400, words)
     # one bad file among good ones: nothing is queued
     good = str(media_dir / "tts_espeakng_en.wav")
     assert_error(exchange(server.port, request("POST", "/say", server.token, json.dumps(

@@ -80,9 +80,9 @@ def test_pose_features_see_a_turned_head_but_not_the_mouth():
 
 def test_chooser_prefers_a_source_in_the_shown_frames_pose():
     desc = np.array([[0.1, 0.5, 0.2], [0.3, 0.5, 0.3], [0.3, 0.5, 0.3], [0.1, 0.5, 0.2]], np.float32)
-    pose = np.array([[0, 0], [1, 0], [0, 0], [0, 0]], np.float32)  # frame 1 is turned away
+    pose = np.array([[0.2, 0], [1, 0], [0, 0], [0, 0]], np.float32)  # frame 1 is turned away, 0 a little
     ch = FrameChooser(desc, np.full(3, 0.05, np.float32), np.ones(4, bool), pose=pose, pose_weight=1.0)
     assert ch.choose(np.array([[0.3, 0.5, 0.3]], np.float32), np.array([3]))[0] == 2
     ch.reset()
-    # the shown frame itself wins when its own mouth fits: nothing is transplanted
+    # the shown frame itself is a candidate: when its own mouth fits best, nothing is transplanted
     assert ch.choose(np.array([[0.1, 0.5, 0.2]], np.float32), np.array([3]))[0] == 3

@@ -1,0 +1,394 @@
+"""Which numeric precision the Wav2Lip network runs at, decided per checkpoint and avatar, and proved before use.
+
+Why: on a 2-core CPU the fp32 96 network runs ~23-28 fps, int8 (ONNX Runtime static quantisation,
+models/onnx_int8.py) ~40. But quantisation error depends on the weights and on the data: a checkpoint whose
+activations span a huge range loses its small values to 8 bits and draws a grey smear. So int8 is never
+trusted blindly: it is calibrated on the avatar's own face crops and mel windows of its own audio, then
+compared with fp32 on held-out samples of that avatar, and used only when the lower half of the face (the
+part the network redraws) keeps a PSNR of at least `MIN_PSNR_DB`; otherwise one warning and fp32. fp16 on
+CUDA goes through the same comparison (`half_network`).
+
+The quantised model and the verdict are cached in `<avatar>/.cache/precision/<checkpoint hash>-<avatar
+hash>-<crop>/`: the calibration belongs to the avatar (its crops, its audio), `.cache/` is the package's
+documented place for derived, deletable data, the checkpoint's folder may be read-only or shared by many
+avatars, and deleting an avatar then takes its cache with it. A second start loads the cached ONNX model
+(~0.1 s) instead of exporting, calibrating and validating again (~10-20 s).
+
+`auto`: on the CPU, int8 when fp32 is below `REALTIME_FPS` (a few batches measured at load, cached per
+machine), int8 validates, and int8 is the faster of the two; fp32 otherwise. On CUDA, fp32 (`--precision
+fp16` asks for the validated fp16 path).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from stream_wav2lip.errors import UserError
+
+from backend.generators.registry import PRECISIONS
+
+MIN_PSNR_DB = 35.0  # lower-face PSNR of the low-precision faces against fp32, over all validation samples
+VALIDATION_SAMPLES = 32
+CALIBRATION_SAMPLES = 32
+REALTIME_FPS = 25.0
+RECIPE = 1  # bump when the calibration, quantisation or validation changes: older cache entries stop matching
+
+log = logging.getLogger("stream_wav2lip.precision")
+
+# forward(network, faces (B,S,S,3) uint8, mels (B,80,16)) -> (B,S,S,3) uint8: the generator's own forward
+Forward = Callable[[object, np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass
+class Verdict:
+    """The outcome of validating one low precision against fp32 on one avatar (stored as verdict.json)."""
+
+    precision: str
+    accepted: bool
+    psnr_db: float  # over all validation samples (pooled squared error)
+    worst_db: float  # the worst single sample
+    samples: int
+    fps: dict = field(default_factory=dict)  # machine key -> {"fp32": fps, "int8": fps}
+    recipe: int = RECIPE
+    detail: str = ""
+
+    def summary(self) -> str:
+        return (f"{self.precision} vs fp32 on {self.samples} samples of this avatar: lower-face PSNR "
+                f"{self.psnr_db:.1f} dB (worst {self.worst_db:.1f}, needs {MIN_PSNR_DB:.0f})")
+
+
+@dataclass
+class PrecisionChoice:
+    """What the generator runs: `network` is called like the torch model, `network(mel, face) -> tensor`."""
+
+    network: object
+    precision: str  # in use: fp32, int8 or fp16
+    reason: str
+    verdict: Verdict | None = None
+
+
+# ------------------------------------------------------------------------------------------------ samples
+def lower_face_psnr(reference: np.ndarray, test: np.ndarray) -> tuple[float, float]:
+    """(pooled, worst single) PSNR in dB of uint8 faces (B,S,S,3) over their lower half, the redrawn part."""
+    s = reference.shape[1]
+    ref = np.asarray(reference[:, s // 2:], np.float64)
+    err = (ref - np.asarray(test[:, s // 2:], np.float64)) ** 2
+    per_sample = err.reshape(len(err), -1).mean(axis=1)
+
+    def db(mse: float) -> float:
+        return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+
+    return db(float(per_sample.mean())), db(float(per_sample.max()))
+
+
+def synthetic_mels(count: int, seed: int = 0) -> np.ndarray:
+    """(count, 80, 16) mel windows of a speech-like signal (voiced harmonics, syllable-rate envelope, noise):
+    the calibration stand-in when a package has no audio of its own."""
+    from models.audio import SAMPLE_RATE, mel_windows, melspectrogram
+
+    rng = np.random.default_rng(seed)
+    seconds = max(1.0, count / 25.0 + 0.4)
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    pitch = 120 + 30 * np.sin(2 * np.pi * 0.5 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 2
+    wav = 0.3 * envelope * voiced + 0.02 * rng.standard_normal(t.size)
+    windows = mel_windows(melspectrogram(wav.astype(np.float32)))
+    return windows[np.linspace(0, len(windows) - 1, count).round().astype(int)]
+
+
+def avatar_samples(package, crop: str, size: int, count: int, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """`count` (face crop at the network's size, mel window) pairs of this avatar: its own crops, spread over the
+    clip, and mel windows of its own audio (synthetic speech when it has none). `offset` (0..1) shifts the
+    picks so calibration and validation use different samples."""
+    import cv2
+
+    from models.audio import load_audio, mel_windows, melspectrogram
+
+    mels = None
+    if package.audio_path is not None:
+        try:
+            mels = mel_windows(melspectrogram(load_audio(package.audio_path)))
+        except (UserError, ValueError):
+            mels = None  # shorter than one window, or unreadable: the stand-in below
+    if mels is None or len(mels) == 0:
+        mels = synthetic_mels(count * 2)
+    picks = (np.arange(count) + offset) / count
+    frames = np.minimum((picks * package.frame_count).astype(int), package.frame_count - 1)
+    windows = np.minimum((picks * len(mels)).astype(int), len(mels) - 1)
+    if len(mels) < 2 * count:  # short audio: pair each face with a different window than its own frame's
+        windows = (windows + np.arange(count) * 7) % len(mels)
+    faces = []
+    for i in frames:
+        face = package.face(int(i), crop)
+        if face.shape[0] != size:
+            interp = cv2.INTER_AREA if face.shape[0] > size else cv2.INTER_LINEAR
+            face = cv2.resize(face, (size, size), interpolation=interp)
+        faces.append(face)
+    return np.stack(faces), np.asarray(mels[windows], np.float32)
+
+
+# ------------------------------------------------------------------------------------------------ cache
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def avatar_hash(package) -> str:
+    """Changes whenever the crops or the audio could have: the manifest (source hash, creation time, sizes)
+    plus the audio file's size and mtime."""
+    digest = hashlib.sha256((package.root / "manifest.json").read_bytes())
+    audio = package.audio_path
+    if audio is not None:
+        st = audio.stat()
+        digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def cache_folder(package, checkpoint: str | Path, crop: str) -> Path:
+    return package.root / ".cache" / "precision" / f"{file_sha256(checkpoint)[:16]}-{avatar_hash(package)[:16]}-{crop}"
+
+
+def read_verdict(folder: Path, precision: str) -> Verdict | None:
+    try:
+        data = json.loads((folder / f"{precision}.json").read_text(encoding="utf-8"))
+        verdict = Verdict(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    return verdict if verdict.recipe == RECIPE else None
+
+
+def write_verdict(folder: Path, verdict: Verdict) -> None:
+    from stream_wav2lip.atomic import atomic_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / f"{verdict.precision}.json") as tmp:
+        Path(tmp).write_text(json.dumps(asdict(verdict), indent=1), encoding="utf-8")
+
+
+def machine_key(threads: int, batch: int) -> str:
+    """Speeds are only reused on the same machine with the same threads and batch."""
+    return f"{platform.machine()}-{os.cpu_count()}cpu-{threads}t-b{batch}"
+
+
+# ------------------------------------------------------------------------------------------------ measuring
+def measure_fps(forward: Forward, network, faces: np.ndarray, mels: np.ndarray, batch: int, calls: int = 2) -> float:
+    """Frames per second of `forward` at `batch` (one warm-up call, then `calls` timed ones)."""
+    reps = -(-batch // len(faces))
+    f, m = np.concatenate([faces] * reps)[:batch], np.concatenate([mels] * reps)[:batch]
+    forward(network, f, m)
+    start = time.perf_counter()
+    for _ in range(calls):
+        forward(network, f, m)
+    return batch * calls / (time.perf_counter() - start)
+
+
+def validate(forward: Forward, reference, candidate, faces: np.ndarray, mels: np.ndarray, precision: str,
+             batch: int = 8) -> Verdict:
+    """Run both networks on the same samples and compare their faces' lower halves."""
+    ref = np.concatenate([forward(reference, faces[i:i + batch], mels[i:i + batch])
+                          for i in range(0, len(faces), batch)])
+    out = np.concatenate([forward(candidate, faces[i:i + batch], mels[i:i + batch])
+                          for i in range(0, len(faces), batch)])
+    pooled, worst = lower_face_psnr(ref, out)
+    return Verdict(precision, bool(pooled >= MIN_PSNR_DB), round(pooled, 2), round(worst, 2), len(faces))
+
+
+# ------------------------------------------------------------------------------------------------ networks
+class OnnxNetwork:
+    """An ONNX Runtime session called like the torch model: `(mel, face) tensors -> tensor`."""
+
+    def __init__(self, path: Path, threads: int):
+        from models.onnx_int8 import OnnxGenerator
+
+        self.runner = OnnxGenerator(path, threads=threads)
+
+    def __call__(self, mel, face):
+        import torch
+
+        return torch.from_numpy(self.runner(mel, face))
+
+
+class HalfNetwork:
+    """fp16 weights and activations (CUDA), fp32 in and out: the caller's pre/post-processing is unchanged."""
+
+    def __init__(self, model):
+        import copy
+
+        self.model = copy.deepcopy(model).half()
+
+    def __call__(self, mel, face):
+        return self.model(mel.half(), face.half()).float()
+
+
+def build_int8(model, folder: Path, faces: np.ndarray, mels: np.ndarray, *, progress: bool = False) -> Path:
+    """Export `model` to ONNX and quantise it statically with the avatar's samples as calibration."""
+    import torch
+
+    from backend.generators.wav2lip import build_network_input
+    from models.onnx_int8 import export_generator_onnx, quantize_generator_int8
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fp32_path = export_generator_onnx(model, folder / "fp32.onnx")
+    batches = []
+    for i in range(0, len(faces), 4):
+        x, mel = build_network_input(faces[i:i + 4], mels[i:i + 4])
+        batches.append((mel.numpy(), x.contiguous().numpy()))
+    try:
+        with torch.inference_mode():
+            return quantize_generator_int8(fp32_path, folder / "int8.onnx", batches)
+    finally:
+        fp32_path.unlink(missing_ok=True)
+
+
+def _note(message: str, warn: bool = False) -> None:
+    (log.warning if warn else log.info)(message)
+
+
+def choose_network(model, forward: Forward, *, precision: str, device_type: str, checkpoint: str | Path | None,
+                   package, crop: str, size: int, batch: int, threads: int,
+                   notify: Callable[[str, bool], None] = _note) -> PrecisionChoice:
+    """Decide (and prove) the precision for `model` on this avatar; see the module docstring.
+
+    `forward(network, faces, mels)` is the generator's own forward (pre/post-processing included), so the
+    comparison sees exactly the faces the user would see. `notify(message, warn)` gets the one-line reasons.
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    fp32 = PrecisionChoice(model, "fp32", "fp32 requested")
+    if precision == "fp32":
+        return fp32
+    if device_type == "cuda":
+        if precision == "int8":
+            notify("--precision int8 is the CPU path (ONNX Runtime); fp32 on CUDA (try --precision fp16)", True)
+            return PrecisionChoice(model, "fp32", "int8 is CPU-only")
+        if precision == "auto":
+            return PrecisionChoice(model, "fp32", "auto on CUDA: fp32")
+        return _choose_fp16(model, forward, checkpoint, package, crop, size, notify)
+    if precision == "fp16":
+        notify("--precision fp16 is the CUDA path; fp32 on the CPU (try --precision int8)", True)
+        return PrecisionChoice(model, "fp32", "fp16 is CUDA-only")
+    if package is None or checkpoint is None:
+        if precision == "int8":
+            notify("--precision int8 needs an avatar to validate on; fp32", True)
+        return PrecisionChoice(model, "fp32", "nothing to validate int8 on")
+    try:
+        import onnxruntime  # noqa: F401
+        import onnx  # noqa: F401
+    except ImportError:
+        if precision == "int8":
+            notify("--precision int8 needs onnx and onnxruntime (pip install onnx onnxruntime); fp32", True)
+        return PrecisionChoice(model, "fp32", "onnxruntime missing")
+    return _choose_int8(model, forward, precision, checkpoint, package, crop, size, batch, threads, notify)
+
+
+def _choose_int8(model, forward, precision, checkpoint, package, crop, size, batch, threads, notify):
+    folder = cache_folder(package, checkpoint, crop)
+    verdict = read_verdict(folder, "int8")
+    key = machine_key(threads, batch)
+    int8_path = folder / "int8.onnx"
+    samples = None
+    if precision == "auto":
+        speeds = (verdict.fps.get(key) if verdict is not None else None) or {}
+        fps32 = speeds.get("fp32")
+        if fps32 is None:
+            samples = avatar_samples(package, crop, size, VALIDATION_SAMPLES, offset=0.5)
+            fps32 = measure_fps(forward, model, *samples, batch)
+        if fps32 >= REALTIME_FPS:
+            if verdict is not None and key not in verdict.fps:
+                verdict.fps[key] = {"fp32": round(fps32, 1)}
+                write_verdict(folder, verdict)
+            return PrecisionChoice(model, "fp32", f"auto: fp32 runs {fps32:.0f} fps here", verdict)
+    if verdict is None or (verdict.accepted and not int8_path.is_file()):
+        started = time.perf_counter()
+        notify(f"int8: calibrating and validating on this avatar (once; cached in {folder})", False)
+        calib = avatar_samples(package, crop, size, CALIBRATION_SAMPLES, offset=0.0)
+        samples = samples or avatar_samples(package, crop, size, VALIDATION_SAMPLES, offset=0.5)
+        try:
+            build_int8(model, folder, *calib)
+            network = OnnxNetwork(int8_path, threads)
+            verdict = validate(forward, model, network, *samples, "int8")
+        except Exception as exc:  # noqa: BLE001 - any failure of the optional path means fp32
+            verdict = Verdict("int8", False, 0.0, 0.0, 0, detail=f"{type(exc).__name__}: {str(exc)[:200]}")
+        verdict.detail = verdict.detail or f"built in {time.perf_counter() - started:.1f} s"
+        if not verdict.accepted:
+            int8_path.unlink(missing_ok=True)
+        write_verdict(folder, verdict)
+    if not verdict.accepted:
+        why = verdict.summary() if verdict.samples else f"int8 failed ({verdict.detail})"
+        notify(f"int8 refused for this checkpoint and avatar, running fp32: {why}", True)
+        return PrecisionChoice(model, "fp32", "int8 refused", verdict)
+    network = OnnxNetwork(int8_path, threads)
+    if precision == "auto":
+        speeds = verdict.fps.get(key) or {}
+        if "int8" not in speeds or "fp32" not in speeds:
+            samples = samples or avatar_samples(package, crop, size, VALIDATION_SAMPLES, offset=0.5)
+            speeds = {"fp32": round(speeds.get("fp32") or measure_fps(forward, model, *samples, batch), 1),
+                      "int8": round(measure_fps(forward, network, *samples, batch), 1)}
+            verdict.fps[key] = speeds
+            write_verdict(folder, verdict)
+        if speeds["int8"] <= speeds["fp32"]:
+            return PrecisionChoice(model, "fp32", f"auto: int8 ({speeds['int8']:.0f} fps) is not faster than fp32 "
+                                                  f"({speeds['fp32']:.0f} fps) here", verdict)
+        return PrecisionChoice(network, "int8", f"auto: fp32 {speeds['fp32']:.0f} fps < {REALTIME_FPS:.0f}, int8 "
+                                                f"{speeds['int8']:.0f} fps; {verdict.summary()}", verdict)
+    return PrecisionChoice(network, "int8", verdict.summary(), verdict)
+
+
+def _choose_fp16(model, forward, checkpoint, package, crop, size, notify) -> PrecisionChoice:
+    """fp16 on CUDA, used only when it validates like int8 (the verdict is cached; the model is not)."""
+    network = HalfNetwork(model)
+    if package is None or checkpoint is None:
+        notify("--precision fp16 needs an avatar to validate on; fp32", True)
+        return PrecisionChoice(model, "fp32", "nothing to validate fp16 on")
+    folder = cache_folder(package, checkpoint, crop)
+    verdict = read_verdict(folder, "fp16")
+    if verdict is None:
+        samples = avatar_samples(package, crop, size, VALIDATION_SAMPLES, offset=0.5)
+        try:
+            verdict = validate(forward, model, network, *samples, "fp16")
+        except Exception as exc:  # noqa: BLE001
+            verdict = Verdict("fp16", False, 0.0, 0.0, 0, detail=f"{type(exc).__name__}: {str(exc)[:200]}")
+        write_verdict(folder, verdict)
+    if not verdict.accepted:
+        why = verdict.summary() if verdict.samples else f"fp16 failed ({verdict.detail})"
+        notify(f"fp16 refused for this checkpoint and avatar, running fp32: {why}", True)
+        return PrecisionChoice(model, "fp32", "fp16 refused", verdict)
+    return PrecisionChoice(network, "fp16", verdict.summary(), verdict)
+
+
+def device_plans() -> list[tuple[str, bool, str]]:
+    """`doctor`'s rows: which precision `--precision auto` would use on each device of this machine."""
+    rows = []
+    try:
+        import onnxruntime as ort
+
+        import onnx  # noqa: F401
+
+        int8 = f"int8 possible (onnxruntime {ort.__version__})"
+    except ImportError:
+        int8 = "int8 unavailable (needs onnx + onnxruntime)"
+    rows.append(("precision cpu", True, f"auto: int8 when fp32 < {REALTIME_FPS:.0f} fps and int8 validates on the "
+                                        f"avatar (>= {MIN_PSNR_DB:.0f} dB), else fp32; {int8}"))
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        cuda = False
+    rows.append(("precision cuda", True, "auto: fp32; --precision fp16 after validation on the avatar"
+                 if cuda else "no CUDA device"))
+    return rows
