@@ -54,6 +54,10 @@ def checks() -> list[tuple[str, bool, str]]:
         rows.append(("device", True, f"{dev}, {torch.get_num_threads()} threads"))
     except Exception:  # noqa: BLE001
         pass
+    if any(name == "numpy" and ok for name, ok, _ in rows):
+        from backend.generators.precision import device_plans
+
+        rows.extend(device_plans())  # which precision `--precision auto` would use on each device
     if any(name == "av" and ok for name, ok, _ in rows):
         from backend.sinks.encoders import choose_encoder, probe
 

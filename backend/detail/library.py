@@ -9,7 +9,7 @@ Why it looks like this:
   reference (the head crop is upright and scaled by eye/mouth landmarks), and what is left is fine alignment.
 * Only a fixed lower-face box is kept (from the library's landmarks): that is all the compositor replaces.
 * Each exemplar is stored as the part a `native`-pixel network loses: the crop minus its own round trip
-  through the native size (area down, bicubic up). Adding it back to an upsampled generated face restores the
+  through the native size (area down, a mild blur for the network's own softness, bicubic up). Adding it back to an upsampled generated face restores the
   missing band and leaves the low frequencies, the shape the network chose, as they were.
 * Matching happens in a compact low-resolution space (a mean-free grey thumbnail of the box, a few hundred
   numbers): below the native resolution a generated mouth and a real one look alike, so the nearest exemplar
@@ -34,11 +34,12 @@ from preprocess import landmarks as L
 
 log = logging.getLogger(__name__)
 
-LIBRARY_VERSION = 1  # bump when what is stored changes: old caches then rebuild
+LIBRARY_VERSION = 2  # bump when what is stored changes: old caches then rebuild
 MAX_EXEMPLARS = 512  # the footage is subsampled evenly in time beyond this (neighbouring frames are near twins)
 DESCRIPTOR_WIDTH = 24  # matching thumbnail width (height follows the box's aspect)
 FLOW_WIDTH = 64  # alignment thumbnail width
-DETAIL_CLIP = 127  # detail is stored as int8
+DETAIL_OFFSET = 128  # detail is stored as uint8 around this value (cv2 remaps 8-bit images fastest)
+SOFTNESS = 0.6  # Gaussian sigma, in native pixels, of how much softer generator output is than a clean downscale
 
 
 @dataclass
@@ -51,7 +52,7 @@ class ExemplarLibrary:
     frames: np.ndarray  # (M,) avatar frame of each exemplar
     descriptors: np.ndarray  # (M, D) float32, mean-free grey thumbnails
     thumbs: np.ndarray  # (M, fh, fw) uint8, round-tripped grey thumbnails for the optical flow
-    detail: np.ndarray  # (M, bh, bw) int8, grey detail the native size loses
+    detail: np.ndarray  # (M, bh, bw) uint8, grey detail the network loses, + DETAIL_OFFSET
     scale: float  # typical descriptor distance between neighbouring exemplars (match-quality unit)
 
     @property
@@ -134,11 +135,15 @@ def grey(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
 
 
-def round_trip(g: np.ndarray, size: int, native: int) -> np.ndarray:
-    """`g` (a region of the S crop) as a `native`-pixel network would give it back: area down, bicubic up."""
+def round_trip(g: np.ndarray, size: int, native: int, softness: float = 0.0) -> np.ndarray:
+    """`g` (a region of the S crop) as a `native`-pixel network would give it back: area down, softened by a
+    Gaussian of `softness` native pixels (networks draw softer than a clean downscale), bicubic up."""
     h, w = g.shape
     small = (max(1, int(round(w * native / size))), max(1, int(round(h * native / size))))
-    return cv2.resize(cv2.resize(g, small, interpolation=cv2.INTER_AREA), (w, h), interpolation=cv2.INTER_CUBIC)
+    low = cv2.resize(g, small, interpolation=cv2.INTER_AREA)
+    if softness > 0:
+        low = cv2.GaussianBlur(low, (0, 0), softness)
+    return cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
 def descriptor(g: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -179,7 +184,7 @@ def build_library(package, crop: str, size: int, native: int, frames=None, progr
     bh, bw = box[3] - box[1], box[2] - box[0]
     descriptors = np.empty((len(idx), dshape[0] * dshape[1]), np.float32)
     thumbs = np.empty((len(idx), *fshape), np.uint8)
-    detail = np.empty((len(idx), bh, bw), np.int8)
+    detail = np.empty((len(idx), bh, bw), np.uint8)
     iterator = idx
     if progress:
         from tqdm import tqdm
@@ -187,10 +192,10 @@ def build_library(package, crop: str, size: int, native: int, frames=None, progr
         iterator = tqdm(idx, desc=f"{getattr(package, 'name', 'avatar')}: detail library", unit="f", leave=False)
     for k, i in enumerate(iterator):
         g = grey(cut_box(package.frame(int(i)), face_affine(package, int(i), crop, size), box))
-        low = round_trip(g, size, native)
+        low = round_trip(g, size, native, SOFTNESS)
         descriptors[k] = descriptor(low, dshape)
         thumbs[k] = thumbnail(low, fshape)
-        detail[k] = np.clip(np.rint(g - low), -DETAIL_CLIP, DETAIL_CLIP).astype(np.int8)
+        detail[k] = np.clip(np.rint(g - low) + DETAIL_OFFSET, 0, 255).astype(np.uint8)
     return ExemplarLibrary(size, native, box, idx.astype(np.int64), descriptors, thumbs, detail,
                            neighbour_scale(descriptors))
 
@@ -213,7 +218,7 @@ def cache_key(package, crop: str, size: int, native: int, frames: np.ndarray) ->
     root = Path(package.root)
     parts = {"version": LIBRARY_VERSION, "crop": crop, "size": int(size), "native": int(native),
              "frames": hashlib.sha1(np.ascontiguousarray(frames, np.int64).tobytes()).hexdigest(),
-             "max": MAX_EXEMPLARS}
+             "max": MAX_EXEMPLARS, "softness": SOFTNESS}
     for name in ("manifest.json", "face_det.npz"):
         st = (root / name).stat()
         parts[name] = [st.st_size, st.st_mtime_ns]
