@@ -215,6 +215,7 @@ class Compositor:
         self.keep_detail = keep_detail  # keep the frame's own pixels where the generator changed nothing
         self.enhancer = enhancer
         self._cache: OrderedDict = OrderedDict()
+        self._clips: dict[str, Compositor] = {}  # action clips' compositors (_source)
         # placements are kept up to this many bytes of masks: every frame of a 2-minute avatar at 96 px,
         # ~400 frames at 288 px (the ping-pong walk comes back to each frame)
         self._cache_bytes_max = cache_bytes
@@ -268,23 +269,50 @@ class Compositor:
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
         return img
 
-    def background(self, index: int, other: int | None = None, weight: float = 0.0) -> np.ndarray:
-        """Avatar frame `index`, cross-faded with frame `other` by `weight` across an idle jump
-        (backend/idle_walk.py); the package's own (cached) array when there is no fade."""
-        base = self.package.frame(index)
-        if other is None or weight <= 0.0:
-            return base
-        return cv2.addWeighted(base, 1.0 - weight, self.package.frame(other), weight, 0.0)
+    # ------------------------------------------------------------------ the frame underneath
+    def _source(self, clip: str | None) -> "Compositor":
+        """The compositor of a clip's frames: this one for the main footage, else the action clip's own
+        (its package, placements and caches; backend/action_walk.py), made once."""
+        if clip is None:
+            return self
+        comp = self._clips.get(clip)
+        if comp is None:
+            comp = self._clips[clip] = Compositor(self.package.action(clip), feather=self.feather, colour=self.colour,
+                                                  enhancer=self.enhancer, keep_detail=self.keep_detail)
+        comp.frame_pool = self.frame_pool
+        return comp
 
+    def background(self, ff: FaceFrame) -> np.ndarray:
+        """The footage under `ff`: its avatar frame, cross-faded with `other_index` by `other_weight` across an
+        idle jump or an action's entry and exit; the package's own (cached) array when there is no fade."""
+        base = self._source(ff.clip).package.frame(ff.avatar_index)
+        if ff.other_index is None or ff.other_weight <= 0.0:
+            return base
+        other = self._source(ff.other_clip).package.frame(ff.other_index)
+        return cv2.addWeighted(base, 1.0 - ff.other_weight, other, ff.other_weight, 0.0)
+
+    def background_yuv(self, ff: FaceFrame) -> I420:
+        """`background` as I420 planes (the mp4 fast path)."""
+        base = self._source(ff.clip).background_i420(ff.avatar_index)
+        if ff.other_index is None or ff.other_weight <= 0.0:
+            return base
+        other, w = self._source(ff.other_clip).background_i420(ff.other_index), ff.other_weight
+        return I420(*(cv2.addWeighted(a, 1.0 - w, b, w, 0.0) for a, b in ((base.y, other.y), (base.u, other.u),
+                                                                          (base.v, other.v))))
+
+    # ------------------------------------------------------------------ composing
     def compose(self, ff: FaceFrame) -> np.ndarray:
         """The output image for `ff` (read-only view of the avatar frame when nothing is blended)."""
-        base = self.background(ff.avatar_index, ff.other_index, ff.other_weight)
+        base = self.background(ff)
         if ff.face is None or ff.blend <= 0.0:
             view = base.view()
             view.flags.writeable = False
             return view
+        return self._source(ff.clip)._paste(base.copy() if ff.other_index is None else base, ff)
+
+    def _paste(self, out: np.ndarray, ff: FaceFrame) -> np.ndarray:
+        """The generated face of `ff` blended into `out` (a frame of this compositor's package), in place."""
         placed = self.placement(ff.avatar_index, ff.crop, ff.face.shape[0])
-        out = base.copy() if ff.other_index is None else base
         x, y, w, h = placed.roi
         if w == 0:
             return out
@@ -309,13 +337,12 @@ class Compositor:
 
     def compose_i420(self, ff: FaceFrame) -> I420:
         """`compose` for the mp4 fast path (backend.yuv): the same blend on I420 planes (needs even W, H)."""
-        base = self.background_i420(ff.avatar_index)
-        if ff.other_index is not None and ff.other_weight > 0.0:  # the idle's cross-fade, plane by plane
-            other, w = self.background_i420(ff.other_index), ff.other_weight
-            base = I420(*(cv2.addWeighted(a, 1.0 - w, b, w, 0.0) for a, b in ((base.y, other.y), (base.u, other.u),
-                                                                              (base.v, other.v))))
+        base = self.background_yuv(ff)
         if ff.face is None or ff.blend <= 0.0:
             return base
+        return self._source(ff.clip)._paste_i420(base, ff)
+
+    def _paste_i420(self, base: I420, ff: FaceFrame) -> I420:
         placed = self.placement(ff.avatar_index, ff.crop, ff.face.shape[0])
         if placed.roi[2] == 0:
             return base

@@ -31,6 +31,7 @@ from backend.features import FeatureStage, SilenceGate
 from backend.frames import (FRAME_NS, SAMPLES_PER_FRAME, AudioOutFrame, FaceFrame, FlushFrame, Frame, FramePlan,
                             StageStats, VideoFrame)
 from backend.generators.base import Generator, GeneratorInput
+from backend.action_walk import with_actions
 from backend.idle_walk import make_walk
 from backend.planner import Planner, SpeechItem
 from backend.schedule import LOOP_MODES
@@ -70,6 +71,8 @@ class Engine:
         if loop not in LOOP_MODES and not hasattr(package, "idle_graph"):  # a package held in memory (tests)
             loop = "pingpong"
         self.walk = make_walk(package, loop, start=self.start_frame)
+        if hasattr(package, "root"):  # action clips played on cue over the idle (backend/action_walk.py)
+            self.walk = with_actions(self.walk, package)
         self.t0_ns = int(t0_ns)
         self.next_k = self.first_k  # the next output frame to plan
         self._reset_due = True  # the generator is reset before the next generated frame
@@ -124,9 +127,34 @@ class Engine:
     def plan_idle(self) -> FramePlan:
         """Frame next_k as an idle frame: the walk's footage and 40 ms of silence."""
         k = self._take_k()
+        return self._walk_plan(k, SILENCE)
+
+    @property
+    def actions(self) -> list[str]:
+        """The action clips this avatar can play on cue."""
+        return sorted(getattr(self.walk, "clips", {}))
+
+    def cue(self, name: str, at_k: int | None = None) -> int:
+        """Play action `name` from the best entry at or after frame `at_k` (default: the next frame not planned
+        yet); returns the frame where it starts. Speech meanwhile goes on, lip-synced on the action's frames."""
+        from stream_wav2lip.errors import UserError
+
+        if not hasattr(self.walk, "cue"):
+            raise UserError(f"{self.package.name}: this avatar has no actions")
+        try:
+            segment = self.walk.cue(name, None if at_k is None else max(0, at_k - self.first_k))
+        except ValueError as exc:
+            raise UserError(f"{self.package.name}: {exc}") from None
+        return segment.first + self.first_k
+
+    def _walk_plan(self, k: int, audio: np.ndarray, **fields) -> FramePlan:
         step = self.walk.frame_at(k - self.first_k)
-        return FramePlan(k, self.pts(k), step.index, SILENCE, other_index=step.other, other_weight=step.weight,
-                         package=self.package)
+        return FramePlan(k, self.pts(k), step.index, audio, other_index=step.other, other_weight=step.weight,
+                         clip=step.clip, other_clip=step.other_clip, package=self._clip_package(step.clip),
+                         **fields)
+
+    def _clip_package(self, clip: str | None):
+        return self.package if clip is None else self.package.action(clip)
 
     def skip_to(self, k: int) -> None:
         """Plan from frame k on (serve: the frames before it were already published, or dropped by a flush)."""
@@ -141,12 +169,9 @@ class Engine:
         k = self._take_k()
         if item.first:  # speech starts on the frame the idle was heading for, never on a jump
             self.walk.hold(k - self.first_k + 1)
-        step = self.walk.frame_at(k - self.first_k)
         audio = item.audio if item.audio is not None else SILENCE
-        return FramePlan(k, self.pts(k), step.index, audio, samples=item.samples, speech=True,
-                         other_index=step.other, other_weight=step.weight,
-                         mel=item.mel, blend=item.blend, generate=item.generate, first=item.first,
-                         speech_id=item.speech_id, package=self.package)
+        return self._walk_plan(k, audio, samples=item.samples, speech=True, mel=item.mel, blend=item.blend,
+                               generate=item.generate, first=item.first, speech_id=item.speech_id)
 
     # ------------------------------------------------------------------ rendering
     def generate(self, plans: list[FramePlan]) -> None:
@@ -160,8 +185,9 @@ class Engine:
         if self._reset_due:
             self.generator.reset()
             self._reset_due = False
-        batch = [GeneratorInput(face=self.package.face(p.avatar_index, self.crop), mel=p.mel.mel,
-                                avatar_index=p.avatar_index, speech=p.mel.speech) for p in todo]
+        batch = [GeneratorInput(face=p.package.face(p.avatar_index, self.crop), mel=p.mel.mel,
+                                avatar_index=p.avatar_index, speech=p.mel.speech,
+                                package=None if p.clip is None else p.package) for p in todo]
         faces = self.generator.generate(batch)
         for p, face in zip(todo, faces):
             p.face = face
@@ -171,7 +197,7 @@ class Engine:
         return FaceFrame(pts_ns=plan.pts_ns, index=plan.k, avatar_index=plan.avatar_index, face=plan.face,
                          crop=self.crop, blend=plan.blend if plan.face is not None else 0.0,
                          speech=bool(plan.mel is not None and plan.mel.speech), other_index=plan.other_index,
-                         other_weight=plan.other_weight)
+                         other_weight=plan.other_weight, clip=plan.clip, other_clip=plan.other_clip)
 
     def compose(self, plan: FramePlan) -> np.ndarray:
         """The finished BGR frame (a read-only view of the footage when nothing is blended)."""

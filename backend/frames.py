@@ -86,6 +86,8 @@ class FaceFrame(Frame):
     speech: bool = True
     other_index: int | None = None  # the idle's cross-fade across a jump: this frame shows through by
     other_weight: float = 0.0  # other_weight (backend/idle_walk.py)
+    clip: str | None = None  # the action clip avatar_index belongs to (None: the main footage)
+    other_clip: str | None = None  # the clip other_index belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,8 @@ class FramePlan:
     samples: int = SAMPLES_PER_FRAME
     other_index: int | None = None  # cross-fade across an idle jump (FaceFrame.other_index)
     other_weight: float = 0.0
+    clip: str | None = None  # an action clip's frame (FaceFrame.clip)
+    other_clip: str | None = None
     speech: bool = False  # the audio comes from an utterance
     mel: MelFrame | None = None
     blend: float = 0.0  # how much generated mouth is shown (0 = the footage)

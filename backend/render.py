@@ -66,12 +66,14 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
            batch_size: int | None = None, crop: str | None = None, frames_dir: str | Path | None = None,
            start_frame: int = 0, loop: str = "auto", silence_gate: bool = True, enhancer: str | None = None,
            progress: bool = True, generator=None, crf: int | None = None, preset: str | None = None,
-           encoder: str = "auto", frame_cache: bool = True, precision: str = "auto") -> RenderResult:
+           encoder: str = "auto", frame_cache: bool = True, precision: str = "auto",
+           actions: list[tuple[str, float]] = ()) -> RenderResult:
     """Render `audio` spoken by `avatar` into `output` (mp4) and/or `frames_dir` (PNGs). See module docstring.
 
     `generator` (a ready Generator) overrides engine/checkpoint/device (tests, benchmarks).
     `frame_cache`: read (and on first use build) the package's decoded-frame cache (backend/frame_cache.py).
     `precision`: the network's (backend/generators/precision.py), auto | fp32 | int8 | fp16.
+    `actions`: (name, seconds) cues: the avatar's action clips, each from its best entry at or after that time.
     """
     from preprocess.package import AvatarPackage
     from stream_wav2lip.atomic import atomic_dir, atomic_path
@@ -107,6 +109,8 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
                                          log=_note if progress else _quiet)
     eng = Engine(package, generator, crop=crop, batch_size=batch_size, loop=loop, start_frame=start_frame,
                  silence_gate=silence_gate, enhancer=make_enhancer(enhancer, device), frame_cache=cache)
+    for name, seconds in sorted(actions, key=lambda cue: cue[1]):
+        eng.cue(name, at_k=int(round(seconds * 25)))
     comp = eng.compositor
     finish, load = (comp.finish_i420, comp.background_i420) if i420 else (comp.finish, package.frame)
     frame_bytes = package.width * package.height * (1.5 if i420 else 3)

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(Wav2Lip-style box) or heads (whole head, the mouth engine's default)")
     parser.add_argument("--frames-dir", metavar="DIR", help="also write every frame as PNG into DIR")
     parser.add_argument("--start-frame", type=int, default=0, metavar="N", help="avatar frame to start from")
+    parser.add_argument("--action", action="append", default=[], metavar="NAME@SECONDS",
+                        help="play the avatar's action clip NAME from SECONDS into the video (e.g. wave@3.5); "
+                             "repeatable; speech goes on over it")
     parser.add_argument("--idle", "--loop", dest="loop", choices=WALK_MODES, default="auto",
                         help=IDLE_HELP)
     parser.add_argument("--no-silence-gate", action="store_true",
@@ -53,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from backend.render import render
+    from preprocess.actions import parse_action_cue
 
     if args.threads:
         import torch
@@ -67,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                     device=args.device, batch_size=batch, crop=args.crop, frames_dir=args.frames_dir,
                     start_frame=args.start_frame, loop=args.loop, silence_gate=not args.no_silence_gate,
                     enhancer=args.enhancer, progress=not args.no_progress, preset=args.preset, crf=args.crf,
-                    encoder=args.encoder, frame_cache=not args.no_frame_cache, precision=args.precision)
+                    encoder=args.encoder, frame_cache=not args.no_frame_cache, precision=args.precision,
+                    actions=[parse_action_cue(spec) for spec in args.action])
     where = ", ".join(str(p) for p in (result.output, result.frames_dir) if p is not None)
     print(f"wrote {where}: {result.frames} frames ({result.frames / 25:.2f} s) in {result.seconds:.1f} s "
           f"({result.fps:.1f} fps, {result.generator}{' ' + result.precision if result.precision else ''}"

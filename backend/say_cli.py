@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "queue audio files on a running `serve` session (or --flush, --status, --stream)"
+HELP = "queue audio files on a running `serve` session (or --action, --flush, --status, --stream)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -11,6 +11,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--session", default="default", help="session name given to `serve` (default: default)")
     p.add_argument("--flush", action="store_true", help="stop speaking now and drop queued speech (barge-in)")
     p.add_argument("--status", action="store_true", help="print the session's status as JSON")
+    p.add_argument("--action", metavar="NAME", help="play the avatar's action clip NAME (wave, nod ...) now")
     p.add_argument("--stream", action="store_true",
                    help="send the files as PCM streamed in real time (like a TTS engine does) instead of by path")
 
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     client = ApiClient(args.session)
     if args.flush:
         print(json.dumps(client.flush()))
+    if args.action:
+        print(json.dumps(client.action(args.action)))
     if args.files:
         if args.stream:
             for f in args.files:
@@ -56,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(client.say(args.files)))
     if args.status:
         print(json.dumps(client.status(), indent=1))
-    if not (args.flush or args.files or args.status):
-        raise UserError("nothing to do: give audio FILEs, --flush or --status")
+    if not (args.flush or args.files or args.status or args.action):
+        raise UserError("nothing to do: give audio FILEs, --action, --flush or --status")
     return 0

@@ -128,6 +128,7 @@ ACTIVATE = CFUNCTYPE(None, c_void_p)
 BUTTON_CLICKED = CFUNCTYPE(c_bool, c_void_p, c_void_p, c_void_p)  # (props, property, priv)
 MODIFIED2 = CFUNCTYPE(c_bool, c_void_p, c_void_p, c_void_p, c_void_p)  # (priv, props, property, settings)
 TASK = CFUNCTYPE(None, c_void_p)
+HOTKEY = CFUNCTYPE(None, c_void_p, c_size_t, c_void_p, c_bool)  # (data, id, hotkey, pressed)
 
 # (name, restype, argtypes): every libobs function the plugin calls through ctypes.
 _FUNCTIONS = [
@@ -163,6 +164,7 @@ _FUNCTIONS = [
     ("obs_property_int_set_suffix", None, [c_void_p, c_char_p]),
     ("obs_get_frame_interval_ns", c_uint64, []),
     ("obs_queue_task", None, [c_int, c_void_p, c_void_p, c_bool]),
+    ("obs_hotkey_register_frontend", c_size_t, [c_char_p, c_char_p, c_void_p, c_void_p]),
     ("blog", None, [c_int, c_char_p, c_char_p]),  # variadic; always called as blog(level, "%s", msg)
 ]
 

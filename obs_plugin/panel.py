@@ -9,6 +9,7 @@ Stdlib only; runs on OBS's UI thread, so it must stay quick (a directory listing
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 from pathlib import Path
 
@@ -43,6 +44,7 @@ DEFAULTS_STR = {
     "avatars_root": DEFAULT_AVATARS_ROOT,
     "avatar": "",
     "engine": "",
+    "action": "",
     "checkpoint": "",
     "device": "auto",
     "precision": "auto",
@@ -79,6 +81,18 @@ def set_defaults(lib: ctypes.CDLL, settings: int) -> None:
         lib.obs_data_set_default_int(settings, b(k), v)
     for k, v in DEFAULTS_BOOL.items():
         lib.obs_data_set_default_bool(settings, b(k), v)
+
+
+def list_actions(root: str, avatar: str) -> list[str]:
+    """The action clips of an avatar package, from its manifest (preprocess --action NAME=CLIP)."""
+    if not avatar:
+        return []
+    try:
+        manifest = json.loads((Path(os.path.expanduser(root)) / avatar / "manifest.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return []
+    actions = manifest.get("actions") if isinstance(manifest, dict) else None
+    return sorted(str(name) for name in actions) if isinstance(actions, dict) else []
 
 
 def fill_avatar_list(lib: ctypes.CDLL, prop: int, root: str, current: str) -> None:
@@ -118,6 +132,15 @@ def build(lib: ctypes.CDLL, handle: int, settings: dict, status_text: str, statu
     lib.obs_property_set_long_description(avatar, b"Switching while running restarts the backend with it.")
     lib.obs_properties_add_button2(props, b"refresh", b"Refresh avatar list",
                                    ctypes.cast(persist.button_thunk("refresh"), ctypes.c_void_p), handle)
+    actions = list_actions(settings.get("avatars_root", ""), settings.get("avatar", ""))
+    act = lib.obs_properties_add_list(props, b"action", b"Action", libobs.OBS_COMBO_TYPE_LIST,
+                                      libobs.OBS_COMBO_FORMAT_STRING)
+    for name in actions or [""]:
+        lib.obs_property_list_add_string(act, b(name or "(this avatar has no actions)"), b(name))
+    lib.obs_property_set_long_description(act, b"Clips added with 'preprocess --action NAME=CLIP'. Each also has "
+                                               b"a hotkey: Settings -> Hotkeys -> 'Lip sync: play action NAME'.")
+    lib.obs_properties_add_button2(props, b"play_action", b"Play action",
+                                   ctypes.cast(persist.button_thunk("play_action"), ctypes.c_void_p), handle)
     eng = lib.obs_properties_add_list(props, b"engine", b"Engine", libobs.OBS_COMBO_TYPE_LIST,
                                       libobs.OBS_COMBO_FORMAT_STRING)
     for value, label in engines():

@@ -172,6 +172,35 @@ def register(lib: ctypes.CDLL) -> types.ModuleType:
     return st
 
 
+def action_hotkey(lib, name: str) -> int | None:
+    """Register the frontend hotkey `stream_wav2lip.action.<name>` once per OBS process (it outlives script
+    reloads, like the source type); returns its id, None when it was registered before."""
+    st = state()
+    names = st.__dict__.setdefault("action_names", [])
+    if name in names:
+        return None
+    thunk = st.__dict__.get("hotkey_thunk")
+    if thunk is None:
+        def _pressed(data, _id, _hotkey, pressed):
+            if pressed:
+                _impl_call("action_hotkey", st.action_names[(data or 1) - 1])
+
+        thunk = st.hotkey_thunk = libobs.HOTKEY(_pressed)
+        st.keep.append(thunk)
+    names.append(name)
+    label = f"Lip sync: play action {name}".encode()
+    hotkey_id = lib.obs_hotkey_register_frontend(f"stream_wav2lip.action.{name}".encode(), label,
+                                                 ctypes.cast(thunk, ctypes.c_void_p), len(names))
+    st.__dict__.setdefault("action_ids", {})[name] = hotkey_id
+    loader = st.__dict__.get("binding_loader")  # the script's saved key bindings (stream_wav2lip_obs.py)
+    if loader is not None:
+        try:
+            loader(f"stream_wav2lip.action.{name}", hotkey_id)
+        except Exception:  # noqa: BLE001 - a binding that cannot be restored is not worth a failure
+            _report("action hotkey binding")
+    return hotkey_id
+
+
 def button_thunk(name: str):
     """A persistent `obs_property_clicked_t` for the button `name` (priv = source handle)."""
     st = state()

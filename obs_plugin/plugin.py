@@ -51,6 +51,7 @@ class AvatarSource:
         self.supervisor = Supervisor(self.backend_config(), self._heartbeat_ns, switcher=self._switch)
         self.status_text = ""
         self.status_level = libobs.OBS_TEXT_INFO_NORMAL
+        self.actions: list[str] = []  # the running backend's action clips (its status)
         self._posted = None
         self.pusher.start()
         self.status_text, self.status_level = self.compute_status()
@@ -106,6 +107,16 @@ class AvatarSource:
         except (ConnectionError, ValueError, OSError) as exc:
             libobs.log(self.lib, libobs.LOG_INFO, f"{self.name}: flush ignored ({exc})")
 
+    def play_action(self, name: str) -> None:
+        """Cue the backend's action clip `name` (hotkey, panel button); an avatar without it says so in its
+        status line."""
+        if not name or (self.actions and name not in self.actions):
+            return
+        try:
+            self.control.post("action", name=name)
+        except (ConnectionError, ValueError, OSError) as exc:
+            libobs.log(self.lib, libobs.LOG_INFO, f"{self.name}: action {name} ignored ({exc})")
+
     def shutdown(self) -> None:
         """Stop everything this source started and free the session's segments (synchronous)."""
         self.pusher.stop()
@@ -125,6 +136,8 @@ class AvatarSource:
                 status = self.control.status() or {}
             except (OSError, ValueError):
                 pass
+            if isinstance(status.get("actions"), list):
+                self.actions = [str(a) for a in status["actions"]]
             parts = [f"running: {self.settings.get('avatar') or '?'}", f"{st['fps']:.1f} fps"]
             if isinstance(status.get("latency_ms"), (int, float)):
                 parts.append(f"latency {status['latency_ms']:.0f} ms")
@@ -162,8 +175,11 @@ class AvatarSource:
                                     False)
 
     def write_status(self) -> None:
-        """On OBS's UI thread: store the status line in the source's settings (shown by the panel).
+        """On OBS's UI thread: store the status line in the source's settings (shown by the panel), and give
+        every action of the running backend its hotkey (`stream_wav2lip.action.<name>`, registered once).
         Nothing happens once libobs has destroyed the source (e.g. during OBS's exit)."""
+        for name in self.actions:
+            persist.action_hotkey(self.lib, name)
         with self.source.use() as ptr:
             data = self.lib.obs_source_get_settings(ptr) if ptr else None
             if data:
@@ -261,6 +277,8 @@ class Plugin:
             src.start()
         elif name == "stop":
             src.stop()
+        elif name == "play_action":
+            src.play_action(src.settings.get("action", ""))
         elif name == "refresh":
             prop = self.lib.obs_properties_get(props, b"avatar")
             if prop:
@@ -287,6 +305,11 @@ class Plugin:
     def hotkey(self, action: str) -> None:
         for src in list(self.sources.values()):
             getattr(src, action)()
+
+    def action_hotkey(self, name: str) -> None:
+        """`stream_wav2lip.action.<name>` pressed: every source whose avatar has that action plays it."""
+        for src in list(self.sources.values()):
+            src.play_action(name)
 
     # ------------------------------------------------------------------ status thread
     def _status_loop(self) -> None:

@@ -126,13 +126,21 @@ def script_load(settings) -> None:
     for name, label, action in HOTKEYS:
         hk = obs.obs_hotkey_register_frontend(name, label, _make_hotkey_cb(action))
         _hotkey_ids[name] = hk
-        arr = obs.obs_data_get_array(settings, name)
-        obs.obs_hotkey_load(hk, arr)
-        obs.obs_data_array_release(arr)
+        _load_binding(settings, name, hk)
+    # action hotkeys are registered when a backend reports its actions (plugin.AvatarSource.write_status)
+    persist.state().binding_loader = lambda name, hk: _load_binding(settings, name, hk)
+
+
+def _load_binding(settings, name: str, hk: int) -> None:
+    arr = obs.obs_data_get_array(settings, name)
+    obs.obs_hotkey_load(hk, arr)
+    obs.obs_data_array_release(arr)
 
 
 def script_save(settings) -> None:
-    for name, hk in _hotkey_ids.items():
+    registered = persist.state().__dict__.get("action_ids", {})
+    actions = {f"stream_wav2lip.action.{name}": hk for name, hk in registered.items()}
+    for name, hk in {**_hotkey_ids, **actions}.items():
         arr = obs.obs_hotkey_save(hk)
         obs.obs_data_set_array(settings, name, arr)
         obs.obs_data_array_release(arr)
@@ -140,6 +148,7 @@ def script_save(settings) -> None:
 
 def script_unload() -> None:
     global _plugin
+    persist.state().binding_loader = None
     if _plugin is not None:
         try:
             _plugin.uninstall()

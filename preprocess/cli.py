@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the alpha matte for transparent/replaced backgrounds: segment = find the person "
                             "(default), green = key a green/blue screen, with spill suppression")
     matte.add_argument("--no-matte", action="store_true", help="store no matte (the avatar stays opaque)")
+    parser.add_argument("--action", action="append", default=[], metavar="NAME=CLIP",
+                        help="an action clip the avatar can play on cue (wave=wave.mp4; repeatable), filmed like "
+                             "the main footage; an INPUT that is an existing avatar package gets the actions added "
+                             "without redoing its tracking")
     parser.add_argument("--matte-only", action="store_true",
                         help="INPUTs are existing avatar packages: add a matte without redoing the tracking "
                              "(--force replaces an existing matte)")
@@ -67,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
         if args.no_matte:
             raise UserError("--matte-only and --no-matte: pick one")
         return _matte_only(args)
+    from preprocess.actions import parse_action_spec
+    from preprocess.package import is_avatar_package
+
+    actions = [parse_action_spec(spec) for spec in args.action]
+    if actions and all(is_avatar_package(item) for item in args.inputs):
+        return _add_actions([Path(item) for item in args.inputs], actions, args)
     if args.out is None:
         raise UserError("--out AVATARS_DIR is required (where the avatar packages go)")
     videos = collect_inputs(args.inputs)
@@ -103,7 +113,29 @@ def run(args: argparse.Namespace) -> int:
             print(f"stream-wav2lip preprocess: warning: {video}: {w}", file=sys.stderr)
         reports.append(report)
     print(summary_table(reports))
-    return 1 if any(r.status == "failed" for r in reports) else 0
+    failed = any(r.status == "failed" for r in reports)
+    built = [r.path for r in reports if r.status != "failed" and r.path is not None]
+    if actions and built:
+        failed = _add_actions(built, actions, args) or failed
+    return 1 if failed else 0
+
+
+def _add_actions(packages: list[Path], actions: list[tuple[str, Path]], args: argparse.Namespace) -> int:
+    """Track each action clip into every package (`<avatar>/actions/<name>/`) and match it to the footage."""
+    from preprocess.actions import add_action
+    from stream_wav2lip.errors import UserError
+
+    failed = 0
+    for package in packages:
+        for name, clip in actions:
+            try:
+                add_action(package, name, clip, force=args.force, workers=args.workers, progress=sys.stderr.isatty())
+            except UserError as exc:
+                print(f"stream-wav2lip preprocess: error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"{package}: action {name!r} from {clip}")
+    return 1 if failed else 0
 
 
 def _matte_only(args: argparse.Namespace) -> int:

@@ -13,7 +13,8 @@ a longer earlier value and ignored. Sizes: status `STATUS_SIZE`, mailbox `COMMAN
 - status (``sm_s2l_S_ctl``, written by the backend): keys `STATUS_KEYS`, ``state`` one of `STATES`,
   ``heartbeat`` CLOCK_MONOTONIC ns refreshed at least every 100 ms, ``cmd_ack`` the last executed command id.
 - mailbox (``sm_s2l_S_cmd``, written by clients):
-  ``{"commands": [{"id": 7, "cmd": "flush"}, {"id": 8, "cmd": "switch_avatar", "avatar": "/path"}, ...]}``;
+  ``{"commands": [{"id": 7, "cmd": "flush"}, {"id": 8, "cmd": "switch_avatar", "avatar": "/path"},
+  {"id": 9, "cmd": "action", "name": "wave"}, ...]}``;
   ids increase by one, the last `MAILBOX_KEEP` are kept, and the backend executes every command whose id is
   above ``cmd_ack``, then sets ``cmd_ack`` to it.
 
@@ -35,11 +36,12 @@ from shm_protocol.segments import create_untracked, open_mapping, segment_exists
 STATUS_SIZE = 16384  # bytes of the status segment
 COMMAND_SIZE = 8192  # bytes of the command mailbox
 MAILBOX_KEEP = 16
-COMMANDS = ("start", "stop", "pause", "flush", "switch_avatar")
+COMMANDS = ("start", "stop", "pause", "flush", "switch_avatar", "action")
 STATUS_KEYS = (
     "session", "pid", "state", "avatar", "avatar_path", "engine", "width", "height", "fps", "render_fps",
     "latency_ms", "latency_p95_ms", "queue_ms", "error", "heartbeat", "cmd_ack", "video_segment",
     "audio_segment", "video_generation", "api_port", "token_file", "frames_published", "frames_repeated",
+    "actions", "last_action",
 )
 STATES = ("starting", "loading", "idle", "speaking", "paused", "stopping", "stopped", "error")
 

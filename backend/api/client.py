@@ -71,6 +71,9 @@ class ApiClient:
     def switch_avatar(self, avatar: str) -> dict:
         return self.request("POST", "/switch-avatar", {"avatar": str(Path(avatar).resolve())})
 
+    def action(self, name: str) -> dict:
+        return self.request("POST", "/action", {"name": name})
+
     def pause(self) -> dict:
         """Stop taking speech (what is queued is dropped) until `start`."""
         return self.request("POST", "/pause", {})

@@ -1,7 +1,8 @@
 """Which path does what: the endpoint table, and checking each endpoint's arguments before the app sees them.
 
 Why apart from the HTTP plumbing: this is the one place that maps the API onto the serve command object
-(`backend.live.commands.ServeCommands`: status, say, stream_pcm, flush, switch_avatar, pause, start, stop), so
+(`backend.live.commands.ServeCommands`: status, say, stream_pcm, flush, switch_avatar, action, pause, start,
+stop), so
 adding an endpoint touches `ROUTES` and `Routes._route` only. Arguments are checked here (types, lengths, NUL
 bytes) so that a wrong one is a 400 naming it, never a 500 from deep inside the app.
 """
@@ -14,7 +15,7 @@ from backend.api.body import ApiError
 from backend.api.limits import MAX_NAME, MAX_SAY_FILES
 
 ROUTES = {"/status": "GET", "/say": "POST", "/pcm": "POST", "/ws/pcm": "GET", "/flush": "POST",
-          "/switch-avatar": "POST", "/pause": "POST", "/start": "POST", "/stop": "POST"}
+          "/switch-avatar": "POST", "/pause": "POST", "/start": "POST", "/stop": "POST", "/action": "POST"}
 COMMANDS = ("pause", "start", "stop")  # POST /<name>: app.<name>() and its dict as the reply
 
 
@@ -47,6 +48,11 @@ class Routes:
             if not isinstance(avatar, str) or not is_name(avatar):
                 raise ApiError(400, '/switch-avatar needs {"avatar": DIR} with the folder as a string')
             return self._reply(200, app.switch_avatar(avatar))
+        if path == "/action":
+            name = body.get("name")
+            if not isinstance(name, str) or not is_name(name):
+                raise ApiError(400, '/action needs {"name": ACTION} with the action\'s name as a string')
+            return self._reply(200, app.action(name))
         if path[1:] in COMMANDS:
             return self._reply(200, getattr(app, path[1:])())
         raise AssertionError(path)  # pragma: no cover - ROUTES and the branches above list the same paths

@@ -34,7 +34,7 @@ from preprocess import landmarks as L
 
 log = logging.getLogger(__name__)
 
-LIBRARY_VERSION = 2  # bump when what is stored changes: old caches then rebuild
+LIBRARY_VERSION = 3  # bump when what is stored changes: old caches then rebuild
 MAX_EXEMPLARS = 512  # the footage is subsampled evenly in time beyond this (neighbouring frames are near twins)
 DESCRIPTOR_WIDTH = 24  # matching thumbnail width (height follows the box's aspect)
 FLOW_WIDTH = 64  # alignment thumbnail width
@@ -146,14 +146,16 @@ def round_trip(g: np.ndarray, size: int, native: int, softness: float = 0.0) -> 
     return cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def descriptor(g: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Mean-free grey thumbnail of the box: the matching space (lighting offsets cancel, shape remains)."""
-    d = cv2.resize(g, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).ravel()
-    return (d - d.mean()).astype(np.float32)
-
-
 def thumbnail(g: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(fh, fw) uint8 grey thumbnail of the box, what the optical flow aligns (one pass over the box)."""
     return np.clip(cv2.resize(g, (shape[1], shape[0]), interpolation=cv2.INTER_AREA) + 0.5, 0, 255).astype(np.uint8)
+
+
+def descriptor(thumb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Mean-free grey miniature of the thumbnail: the matching space (lighting offsets cancel, shape remains).
+    Taken from the thumbnail, not the box, so the box is read once per frame."""
+    d = cv2.resize(thumb.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_AREA).ravel()
+    return (d - d.mean()).astype(np.float32)
 
 
 def cut_box(frame: np.ndarray, frame_to_face: np.ndarray, box) -> np.ndarray:
@@ -193,8 +195,8 @@ def build_library(package, crop: str, size: int, native: int, frames=None, progr
     for k, i in enumerate(iterator):
         g = grey(cut_box(package.frame(int(i)), face_affine(package, int(i), crop, size), box))
         low = round_trip(g, size, native, SOFTNESS)
-        descriptors[k] = descriptor(low, dshape)
         thumbs[k] = thumbnail(low, fshape)
+        descriptors[k] = descriptor(thumbs[k], dshape)
         detail[k] = np.clip(np.rint(g - low) + DETAIL_OFFSET, 0, 255).astype(np.uint8)
     return ExemplarLibrary(size, native, box, idx.astype(np.int64), descriptors, thumbs, detail,
                            neighbour_scale(descriptors))

@@ -22,15 +22,18 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from backend.detail.library import (ExemplarLibrary, descriptor, face_size_in_frame, grey, load_or_build,
+from backend.detail.library import (DETAIL_OFFSET, ExemplarLibrary, descriptor, face_size_in_frame, load_or_build,
                                     thumbnail)
 
 SWITCH_RATIO = 0.8  # a new exemplar replaces the current one only when its distance is below this share of it
 WEIGHT_RATE = 0.5  # share of the way to its target weight an exemplar's weight moves per frame
 MIN_WEIGHT = 0.05  # a fading exemplar below this weight is dropped
-MATCH_SOFTNESS = 2.0  # global weight = exp(-(distance / (MATCH_SOFTNESS * library scale))^2)
-PIXEL_TOLERANCE = 12.0  # grey levels of thumbnail disagreement at which an exemplar's detail is down to 1/e
+MATCH_SOFTNESS = 4.0  # how fast the global weight falls past the library's own spacing (match_weight)
+PIXEL_TOLERANCE = 16.0  # grey levels of thumbnail disagreement at which an exemplar's detail is down to 1/e
+DETAIL_GAIN = 1.3  # detail strength of a good match (bench/detail.py: sharpness near the real frames' at +0.6 dB)
 EDGE_FEATHER = 0.12  # share of the box's smaller side over which the detail fades in from its edges
+REMAP_INTERPOLATION = cv2.INTER_LINEAR  # how the exemplar's detail is sampled along the flow
+WEIGHT_UNIT = 128.0  # weights travel as 8-bit images: 1.0 = 128 leaves room for DETAIL_GAIN above 1
 MIN_UPSCALE = 1.15  # below this ratio of working size to native size there is no missing detail worth adding
 
 
@@ -51,6 +54,8 @@ def needs_detail(package, crop: str, native_size: int) -> bool:
 class _Active:
     exemplar: int  # row in the library
     weight: float  # current blend weight (moves towards its target by WEIGHT_RATE per frame)
+    last: np.ndarray | None = None  # its aligned, weighted detail on the latest frame it was aligned on
+    last_strength: float = 1.0  # the strength `last` was computed with
 
 
 class DetailStage:
@@ -75,6 +80,9 @@ class DetailStage:
         self._flow = None
         self._active: list[_Active] = []
         self._feather = None
+        self._sq = None
+        self._tgrid = None
+        self._sgrid = None
         if eager:
             self.library
 
@@ -95,20 +103,10 @@ class DetailStage:
         if self._flow is None:
             dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
             dis.setFinestScale(0)  # the thumbnails are tiny: the finest level is where the mouth is
-            dis.setPatchSize(6)
-            dis.setPatchStride(3)
+            dis.setPatchSize(8)
+            dis.setPatchStride(4)
             self._flow = dis
         return self._flow
-
-    def _edge_weight(self) -> np.ndarray:
-        """(bh, bw) float32: 1 inside the box, ramping to 0 at its edges (no visible box outline)."""
-        if self._feather is None:
-            bh, bw = self.library.box_shape
-            ramp = max(2.0, EDGE_FEATHER * min(bh, bw))
-            ry = np.clip(np.minimum(np.arange(bh) + 0.5, bh - 0.5 - np.arange(bh)) / ramp, 0, 1)
-            rx = np.clip(np.minimum(np.arange(bw) + 0.5, bw - 0.5 - np.arange(bw)) / ramp, 0, 1)
-            self._feather = (ry[:, None] * rx[None, :]).astype(np.float32)
-        return self._feather
 
     def reset(self) -> None:
         """Forget the temporal state (call between utterances, like Generator.reset)."""
@@ -127,32 +125,36 @@ class DetailStage:
             return np.ascontiguousarray(face)
         lib = self.library
         x0, y0, x1, y1 = lib.box
-        out = face.copy()
-        g = grey(face[y0:y1, x0:x1])
-        dist = self._distances(descriptor(g, lib.descriptor_shape))
+        out = np.array(face, copy=True)
+        target = thumbnail(cv2.cvtColor(face[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY), lib.flow_shape)
+        dist = self._distances(descriptor(target, lib.descriptor_shape))
         self._choose(dist)
-        if not self._active:
-            return out
-        target = thumbnail(g, lib.flow_shape)
-        detail = np.zeros(g.shape, np.float32)
-        for act in self._active:
-            quality = float(np.exp(-(dist[act.exemplar] / (MATCH_SOFTNESS * lib.scale)) ** 2))
-            if act.weight * quality < 0.01:
+        detail = None
+        for n, act in enumerate(self._active):
+            strength = DETAIL_GAIN * act.weight * match_weight(float(dist[act.exemplar]), lib.scale)
+            if strength < 0.01:
                 continue
-            detail += self._aligned_detail(act.exemplar, target) * np.float32(act.weight * quality)
-        detail *= self._edge_weight()
-        region = out[y0:y1, x0:x1]
-        add = cv2.merge([detail, detail, detail])
-        out[y0:y1, x0:x1] = cv2.add(region, add, dtype=cv2.CV_8U) if False else \
-            np.clip(region.astype(np.float32) + add + 0.5, 0, 255).astype(np.uint8)
+            if n == len(self._active) - 1 or act.last is None:
+                d = act.last = self._aligned_detail(act.exemplar, target, strength)
+                act.last_strength = strength
+            else:  # fading out: its last alignment is kept (it is gone in a few frames), one flow per frame
+                d = cv2.multiply(act.last, strength / act.last_strength, dtype=cv2.CV_16S)
+            detail = d if detail is None else cv2.add(detail, d)
+        if detail is not None:  # grey detail onto B, G and R alike; 8-bit saturating adds are the fast path
+            region = out[y0:y1, x0:x1]
+            up = cv2.convertScaleAbs(cv2.max(detail, 0))
+            down = cv2.convertScaleAbs(cv2.min(detail, 0))
+            cv2.add(region, cv2.merge([up, up, up]), dst=region)
+            cv2.subtract(region, cv2.merge([down, down, down]), dst=region)
         return out
 
     def _distances(self, q: np.ndarray) -> np.ndarray:
         lib = self.library
-        sq = getattr(self, "_sq", None)
-        if sq is None or len(sq) != len(lib):
-            sq = self._sq = (lib.descriptors ** 2).sum(1)
-        d2 = sq + float(q @ q) - 2.0 * (lib.descriptors @ q)
+        if self._sq is None:
+            self._sq = (lib.descriptors ** 2).sum(1)
+        # einsum, not `@`: a BLAS call spins up its thread pool for this tiny product and costs milliseconds
+        # on a busy machine (the post-processing thread must stay on one core)
+        d2 = self._sq + float(np.einsum("j,j->", q, q)) - 2.0 * np.einsum("ij,j->i", lib.descriptors, q)
         return np.sqrt(np.maximum(d2, 0.0))
 
     def _choose(self, dist: np.ndarray) -> None:
@@ -170,30 +172,58 @@ class DetailStage:
         last.weight += WEIGHT_RATE * (1.0 - last.weight)
         self._active = [a for a in self._active[:-1] if a.weight >= MIN_WEIGHT][-1:] + [last]
 
-    def _aligned_detail(self, k: int, target: np.ndarray) -> np.ndarray:
-        """Exemplar k's detail moved onto the generated mouth, times the per-pixel agreement weight."""
+    def _aligned_detail(self, k: int, target: np.ndarray, strength: float) -> np.ndarray:
+        """Exemplar k's detail moved onto the generated mouth, times `strength`, the per-pixel agreement of
+        the aligned thumbnails and the box's edge feather: (bh, bw) int16 grey levels.
+
+        The flow is computed, checked and turned into a sampling map at thumbnail size; only one resize of the
+        map, one 8-bit remap and one weight multiply run at the box's full size."""
         lib = self.library
         source = lib.thumbs[k]
         flow = self._flow_engine().calc(target, source, None)  # target(x) ~ source(x + flow(x))
-        fh, fw = target.shape
-        gy, gx = np.mgrid[0:fh, 0:fw].astype(np.float32)
-        moved = cv2.remap(source, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+        small_grid, scale = self._small_grid()
+        small_map = small_grid + flow * scale[None, None, :]  # full-size sampling positions, at thumbnail size
+        moved = cv2.remap(source, flow + self._thumb_grid(), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         err = cv2.GaussianBlur(cv2.absdiff(moved, target).astype(np.float32), (0, 0), 1.0)
-        agree = np.exp(-(err / PIXEL_TOLERANCE) ** 2)
+        weight = np.exp(-(err / PIXEL_TOLERANCE) ** 2) * self._edge_weight_small() * np.float32(WEIGHT_UNIT * strength)
         bh, bw = lib.box_shape
-        sx, sy = bw / fw, bh / fh
-        flow_big = cv2.resize(flow, (bw, bh), interpolation=cv2.INTER_LINEAR)
-        map_x, map_y = self._grid(bh, bw)
-        map_x = map_x + flow_big[..., 0] * np.float32(sx)
-        map_y = map_y + flow_big[..., 1] * np.float32(sy)
-        d = cv2.remap(lib.detail[k].astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        return d * cv2.resize(agree, (bw, bh), interpolation=cv2.INTER_LINEAR)
+        full_map = cv2.resize(small_map, (bw, bh), interpolation=cv2.INTER_LINEAR)
+        d = cv2.remap(lib.detail[k], full_map, None, REMAP_INTERPOLATION, borderMode=cv2.BORDER_CONSTANT,
+                      borderValue=DETAIL_OFFSET)
+        w = cv2.resize(np.clip(np.rint(weight), 0, 255).astype(np.uint8), (bw, bh), interpolation=cv2.INTER_LINEAR)
+        return cv2.multiply(cv2.subtract(d, DETAIL_OFFSET, dtype=cv2.CV_16S), w, scale=1.0 / WEIGHT_UNIT,
+                            dtype=cv2.CV_16S)
 
-    def _grid(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        grid = getattr(self, "_grid_cache", None)
-        if grid is None or grid[0].shape != (h, w):
-            gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
-            grid = self._grid_cache = (gx, gy)
-        return grid
+    def _thumb_grid(self) -> np.ndarray:
+        """(fh, fw, 2) float32 pixel positions of the thumbnail."""
+        if self._tgrid is None:
+            fh, fw = self.library.flow_shape
+            gy, gx = np.mgrid[0:fh, 0:fw].astype(np.float32)
+            self._tgrid = np.dstack([gx, gy])
+        return self._tgrid
+
+    def _small_grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """Thumbnail pixel centres in box pixels, and box pixels per thumbnail pixel (x, y)."""
+        if self._sgrid is None:
+            fh, fw = self.library.flow_shape
+            bh, bw = self.library.box_shape
+            scale = np.array([bw / fw, bh / fh], np.float32)
+            self._sgrid = ((self._thumb_grid() + 0.5) * scale[None, None, :] - 0.5, scale)
+        return self._sgrid
+
+    def _edge_weight_small(self) -> np.ndarray:
+        """(fh, fw) float32 at thumbnail size: 1 inside the box, ramping to 0 at its edges (no box outline)."""
+        if self._feather is None:
+            fh, fw = self.library.flow_shape
+            ramp = max(1.0, EDGE_FEATHER * min(fh, fw))
+            ry = np.clip(np.minimum(np.arange(fh) + 0.5, fh - 0.5 - np.arange(fh)) / ramp, 0, 1)
+            rx = np.clip(np.minimum(np.arange(fw) + 0.5, fw - 0.5 - np.arange(fw)) / ramp, 0, 1)
+            self._feather = (ry[:, None] * rx[None, :]).astype(np.float32)
+        return self._feather
+
+
+def match_weight(distance: float, scale: float) -> float:
+    """Global weight of an exemplar from its thumbnail distance: 1 up to the library's own neighbour spacing
+    (as close as two library frames usually are), then falling off (a poor match adds little detail)."""
+    excess = max(0.0, distance - scale) / (MATCH_SOFTNESS * scale)
+    return float(np.exp(-excess * excess))

@@ -36,12 +36,15 @@ class GeneratorInput:
     mel:  the (80, 16) float32 mel window for this output frame (models.audio.mel_windows rule).
     avatar_index: which avatar frame the crop comes from (the mouth engine needs it; the network does not).
     speech: the silence gate's verdict for this frame.
+    package: the package avatar_index refers to when it is not the generator's own avatar (an action clip's
+    frames, backend/action_walk.py); None for the avatar's main footage.
     """
 
     face: np.ndarray
     mel: np.ndarray
     avatar_index: int
     speech: bool = True
+    package: object = None
 
 
 class Generator(ABC):

@@ -121,13 +121,12 @@ def avatar_samples(package, crop: str, size: int, count: int, offset: float = 0.
             mels = mel_windows(melspectrogram(load_audio(package.audio_path)))
         except (UserError, ValueError):
             mels = None  # shorter than one window, or unreadable: the stand-in below
-    if mels is None or len(mels) == 0:
-        mels = synthetic_mels(count * 2)
+    if mels is None or len(mels) < 2 * count:  # short or no audio: speech-like stand-ins make up the rest
+        own = mels if mels is not None else np.zeros((0, 80, 16), np.float32)
+        mels = np.concatenate([own, synthetic_mels(2 * count - len(own))])
     picks = (np.arange(count) + offset) / count
     frames = np.minimum((picks * package.frame_count).astype(int), package.frame_count - 1)
     windows = np.minimum((picks * len(mels)).astype(int), len(mels) - 1)
-    if len(mels) < 2 * count:  # short audio: pair each face with a different window than its own frame's
-        windows = (windows + np.arange(count) * 7) % len(mels)
     faces = []
     for i in frames:
         face = package.face(int(i), crop)
@@ -300,7 +299,7 @@ def _choose_int8(model, forward, precision, checkpoint, package, crop, size, bat
     verdict = read_verdict(folder, "int8")
     key = machine_key(threads, batch)
     int8_path = folder / "int8.onnx"
-    samples = None
+    samples, fps32 = None, None
     if precision == "auto":
         speeds = (verdict.fps.get(key) if verdict is not None else None) or {}
         fps32 = speeds.get("fp32")
@@ -336,7 +335,7 @@ def _choose_int8(model, forward, precision, checkpoint, package, crop, size, bat
         speeds = verdict.fps.get(key) or {}
         if "int8" not in speeds or "fp32" not in speeds:
             samples = samples or avatar_samples(package, crop, size, VALIDATION_SAMPLES, offset=0.5)
-            speeds = {"fp32": round(speeds.get("fp32") or measure_fps(forward, model, *samples, batch), 1),
+            speeds = {"fp32": round(fps32 or speeds.get("fp32") or measure_fps(forward, model, *samples, batch), 1),
                       "int8": round(measure_fps(forward, network, *samples, batch), 1)}
             verdict.fps[key] = speeds
             write_verdict(folder, verdict)
@@ -370,7 +369,27 @@ def _choose_fp16(model, forward, checkpoint, package, crop, size, notify) -> Pre
     return PrecisionChoice(network, "fp16", verdict.summary(), verdict)
 
 
-def device_plans() -> list[tuple[str, bool, str]]:
+def cpu_fp32_fps(variant: str = "wav2lip96", batch: int = 4) -> float:
+    """The fp32 network's speed on this CPU (untrained weights: the speed does not depend on them)."""
+    import torch
+
+    import models
+    from backend.generators.wav2lip import build_network_input
+    from models.inference import prepare_for_inference
+
+    net = prepare_for_inference(models.build(variant), "cpu", inplace=True)
+    size = int(net.image_size)
+
+    def forward(network, faces, mels):
+        with torch.inference_mode():
+            x, mel = build_network_input(faces, mels)
+            return network(mel, x).numpy()
+
+    faces = np.full((batch, size, size, 3), 128, np.uint8)
+    return measure_fps(forward, net, faces, np.zeros((batch, 80, 16), np.float32), batch)
+
+
+def device_plans(measure: bool = True) -> list[tuple[str, bool, str]]:
     """`doctor`'s rows: which precision `--precision auto` would use on each device of this machine."""
     rows = []
     try:
@@ -378,17 +397,26 @@ def device_plans() -> list[tuple[str, bool, str]]:
 
         import onnx  # noqa: F401
 
-        int8 = f"int8 possible (onnxruntime {ort.__version__})"
+        int8 = f"onnxruntime {ort.__version__}"
     except ImportError:
-        int8 = "int8 unavailable (needs onnx + onnxruntime)"
-    rows.append(("precision cpu", True, f"auto: int8 when fp32 < {REALTIME_FPS:.0f} fps and int8 validates on the "
-                                        f"avatar (>= {MIN_PSNR_DB:.0f} dB), else fp32; {int8}"))
+        int8 = None
+    cpu = f"int8 if it validates on the avatar (>= {MIN_PSNR_DB:.0f} dB), else fp32"
+    if measure:
+        try:
+            fps = cpu_fp32_fps()
+            cpu = (f"fp32 (wav2lip96 fp32 runs {fps:.0f} fps at batch 4)" if fps >= REALTIME_FPS else
+                   f"{cpu} (wav2lip96 fp32 runs {fps:.0f} fps < {REALTIME_FPS:.0f} at batch 4)")
+        except Exception as exc:  # noqa: BLE001 - a report line, never a failure
+            cpu = f"{cpu} (speed not measured: {type(exc).__name__})"
+    if int8 is None:
+        cpu = "fp32 (int8 needs onnx + onnxruntime)"
+    rows.append(("precision cpu", True, f"auto -> {cpu}" + (f"; {int8}" if int8 else "")))
     try:
         import torch
 
         cuda = torch.cuda.is_available()
     except ImportError:
         cuda = False
-    rows.append(("precision cuda", True, "auto: fp32; --precision fp16 after validation on the avatar"
+    rows.append(("precision cuda", True, "auto -> fp32; --precision fp16 after validation on the avatar"
                  if cuda else "no CUDA device"))
     return rows

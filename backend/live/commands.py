@@ -13,15 +13,17 @@ from pathlib import Path
 
 from stream_wav2lip.errors import UserError
 
-MAILBOX_COMMANDS = ("flush", "switch_avatar", "pause", "start", "stop")
+MAILBOX_COMMANDS = ("flush", "switch_avatar", "pause", "start", "stop", "action")
 
 
 class ServeCommands:
-    """flush, switch_avatar, pause, start, stop, status, say, stream_pcm. `app` is the ServeApp it serves."""
+    """flush, switch_avatar, action, pause, start, stop, status, say, stream_pcm. `app` is the ServeApp it
+    serves."""
 
     def __init__(self, app):
         self.app = app
         self._switching = threading.Lock()
+        self.last_action = ""
 
     # ------------------------------------------------------------------ the mailbox
     def run(self, command: dict) -> None:
@@ -34,6 +36,8 @@ class ServeCommands:
                 self.switch_avatar(str(command.get("avatar", "")), wait=False)
             elif name in ("pause", "start", "stop"):
                 getattr(self, name)()
+            elif name == "action":
+                self.action(str(command.get("name", "")))
             else:
                 self.app.control.update(error=f"unknown command {name!r} (expected one of "
                                               f"{', '.join(MAILBOX_COMMANDS)})")
@@ -44,6 +48,16 @@ class ServeCommands:
     def flush(self) -> int:
         """Barge-in: drop queued speech; returns how many utterances were dropped."""
         return self.app.loop.flush()
+
+    def action(self, name: str) -> dict:
+        """Play the avatar's action clip `name` (from its best entry within a second); speech goes on over it."""
+        k = self.app.loop.cue(name)
+        self.last_action = name
+        return {"action": name, "starts_in_ms": max(0, round((self.app.loop.clock.pts(k) -
+                                                              self.app.loop.clock.now()) / 1e6))}
+
+    def actions(self) -> list[str]:
+        return self.app.loop.engine.actions
 
     def pause(self) -> dict:
         """Stop taking speech (what is queued is dropped) until `start`."""
@@ -77,6 +91,8 @@ class ServeCommands:
             "queue_ms": round(loop.queued_samples() / 16.0, 1),
             "frames_published": stats.published,
             "frames_repeated": stats.repeated,
+            "actions": loop.engine.actions,
+            "last_action": self.last_action,
         }
         if control_only:
             return values

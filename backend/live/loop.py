@@ -108,6 +108,11 @@ class LiveLoop:
             self._drop_planned()
         return dropped
 
+    def cue(self, name: str) -> int:
+        """Play action `name` from the first frame not planned yet (at its best entry); returns that frame."""
+        with self._lock:
+            return self.engine.cue(name)
+
     def switch_avatar(self, engine) -> None:
         """Show `engine`'s avatar from the next unplanned frame on (queued speech is dropped with the old one)."""
         with self._lock:

@@ -49,6 +49,12 @@ class FakeApp:
     def switch_avatar(self, avatar):
         return {"avatar": avatar}
 
+    def action(self, name):
+        self.calls.append(("action", name))
+        if name != "wave":
+            raise UserError(f"avatar: unknown action {name!r} (this avatar has: wave)")
+        return {"action": name, "starts_in_ms": 120}
+
 
 @pytest.fixture
 def api(session):
@@ -94,6 +100,19 @@ def test_say_errors_come_back_as_one_line(api):
         client.say(["/tmp/missing.wav"])
     with pytest.raises(UserError, match="404"):
         client.request("GET", "/nothing")
+
+
+def test_action_cues_go_to_the_command_surface(api):
+    server, app = api
+    client = ApiClient(port=server.port, token=server.token)
+    assert client.action("wave") == {"action": "wave", "starts_in_ms": 120}
+    with pytest.raises(UserError, match="unknown action 'jump'"):
+        client.action("jump")
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.request("POST", "/action", json.dumps({"name": 5}), {"Authorization": f"Bearer {server.token}"})
+    reply = conn.getresponse()
+    assert reply.status == 400 and "name" in json.loads(reply.read())["error"]
+    assert app.calls == [("action", "wave"), ("action", "jump")]
 
 
 def test_chunked_pcm_stream_becomes_one_utterance_while_it_arrives(api):
