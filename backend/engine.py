@@ -106,11 +106,6 @@ class Engine:
         """Speech frames pushed in but not planned yet (decided or still waiting for their look-ahead)."""
         return self.planner.pending
 
-    @property
-    def active(self) -> bool:
-        """An utterance is open in the features stage."""
-        return self.features.active
-
     # ------------------------------------------------------------------ planning
     def avatar_index(self, k: int) -> int:
         """The avatar frame shown at output frame k."""

@@ -231,10 +231,6 @@ class FeatureStage:
         self.gate.reset()
         return []
 
-    @property
-    def active(self) -> bool:
-        return self.stream is not None
-
     # ------------------------------------------------------------------ internals
     def _start(self, speech_id: int, pts: int) -> list[Frame]:
         self.stream = MelStream()

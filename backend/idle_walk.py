@@ -57,7 +57,24 @@ class WalkStep:
     other_clip: str | None = None
 
 
-class ScheduleWalk:
+class _Cursor:
+    """`peek`/`next` over `index_at` and a `step` cursor (the walks' common part)."""
+
+    step: int
+
+    def index_at(self, step: int) -> int:
+        raise NotImplementedError
+
+    def peek(self, ahead: int = 0) -> int:
+        return self.index_at(self.step + ahead)
+
+    def next(self) -> int:
+        index = self.index_at(self.step)
+        self.step += 1
+        return index
+
+
+class ScheduleWalk(_Cursor):
     """Ping-pong or forward loop (backend.schedule) behind the walk interface; no jumps, no blends."""
 
     def __init__(self, n: int, start: int = 0, loop: str = "pingpong"):
@@ -88,16 +105,8 @@ class ScheduleWalk:
     def hold(self, until_step: int) -> None:
         """Nothing to hold: these walks never jump."""
 
-    def peek(self, ahead: int = 0) -> int:
-        return self.index_at(self.step + ahead)
 
-    def next(self) -> int:
-        index = self.index_at(self.step)
-        self.step += 1
-        return index
-
-
-class TextureWalk:
+class TextureWalk(_Cursor):
     """Forward walk over n frames with jumps from a table (see module docstring)."""
 
     def __init__(self, n: int, sources, targets, costs=None, *, start: int = 0, seed: int = 0, fps: float = 25.0,
@@ -149,14 +158,6 @@ class TextureWalk:
         k = step - self._base
         other = self._other[k]
         return WalkStep(self._index[k], None if other < 0 else other, float(self._weight[k]))
-
-    def peek(self, ahead: int = 0) -> int:
-        return self.index_at(self.step + ahead)
-
-    def next(self) -> int:
-        index = self.index_at(self.step)
-        self.step += 1
-        return index
 
     def seat(self, step: int, frame: int) -> None:
         """Show `frame` at `step` and walk on from there (an action returning to the main footage; no fade of

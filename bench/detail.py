@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=0, help="only the first N clips (0 = all)")
     ap.add_argument("--only", default="", help="only clips whose name contains this")
     ap.add_argument("--picture", type=Path, default=None, help="write real | bicubic | detail crops here (png)")
+    ap.add_argument("--picture-clip", default="face_2", help="the clip the picture is taken from (name part)")
     ap.add_argument("--json", type=Path, default=None, help="also write per-clip results here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -278,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     results, strips = [], []
     for clip in clips:
         try:
-            res = evaluate_clip(clip, args.work, strips if args.picture and not strips else None)
+            wanted = args.picture and not strips and args.picture_clip in clip.name
+            res = evaluate_clip(clip, args.work, strips if wanted else None)
         except Exception as exc:  # one bad clip must not lose the others' numbers
             print(f"{clip.name}: skipped ({type(exc).__name__}: {exc})", flush=True)
             continue

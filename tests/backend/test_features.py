@@ -92,7 +92,7 @@ def test_flush_drops_the_open_utterance():
     st = FeatureStage()
     st.push(AudioFrame(0, speech_like(0.5)))
     out = st.push(FlushFrame(0))
-    assert out == [FlushFrame(0)] and not st.active
+    assert out == [FlushFrame(0)] and st.stream is None
     assert st.push(SpeechEndFrame(0)) == []
 
 
