@@ -169,7 +169,10 @@ def roi_of_mask(mask: np.ndarray, frame_to_face: np.ndarray, width: int, height:
     return x0, y0, x1 - x0, y1 - y0
 
 
-UNTOUCHED_RING = 0.5  # share of the ring a generator left as it was, above which colours are not matched
+# A generator that left this share of the ring within UNTOUCHED_LEVELS of the footage (the mouth engine: 0.26
+# at least, 0.7 median on a talking clip, counting its own few-level skin-tone shift) is in the footage's
+# colours already: its colours are not matched.
+UNTOUCHED_RING, UNTOUCHED_LEVELS = 0.25, 6
 
 
 def colour_match(generated: np.ndarray, original: np.ndarray, ring: np.ndarray) -> np.ndarray:
@@ -180,7 +183,7 @@ def colour_match(generated: np.ndarray, original: np.ndarray, ring: np.ndarray) 
         return generated
     # a generator that kept most of the ring as the footage's own pixels (the mouth engine) is in the footage's
     # colours already; statistics over a ring that now also holds its new teeth and lips only wash them out
-    same = cv2.compare(cv2.absdiff(generated, original).max(axis=2), 2, cv2.CMP_LE)
+    same = cv2.compare(cv2.absdiff(generated, original).max(axis=2), UNTOUCHED_LEVELS, cv2.CMP_LE)
     if cv2.countNonZero(cv2.bitwise_and(same, same, mask=ring8)) >= UNTOUCHED_RING * total:
         return generated
     mg, sg = (v.ravel() for v in cv2.meanStdDev(generated, mask=ring8))
@@ -216,6 +219,7 @@ class Compositor:
         self.enhancer = enhancer
         self._cache: OrderedDict = OrderedDict()
         self._clips: dict[str, Compositor] = {}  # action clips' compositors (_source)
+        self.backdrop = None  # backend.backdrop.Backdrop: a colour, image or transparency behind the person
         # placements are kept up to this many bytes of masks: every frame of a 2-minute avatar at 96 px,
         # ~400 frames at 288 px (the ping-pong walk comes back to each frame)
         self._cache_bytes_max = cache_bytes
@@ -302,13 +306,15 @@ class Compositor:
 
     # ------------------------------------------------------------------ composing
     def compose(self, ff: FaceFrame) -> np.ndarray:
-        """The output image for `ff` (read-only view of the avatar frame when nothing is blended)."""
+        """The output image for `ff` (read-only view of the avatar frame when nothing is blended), laid over
+        the backdrop (backend/backdrop.py) when one replaces the footage's background."""
         base = self.background(ff)
         if ff.face is None or ff.blend <= 0.0:
-            view = base.view()
-            view.flags.writeable = False
-            return view
-        return self._source(ff.clip)._paste(base.copy() if ff.other_index is None else base, ff)
+            out = base.view()
+            out.flags.writeable = False
+        else:
+            out = self._source(ff.clip)._paste(base.copy() if ff.other_index is None else base, ff)
+        return out if self.backdrop is None else self.backdrop.apply(out, ff, lambda c: self._source(c).package)
 
     def _paste(self, out: np.ndarray, ff: FaceFrame) -> np.ndarray:
         """The generated face of `ff` blended into `out` (a frame of this compositor's package), in place."""
@@ -379,8 +385,9 @@ class Compositor:
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         generated = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)  # a SIMD copy; numpy's strided one is 100x slower
         if self.keep_detail and frame_region is not None:
-            back = cv2.warpAffine(cv2.merge([*cv2.split(original), change_weight(face, original)]), placed.roi_to_face,
-                                  (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+            layer = cv2.merge([*cv2.split(original), change_weight(face, original)])
+            back = cv2.warpAffine(layer, placed.roi_to_face, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_REPLICATE)
             detail = cv2.subtract(frame_region, cv2.cvtColor(back, cv2.COLOR_BGRA2BGR), dtype=cv2.CV_16S)
             kept = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(back, 3)), cv2.COLOR_GRAY2BGR)  # 255 = unchanged
             detail = cv2.multiply(detail, kept, scale=1 / 255.0, dtype=cv2.CV_16S)  # rounds

@@ -23,6 +23,7 @@ from one thread; `push`/`flush` may come from the same thread only (serve holds 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -52,12 +53,13 @@ class Engine:
     which the walk is at its step 0
     (serve starts a new engine at frame k when it switches avatars); t0_ns: pts of output frame 0.
     silence_gate: False → every frame counts as speech. ramp/lookahead: see backend/planner.py.
+    background: a backend.background.Background (None or "original": the footage as filmed).
     """
 
     def __init__(self, package, generator: Generator, *, crop: str | None = None, batch_size: int | None = None,
                  loop: str = "auto", start_frame: int = 0, first_k: int = 0, t0_ns: int = 0,
                  silence_gate: bool | SilenceGate = True, ramp: int = 3, lookahead: int | None = None,
-                 enhancer=None, colour_match: bool = True, frame_cache=None):
+                 enhancer=None, colour_match: bool = True, frame_cache=None, background=None):
         self.package = package
         self.generator = generator
         self.crop = crop or generator.crop
@@ -67,6 +69,10 @@ class Engine:
         self.planner = Planner(handles_silence=generator.handles_silence, batch_size=self.batch_size, ramp=ramp,
                                lookahead=lookahead)
         self.compositor = Compositor(package, colour=colour_match, enhancer=enhancer, frame_cache=frame_cache)
+        if background is not None and background.needs_matte:  # backend/backdrop.py
+            from backend.backdrop import Backdrop
+
+            self.compositor.backdrop = Backdrop(background, package)
         self.start_frame, self.first_k = int(start_frame), int(first_k)
         if loop not in LOOP_MODES and not hasattr(package, "idle_graph"):  # a package held in memory (tests)
             loop = "pingpong"
@@ -200,6 +206,12 @@ class Engine:
         image = self.compositor.compose(self.face_frame(plan))
         self._count("compositor", t, 1)
         return image
+
+    def footage(self, plan: FramePlan) -> np.ndarray:
+        """The frame as it looks without a generated mouth (serve's stand-in for a frame it could not render):
+        the walk's footage, cross-faded and over the backdrop as a rendered one would be. Touches no cache the
+        render thread writes, so the publisher may call it."""
+        return self.compositor.compose(replace(self.face_frame(plan), face=None, blend=0.0))
 
     def render(self, plans: list[FramePlan]) -> None:
         """generate + compose: fills `plan.image` of every plan not marked `skip`."""

@@ -67,13 +67,14 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
            start_frame: int = 0, loop: str = "auto", silence_gate: bool = True, enhancer: str | None = None,
            progress: bool = True, generator=None, crf: int | None = None, preset: str | None = None,
            encoder: str = "auto", frame_cache: bool = True, precision: str = "auto",
-           actions: list[tuple[str, float]] = ()) -> RenderResult:
+           actions: list[tuple[str, float]] = (), background=None) -> RenderResult:
     """Render `audio` spoken by `avatar` into `output` (mp4) and/or `frames_dir` (PNGs). See module docstring.
 
     `generator` (a ready Generator) overrides engine/checkpoint/device (tests, benchmarks).
     `frame_cache`: read (and on first use build) the package's decoded-frame cache (backend/frame_cache.py).
     `precision`: the network's (backend/generators/precision.py), auto | fp32 | int8 | fp16.
     `actions`: (name, seconds) cues: the avatar's action clips, each from its best entry at or after that time.
+    `background`: a backend.background.Background; transparent needs an .webm or .mov output (or PNG frames).
     """
     from preprocess.package import AvatarPackage
     from stream_wav2lip.atomic import atomic_dir, atomic_path
@@ -85,8 +86,13 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     from backend.post import PostWorker
     from backend.sinks.png import PngSink
 
+    from backend.sinks.alpha_video import ALPHA_CONTAINERS, check_output_container
+
     out_path = check_output(output)
     dir_path = check_output(frames_dir, "frames")
+    replaced = background is not None and background.needs_matte  # the footage's background is replaced
+    if out_path is not None:
+        check_output_container(out_path, background is not None and background.transparent)
     if out_path is None and dir_path is None:
         raise UserError("nothing to write: give -o OUT.mp4 and/or --frames-dir DIR")
     package = AvatarPackage.open(avatar)
@@ -99,7 +105,8 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     batch_size = batch_size or generator.throughput_batch  # offline: throughput first
     total = sum(frames_for_samples(s.size) for s in speeches)
     # mp4 only, even frame size: composite on I420 planes straight from the JPEGs or the frame cache
-    i420 = dir_path is None and package.width % 2 == 0 and package.height % 2 == 0
+    alpha_file = out_path is not None and out_path.suffix.lower() in ALPHA_CONTAINERS
+    i420 = dir_path is None and not replaced and not alpha_file and package.width % 2 == 0 and package.height % 2 == 0
     cache = None
     if i420 and frame_cache:
         from backend.frame_cache import FrameCache
@@ -108,7 +115,8 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
         cache = FrameCache.open_or_build(package, build=total >= package.frame_count, progress=progress,
                                          log=_note if progress else _quiet)
     eng = Engine(package, generator, crop=crop, batch_size=batch_size, loop=loop, start_frame=start_frame,
-                 silence_gate=silence_gate, enhancer=make_enhancer(enhancer, device), frame_cache=cache)
+                 silence_gate=silence_gate, enhancer=make_enhancer(enhancer, device), frame_cache=cache,
+                 background=background)
     for name, seconds in sorted(actions, key=lambda cue: cue[1]):
         eng.cue(name, at_k=int(round(seconds * 25)))
     comp = eng.compositor
@@ -123,7 +131,13 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
         # the network on the CPU: compositing/encoding take only the cycles it leaves (backend.post.lower_priority)
         on_cpu = generator.device_type == "cpu"
         try:
-            if tmp_mp4 is not None:
+            if tmp_mp4 is not None and alpha_file:
+                from backend.sinks.alpha_video import AlphaVideoSink
+
+                sinks.append(AlphaVideoSink(tmp_mp4, package.width, package.height, atomic=False,
+                                            alpha=background is not None and background.transparent))
+                codec = sinks[-1].video.codec_context.name
+            elif tmp_mp4 is not None:
                 from backend.sinks.mp4 import Mp4Sink
 
                 # one encoder thread when the network is on the CPU (x264's frame threads only add overhead

@@ -5,6 +5,10 @@ import argparse
 
 from backend.generators.registry import PRECISION_HELP, PRECISIONS, engine_help, engine_names
 from backend.schedule import IDLE_HELP, WALK_MODES
+
+BACKGROUND_HELP = ("what the avatar is shown over: original (the footage, default), transparent (.webm VP9 or .mov "
+                   "ProRes 4444 with alpha, PNG frames with alpha), a colour #RRGGBB, or an image file; needs the "
+                   "avatar's matte (preprocess makes one by default)")
 from backend.sinks.encoders import ENCODERS
 
 HELP = "render speech audio spoken by an avatar into an mp4 (offline; H.264 + AAC, 25 fps)"
@@ -15,10 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", required=True, nargs="+", metavar="FILE",
                         help="speech file(s), any format/rate/channels; several play one after another")
     parser.add_argument("--checkpoint", metavar="CKPT", help="Wav2Lip generator checkpoint (96/288/384)")
-    parser.add_argument("--engine", choices=engine_names(), help=engine_help())
-    parser.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4", help="output video (default out.mp4)")
+    parser.add_argument("--engine", choices=engine_names(listed_only=False), help=engine_help(listed_only=False))
+    parser.add_argument("-o", "--output", default="out.mp4", metavar="OUT.mp4",
+                        help="output video: .mp4 (H.264 + AAC, default out.mp4), or .webm / .mov to carry "
+                             "transparency (--background transparent)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cuda, cuda:N or cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    parser.add_argument("--background", default="original", metavar="original|transparent|#RRGGBB|IMAGE",
+                        help=BACKGROUND_HELP)
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="frames per network call (default 16 on CUDA; on the CPU 8, rounded up to a multiple "
                              "of --threads: each thread runs an equal part of a batch on its own)")
@@ -56,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from backend.render import render
+    from backend.background import parse_background
     from preprocess.actions import parse_action_cue
 
     if args.threads:
@@ -72,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                     start_frame=args.start_frame, loop=args.loop, silence_gate=not args.no_silence_gate,
                     enhancer=args.enhancer, progress=not args.no_progress, preset=args.preset, crf=args.crf,
                     encoder=args.encoder, frame_cache=not args.no_frame_cache, precision=args.precision,
+                    background=parse_background(args.background),
                     actions=[parse_action_cue(spec) for spec in args.action])
     where = ", ".join(str(p) for p in (result.output, result.frames_dir) if p is not None)
     print(f"wrote {where}: {result.frames} frames ({result.frames / 25:.2f} s) in {result.seconds:.1f} s "

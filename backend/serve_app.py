@@ -38,7 +38,7 @@ class ServeApp:
                  device: str = "auto", crop: str | None = None, batch_size: int = 4, api_port: int | None = 0,
                  mic: str | None = None, mic_gate_db: float = -40.0, play_audio: str | None = None,
                  preview: bool = False, keep_latencies: bool = False, audio_lead_ms: float = 60.0,
-                 idle: str = "auto", precision: str = "auto"):
+                 idle: str = "auto", precision: str = "auto", background=None):
         from backend.generators.registry import GeneratorOptions
         from backend.ipc.control import ControlChannel
         from shm_protocol.names import valid_session
@@ -51,6 +51,7 @@ class ServeApp:
         self.options = GeneratorOptions(checkpoint, device, crop, batch_size, precision=precision)
         self.batch_size = batch_size
         self.idle = idle
+        self.background = background
         self.audio_lead_ms = audio_lead_ms
         self._closers: list = []
         self._closed = False
@@ -83,7 +84,8 @@ class ServeApp:
         generator = reuse if reuse is not None and not per_avatar else None
         if generator is None:
             generator = make_generator(self.engine_name, package, self.options)
-        engine = Engine(package, generator, crop=self.options.crop, batch_size=self.batch_size, loop=self.idle)
+        engine = Engine(package, generator, crop=self.options.crop, batch_size=self.batch_size, loop=self.idle,
+                        background=self.background)
         if package.frame_count * package.width * package.height * 3 <= PRELOAD_LIMIT_BYTES:
             package.preload(("bg", engine.crop))
         engine.warm_up()

@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="session name (1-32 of A-Z a-z 0-9 _ -): shared memory s2l_<session>_*; default: default")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    p.add_argument("--background", default="original", metavar="original|transparent|#RRGGBB|IMAGE",
+                   help="what the avatar is shown over in OBS: original (the footage), transparent (real alpha "
+                        "in the source), a colour #RRGGBB or an image; needs the avatar's matte")
     p.add_argument("--crop", choices=("head", "heads", "body"), default=None,
                    help="face crop fed to the generator: head (upright face, the network's default), body "
                         "(Wav2Lip-style box) or heads (whole head, the mouth engine's default)")
@@ -43,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from backend.background import parse_background
     from backend.serve_app import ServeApp, parent_pid_from_env
     from stream_wav2lip.errors import UserError
 
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     app = ServeApp(args.session, args.avatar, engine=args.engine, checkpoint=args.checkpoint, device=args.device,
                    crop=args.crop, batch_size=args.batch_size, idle=args.idle, precision=args.precision,
+                   background=parse_background(args.background),
                    api_port=None if args.no_api else args.api_port,
                    mic=args.mic, mic_gate_db=args.mic_gate_db, play_audio=args.play_audio, preview=args.preview,
                    audio_lead_ms=args.audio_lead_ms)

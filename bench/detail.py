@@ -186,7 +186,7 @@ def time_1080p(pkg, split: int, native: int = 96, frames: int = 60) -> tuple[flo
     return 1e3 * (time.thread_time() - c0) / len(faces), 1e3 * (time.perf_counter() - t0) / len(faces)
 
 
-def evaluate_clip(clip: Path, work: Path, picture: list | None) -> dict:
+def evaluate_clip(clip: Path, work: Path, picture: list | None, quick: bool = False) -> dict:
     from backend.detail import detail_size
     from bench.lipsync_quality import measure_openings, package_for
 
@@ -195,13 +195,13 @@ def evaluate_clip(clip: Path, work: Path, picture: list | None) -> dict:
     n = pkg.frame_count
     split = int(round(SPLIT * n))
     size = detail_size(pkg, CROP, 96)
-    real_open = measure_openings(pkg.frame(int(j)) for j in range(split, n))
+    real_open = None if quick else measure_openings(pkg.frame(int(j)) for j in range(split, n))
     res = {"clip": clip.name, "frames": n, "size": size, "test": n - split}
     natives = {"96": 96, "288": max(97, int(round(size * 288 / FACE_1080P)))}
     for label, native in natives.items():
         res[label] = evaluate(pkg, size, native, split, real_open, picture if label == "96" else None)
         res[label]["native"] = native
-    res["ms_1080p"] = time_1080p(pkg, split)
+    res["ms_1080p"] = (np.nan, np.nan) if quick else time_1080p(pkg, split)
     res["seconds"] = time.perf_counter() - t0
     return res
 
@@ -222,7 +222,8 @@ def table(results: list[dict], label: str) -> str:
         lines.append(f"{res['clip'][:34]:<34} {res['size']:>4} {r['native']:>4} {cells} {r['ms']:>6.2f}")
     med = {(m, k): float(np.nanmedian([res[label][m].get(k, np.nan) for res in results]))
            for m in ("bicubic", "detail") for _, k, _ in COLUMNS}
-    cells = " ".join(f"{fmt.format(med[('bicubic', k)]):>10} {fmt.format(med[('detail', k)]):>10}" for _, k, fmt in COLUMNS)
+    cells = " ".join(f"{fmt.format(med[('bicubic', k)]):>10} {fmt.format(med[('detail', k)]):>10}"
+                     for _, k, fmt in COLUMNS)
     ms = float(np.median([res[label]["ms"] for res in results]))
     lines.append(f"{'MEDIAN':<34} {'':>4} {'':>4} {cells} {ms:>6.2f}")
     return "\n".join(lines), med
@@ -236,7 +237,7 @@ def verdict(med: dict) -> list[str]:
               ("SSIM >= bicubic - 0.01", d("ssim") >= b("ssim") - 0.01, f"{d('ssim') - b('ssim'):+.3f}"),
               ("opening r >= 0.95", d("open_r") >= 0.95, f"{d('open_r'):.3f}"),
               ("flicker <= 1.2x real", d("flicker") <= 1.2, f"{d('flicker'):.2f}x")]
-    return [f"  {'met ' if ok else 'MISS'} {name}: {value}" for name, ok, value in checks]
+    return [f"  {'n/a ' if 'nan' in value else 'met ' if ok else 'MISS'} {name}: {value}" for name, ok, value in checks]
 
 
 def write_picture(path: Path, strips: list) -> None:
@@ -253,12 +254,17 @@ def write_picture(path: Path, strips: list) -> None:
         rows.append(np.hstack([cells[0], gap, cells[1], gap, cells[2]]))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    sheet = np.vstack(rows)
+    header = np.full((28, width, 3), 255, np.uint8)
+    cell = (width - 12) // 3
+    for k, name in enumerate(("real (held out)", "bicubic from 96", "bicubic + detail")):
+        cv2.putText(header, name, (k * (cell + 6) + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    sheet = np.vstack([header] + rows)
     with atomic_path(path) as tmp:
         cv2.imwrite(str(tmp), sheet)
 
 
 def main(argv: list[str] | None = None) -> int:
+    global SOFTEN
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--media", type=Path, default=REPO.parent / "shared" / "media")
     ap.add_argument("--work", type=Path, default=Path("/tmp/s2l-bench-detail"), help="package cache folder")
@@ -266,8 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="only clips whose name contains this")
     ap.add_argument("--picture", type=Path, default=None, help="write real | bicubic | detail crops here (png)")
     ap.add_argument("--picture-clip", default="face_2", help="the clip the picture is taken from (name part)")
+    ap.add_argument("--soften", type=float, default=SOFTEN,
+                    help=f"Gaussian sigma (native pixels) of the simulated generator softness (default {SOFTEN}; "
+                         "the stage assumes backend.detail.library.SOFTNESS)")
+    ap.add_argument("--quick", action="store_true", help="skip the FaceMesh opening measure and the 1080p timing")
     ap.add_argument("--json", type=Path, default=None, help="also write per-clip results here")
     args = ap.parse_args(argv)
+    SOFTEN = args.soften
     logging.basicConfig(level=logging.ERROR)
     cv2.setNumThreads(1)  # the stage runs on one post-processing thread: time it on one core
     from bench.lipsync_quality import talking_clips
@@ -280,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     for clip in clips:
         try:
             wanted = args.picture and not strips and args.picture_clip in clip.name
-            res = evaluate_clip(clip, args.work, strips if wanted else None)
+            res = evaluate_clip(clip, args.work, strips if wanted else None, args.quick)
         except Exception as exc:  # one bad clip must not lose the others' numbers
             print(f"{clip.name}: skipped ({type(exc).__name__}: {exc})", flush=True)
             continue

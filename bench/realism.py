@@ -12,9 +12,9 @@ chose: the compositor leaves everything above the nose as the avatar frame's own
 region above the eyes equals the output's is the one (a thumbnail search proposes, an exact comparison
 decides; `AvatarFrameFinder`).
 
-Each output frame is compared with the avatar frame it was built on (FaceMesh landmarks of that frame from
-the package; the output's own lips are found by FaceMesh on the output, `preprocess.tracking.FaceTracker`,
-the tracker lipsync_quality measures openings with):
+Each output frame is compared with the avatar frame it was built on (patches placed by that frame's FaceMesh
+landmarks from the package; the lips of both frames found by FaceMesh in still-image mode on each,
+`realism_metrics.StaticMesh`: the video tracker lags a lip-synced mouth and read teeth as lips):
 - cheek patches beside the mouth corners and jaw patches on the jaw contour below them: SSIM (grey),
   colour ΔE (CIE76 of the patch's mean Lab colour) and the high-frequency texture energy ratio (a beard must
   stay a beard: ratio of the energy of grey minus its Gaussian blur, output / footage);
@@ -46,8 +46,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.realism_metrics import (PATCHES, FrameScores, lip_colour, lip_sharpness, patch_boxes, patch_stats,  # noqa: E402
-                                   psnr_in_mask)
+from bench.realism_metrics import (PATCHES, FrameScores, StaticMesh, lip_colour, lip_sharpness,  # noqa: E402
+                                   patch_boxes, patch_stats, psnr_in_mask)
 
 DEFAULT_SPEECH = "SadTalker__examples_driven_audio_chinese_news.wav"
 TARGETS = {"ssim": 0.9, "de": 3.0, "tex": (0.85, 1.15), "lip_de": 6.0}
@@ -76,8 +76,6 @@ def render_frames(pkg_dir: Path, speech: Path, seconds: float, frames_dir: Path,
 # ------------------------------------------------------------------------------------------ scoring
 def score_clip(pkg, frames_dir: Path) -> tuple[FrameScores, list[int]]:
     """Per-frame realism scores of the PNG frames in `frames_dir` against the avatar frames they were built on."""
-    from preprocess.tracking import FaceTracker
-
     files = sorted(frames_dir.glob("*.png"))
     lms, valid = pkg.track.landmarks, pkg.track.valid
     finder = AvatarFrameFinder(pkg)
@@ -85,7 +83,8 @@ def score_clip(pkg, frames_dir: Path) -> tuple[FrameScores, list[int]]:
     sources: list[int] = []  # avatar frame of each output frame, -1 for cross-fades
     prev = None
     last = -1
-    with FaceTracker() as tracker:
+    mesh = StaticMesh()
+    try:
         for k, f in enumerate(files):
             out = cv2.imread(str(f), cv2.IMREAD_COLOR)
             i = finder.find(out, last + 1)
@@ -96,7 +95,10 @@ def score_clip(pkg, frames_dir: Path) -> tuple[FrameScores, list[int]]:
             last = i
             ref = pkg.frame(i)
             lm_ref = np.asarray(lms[i], np.float64)
-            lm_out = tracker.process(np.ascontiguousarray(out))
+            lm_out = mesh.landmarks(out, lm_ref)
+            lm_ref_lips = mesh.landmarks(ref, lm_ref)
+            if lm_ref_lips is None:
+                lm_ref_lips = lm_ref
             if not valid[i]:
                 scores.skip()
                 prev = None
@@ -105,20 +107,24 @@ def score_clip(pkg, frames_dir: Path) -> tuple[FrameScores, list[int]]:
             row = {}
             for name in PATCHES:
                 row.update({f"{name}_{k2}": v for k2, v in patch_stats(out, ref, boxes[name]).items()})
-            lip_ref = lip_colour(ref, lm_ref)
+            lip_ref = lip_colour(ref, lm_ref_lips)
             lip_out = lip_colour(out, lm_out) if lm_out is not None else None
-            row["lip_de_footage"] = float(np.linalg.norm(lip_out - lip_ref)) if lip_out is not None else np.nan
-            row["lip_sharp"] = (lip_sharpness(out, lm_out) / max(lip_sharpness(ref, lm_ref), 1e-3)
+            both = lip_out is not None and lip_ref is not None
+            row["lip_de_footage"] = float(np.linalg.norm(lip_out - lip_ref)) if both else np.nan
+            row["lip_sharp"] = (lip_sharpness(out, lm_out) / max(lip_sharpness(ref, lm_ref_lips), 1e-3)
                                 if lm_out is not None else np.nan)
             if prev is not None:
                 p_out, p_ref, p_lip_out, p_lip_ref = prev
                 row["lip_de_f2f"] = (float(np.linalg.norm(lip_out - p_lip_out))
                                      if lip_out is not None and p_lip_out is not None else np.nan)
-                row["lip_de_f2f_footage"] = float(np.linalg.norm(lip_ref - p_lip_ref))
+                row["lip_de_f2f_footage"] = (float(np.linalg.norm(lip_ref - p_lip_ref))
+                                             if lip_ref is not None and p_lip_ref is not None else np.nan)
                 row["flicker"] = max(float(np.linalg.norm(row[f"{p}_lab"] - p_out[p])) for p in PATCHES)
                 row["flicker_footage"] = max(float(np.linalg.norm(row[f"{p}_lab_ref"] - p_ref[p])) for p in PATCHES)
             prev = ({p: row[f"{p}_lab"] for p in PATCHES}, {p: row[f"{p}_lab_ref"] for p in PATCHES}, lip_out, lip_ref)
             scores.add(k, row)
+    finally:
+        mesh.close()
     return scores, sources
 
 
@@ -187,7 +193,8 @@ def summarise(scores: FrameScores) -> dict:
     de = scores.column_max([f"{p}_de" for p in PATCHES])
     tex_lo = scores.column_min([f"{p}_tex" for p in PATCHES])
     tex_hi = scores.column_max([f"{p}_tex" for p in PATCHES])
-    for key, v, worst in (("patch_ssim", ssim, 10), ("patch_de", de, 90), ("lip_de_f2f", scores.column("lip_de_f2f"), 90),
+    for key, v, worst in (("patch_ssim", ssim, 10), ("patch_de", de, 90),
+                          ("lip_de_f2f", scores.column("lip_de_f2f"), 90),
                           ("lip_de_f2f_footage", scores.column("lip_de_f2f_footage"), 90),
                           ("lip_de_footage", scores.column("lip_de_footage"), 90),
                           ("flicker", scores.column("flicker"), 90),
@@ -225,38 +232,46 @@ HEADER = (f"{'clip':<30} {'SSIM md/p10':>12} {'dE md/p90':>10} {'tex p10-p90':>1
 
 
 def row_text(name: str, s: dict) -> str:
-    return (f"{name[:30]:<30} {s['patch_ssim']:5.3f}/{s['patch_ssim_worst']:5.3f} {s['patch_de']:4.1f}/{s['patch_de_worst']:4.1f} "
+    return (f"{name[:30]:<30} {s['patch_ssim']:5.3f}/{s['patch_ssim_worst']:5.3f} "
+            f"{s['patch_de']:4.1f}/{s['patch_de_worst']:4.1f} "
             f"{s['tex_worst_lo']:5.2f}-{s['tex_worst_hi']:5.2f} {s['lip_de_f2f']:6.1f}/{s['lip_de_f2f_worst']:6.1f} "
             f"{s['lip_de_f2f_footage_worst']:9.1f} {s['lip_de_footage']:4.1f}/{s['lip_de_footage_worst']:5.1f} "
-            f"{s['flicker_worst']:5.1f}/{s['flicker_footage_worst']:5.1f} {s['lip_sharp']:5.2f}/{s['lip_sharp_worst']:5.2f}"
+            f"{s['flicker_worst']:5.1f}/{s['flicker_footage_worst']:5.1f} "
+            f"{s['lip_sharp']:5.2f}/{s['lip_sharp_worst']:5.2f}"
             f" {s.get('psnr_native', np.nan):5.1f}/{s.get('psnr_96', np.nan):4.1f}")
 
 
 def evaluate(clip: Path, work: Path, speech: Path, seconds: float, out_dir: Path, keep_frames: bool = False,
-             loop: str | None = None) -> dict:
+             loop: str | None = None, rescore: bool = False) -> dict:
     from bench.lipsync_quality import package_for
     from bench.realism_sheet import contact_sheet
 
     pkg = package_for(clip, work)
     t0 = time.perf_counter()
     frames_dir = out_dir / "frames" / clip.stem
-    if frames_dir.exists():
-        import shutil
+    if rescore:  # score the frames a --keep-frames run left (measures changed, the engine did not)
+        if not frames_dir.is_dir():
+            raise FileNotFoundError(f"{frames_dir}: no frames to rescore")
+        fps = float("nan")
+    else:
+        if frames_dir.exists():
+            import shutil
 
-        shutil.rmtree(frames_dir)
-    frames_dir.parent.mkdir(parents=True, exist_ok=True)
-    fps = render_frames(pkg.root, speech, seconds, frames_dir, loop=loop)
+            shutil.rmtree(frames_dir)
+        frames_dir.parent.mkdir(parents=True, exist_ok=True)
+        fps = render_frames(pkg.root, speech, seconds, frames_dir, loop=loop)
     scores, sources = score_clip(pkg, frames_dir)
     s = summarise(scores)
     s["psnr_native"] = perfect_generator_psnr(pkg, "heads", pkg.head_size)
     s["psnr_96"] = perfect_generator_psnr(pkg, "heads", 96)
     sheet = out_dir / f"worst_{clip.stem}.png"
     contact_sheet(pkg, frames_dir, scores, sources, sheet)
-    if not keep_frames:
+    if not keep_frames and not rescore:
         import shutil
 
         shutil.rmtree(frames_dir)
-    s.update(clip=clip.name, frames=len(sources), cross_fades=sum(1 for i in sources if i < 0), render_fps=fps, seconds=time.perf_counter() - t0,
+    s.update(clip=clip.name, frames=len(sources), cross_fades=sum(1 for i in sources if i < 0), render_fps=fps,
+             seconds=time.perf_counter() - t0,
              size=f"{pkg.width}x{pkg.height}", sheet=str(sheet), misses=meets(s),
              badness=[round(float(v), 3) for v in scores.badness()], scored_frames=scores.frames, sources=sources)
     return s
@@ -275,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="only clips whose name contains this")
     ap.add_argument("--keep-frames", action="store_true")
     ap.add_argument("--loop", default=None, help="avatar walk passed to render (default: render's own)")
+    ap.add_argument("--rescore", action="store_true", help="score the frames a --keep-frames run left in --out")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     import torch
@@ -290,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for clip in clips:
         try:
-            s = evaluate(clip, args.work, speech, args.seconds, args.out, args.keep_frames, args.loop)
+            s = evaluate(clip, args.work, speech, args.seconds, args.out, args.keep_frames, args.loop, args.rescore)
         except Exception as exc:  # one bad clip must not lose the others' numbers
             print(f"{clip.name}: skipped ({type(exc).__name__}: {exc})", flush=True)
             continue

@@ -116,6 +116,44 @@ def psnr_in_mask(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return 99.0 if mse <= 1e-10 else float(10 * np.log10(255.0 ** 2 / mse))
 
 
+class StaticMesh:
+    """FaceMesh in still-image mode on a square cut around a known face: landmarks in frame pixels.
+
+    Why not the video tracker: on lip-synced output the mouth changes shape faster than any real mouth, and the
+    tracker's landmarks lag it (lips found on the teeth, or above the mouth), which read as lip-colour jumps
+    that are not there. Each frame, output and footage alike, is measured on its own.
+    """
+
+    SIZE = 256
+
+    def __init__(self):
+        from preprocess.tracking import native_stderr_silenced, quiet_native_logs
+
+        quiet_native_logs()
+        with native_stderr_silenced():
+            import mediapipe as mp
+
+            self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                         refine_landmarks=True, min_detection_confidence=0.3)
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def landmarks(self, img: np.ndarray, around: np.ndarray) -> np.ndarray | None:
+        """(478, 2) landmarks of the face near landmarks `around` (the avatar frame's), or None."""
+        pts = np.asarray(around, np.float64)[list(L.FACE_OVAL)]
+        c = (pts.min(0) + pts.max(0)) / 2
+        half = 0.8 * float(np.max(pts.max(0) - pts.min(0)))
+        scale = self.SIZE / (2 * half)
+        m = np.array([[scale, 0, self.SIZE / 2 - scale * c[0]], [0, scale, self.SIZE / 2 - scale * c[1]]])
+        crop = cv2.warpAffine(img, m, (self.SIZE, self.SIZE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+        res = self._mesh.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+        if not res.multi_face_landmarks:
+            return None
+        lm = np.array([(p.x * self.SIZE, p.y * self.SIZE) for p in res.multi_face_landmarks[0].landmark])
+        return (lm - m[:, 2]) / scale
+
+
 class FrameScores:
     """Rows of per-frame scores (frame number -> metric -> value); skipped frames count as missing."""
 

@@ -16,8 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -77,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             fn(FaceFrame(pts_ns=0, index=k, avatar_index=idx[k], face=faces[k], crop=gen.crop, blend=1.0))
         rows[name] = (time.perf_counter() - t) / n * 1000
     print(f"avatar {pkg.name} {pkg.width}x{pkg.height}, crop {gen.crop} {gen.face_size}px, {n} frames, "
-          f"keep_detail {bool(args.keep_detail) and has_detail}, one thread; load average {open('/proc/loadavg').read().split()[:3]}")
+          f"keep_detail {bool(args.keep_detail) and has_detail}, one thread; "
+          f"load average {open('/proc/loadavg').read().split()[:3]}")
     print(f"generator alone : {gen_ms:6.2f} ms/frame ({1000 / gen_ms:6.1f} fps)")
     for name, ms in rows.items():
         print(f"{name:<16}: {ms:6.2f} ms/frame; generator + it {gen_ms + ms:6.2f} ms ({1000 / (gen_ms + ms):6.1f} fps)")

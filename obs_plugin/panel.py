@@ -28,6 +28,20 @@ def engines() -> list[tuple[str, str]]:
         [(e.name, f"{e.name}: {e.summary}") for e in entries()]
 
 
+BACKGROUNDS = (("original", "The footage's own"), ("transparent", "Transparent (over the scene)"),
+               ("color", "A colour"), ("image", "An image"))
+
+
+def background_arg(settings: dict) -> str:
+    """`serve --background` for the panel's choice ("original" when a colour or image is missing)."""
+    kind = settings.get("background") or "original"
+    if kind == "color":
+        return settings.get("background_color") or "original"
+    if kind == "image":
+        return settings.get("background_image") or "original"
+    return kind if kind in ("original", "transparent") else "original"
+
+
 def precisions() -> list[tuple[str, str]]:
     """(value, label) of the precision list: the same choices as `serve --precision` (the registry's)."""
     from backend.generators.registry import PRECISIONS
@@ -48,6 +62,9 @@ DEFAULTS_STR = {
     "checkpoint": "",
     "device": "auto",
     "precision": "auto",
+    "background": "original",
+    "background_color": "#00b140",
+    "background_image": "",
     "mic_device": "",
     "backend_python": "",
     "serve_args": "",
@@ -152,6 +169,15 @@ def build(lib: ctypes.CDLL, handle: int, settings: dict, status_text: str, statu
                                       libobs.OBS_COMBO_FORMAT_STRING)
     for value, label in DEVICES:
         lib.obs_property_list_add_string(dev, b(label), b(value))
+    bg = lib.obs_properties_add_list(props, b"background", b"Background", libobs.OBS_COMBO_TYPE_LIST,
+                                     libobs.OBS_COMBO_FORMAT_STRING)
+    for value, label in BACKGROUNDS:
+        lib.obs_property_list_add_string(bg, b(label), b(value))
+    lib.obs_property_set_long_description(bg, b"Transparent: the avatar over whatever is below this source in the "
+                                              b"scene (the avatar's matte, made by preprocess). Restarts the backend.")
+    lib.obs_properties_add_text(props, b"background_color", b"Background colour (#RRGGBB)", libobs.OBS_TEXT_DEFAULT)
+    lib.obs_properties_add_path(props, b"background_image", b"Background image", libobs.OBS_PATH_FILE,
+                                b"Images (*.png *.jpg *.jpeg *.bmp *.webp);;All files (*.*)", None)
     prec = lib.obs_properties_add_list(props, b"precision", b"Precision", libobs.OBS_COMBO_TYPE_LIST,
                                        libobs.OBS_COMBO_FORMAT_STRING)
     for value, label in precisions():

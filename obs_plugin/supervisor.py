@@ -65,6 +65,7 @@ class BackendConfig:
     engine: str = ""  # "" = serve's default (the network with a checkpoint, else the mouth engine)
     device: str = "auto"
     precision: str = "auto"  # serve --precision (auto is serve's default and is not passed)
+    background: str = "original"  # serve --background (original is serve's default and is not passed)
     mic: bool = False
     mic_device: str = ""
     api_port: int = 0
@@ -87,6 +88,8 @@ class BackendConfig:
             cmd += ["--checkpoint", self.checkpoint]
         if self.precision and self.precision != "auto":
             cmd += ["--precision", self.precision]
+        if self.background and self.background != "original":
+            cmd += ["--background", self.background]
         if self.mic:
             cmd += ["--mic"] + ([self.mic_device] if self.mic_device else [])
         if self.api_port:

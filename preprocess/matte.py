@@ -5,25 +5,28 @@ No weights are downloaded: MediaPipe's selfie segmentation model ships inside th
 
 1. **segment** a small copy of the frame (long side WORK_SIDE): the model sees 256x256 anyway, so giving it
    the full 720p/1080p frame only costs resizing inside MediaPipe and a full-size float mask out;
-2. **stabilise in time without lag**: the previous stabilised matte is *warped along the optical flow*
+2. **edge refinement guided by the frame itself**: a guided filter (He et al.) fits, in small windows, alpha
+   as a linear function of the small frame's brightness, so the soft 256 px segmentation edge snaps to the
+   picture's own edges (hair, shoulders, the jaw line);
+3. **stabilise in time without lag**: the previous stabilised matte is *warped along the optical flow*
    (DIS, ultrafast preset, on the same small frames) to where the person is now, and blended with the new
    segmentation: alpha = w * new + (1 - w) * warped_previous. Because the old matte is moved with the head
    first, a turning or nodding head is smoothed as much as a still one and never trails behind it; where the
    warp does not explain the picture (occlusion, a hand coming in, a cut) w rises to 1 and the new
-   segmentation wins at once. A plain moving average would either lag a moving head or not smooth at all;
-3. **face prior** (applied to the segmentation *before* step 2, so the outline's jitter is smoothed too): the
+   segmentation wins at once. A plain moving average would either lag a moving head or not smooth at all.
+   Refining (step 2) *before* stabilising matters: the refinement follows the picture, so it carries the
+   picture's own noise; applied after the stabiliser at full resolution (a "fast guided filter", coefficients
+   from the small frame, applied to the full one) it brought back the flicker the stabiliser had removed
+   (edge flicker after motion compensation 0.71 -> 0.90 of the raw segmentation's on LivePortrait d13);
+4. **face prior** (applied to the segmentation *before* steps 2-3, so the outline's jitter is smoothed too): the
    convex hull of the tracked FaceMesh landmarks, grown 5 %, counts as person. The generated mouth lands in
    the face, and a segmentation hole there (a skin-coloured background, glare) must never show what is
    behind; the raw segmentation alone left some of the jaw-line landmarks below 0.5 in 96 % of the frames
-   of two shared clips. After step 4 the inner face (the hull shrunk to 85 %) is forced opaque once more;
-   applying the hard hull there instead made the edge flicker (bench/matte.py);
-4. **edge refinement guided by the frame itself**: a fast guided filter (He & Sun) fits, in small windows,
-   alpha as a linear function of the frame's brightness; the coefficients are computed on the small frame
-   and applied to the full-resolution frame, so the edge snaps to the real edge (hair, shoulders) at full
-   resolution for the price of a few small box filters. OpenCV's ximgproc.guidedFilter does the same at
-   one resolution only, i.e. ~10x the work at 1080p;
-5. a gentle contrast curve (CURVE_LO..CURVE_HI -> 0..1) so that the background is exactly 0 and the body
-   exactly 255 (which also makes the compositor's exact-blend band thin, see backend.background).
+   of two shared clips. The hull is applied again after step 3 (a face faster than the flow is covered at
+   once) and, at full size after step 5, the inner face (the hull shrunk to 85 %) is forced opaque;
+5. upsample to the frame (bilinear), then a gentle contrast curve (CURVE_LO..CURVE_HI -> 0..1) so that the
+   background is exactly 0 and the body exactly 255 (which also keeps the compositor's blend band thin, see
+   backend.background).
 
 Green screen (`--matte green`) is preprocess/matte_green.py; storage in the package is preprocess/matte_store.py.
 """
@@ -42,6 +45,7 @@ GUIDE_RADIUS = 4  # guided filter window radius, in WORK_SIDE pixels (~13 px at 
 GUIDE_EPS = 2e-3  # guided filter regulariser (brightness in 0..1): smaller = follows image edges harder
 CURVE_LO, CURVE_HI = 0.15, 0.85  # probabilities below LO are background (0), above HI person (255)
 FACE_SHRINK = 1.05  # face prior before the stabiliser: the landmark hull grown 5 % (the refinement pulls an edge in)
+COVER_SHRINK = 1.0  # ... after the stabiliser: FaceMesh's own outline (grown, its jitter showed as edge flicker)
 INNER_SHRINK = 0.85  # ... and forced opaque after refinement, shrunk so its hard edge stays off the silhouette
 
 
@@ -58,15 +62,16 @@ class MatteSettings:
     curve: tuple[float, float] = (CURVE_LO, CURVE_HI)
     face_shrink: float = FACE_SHRINK
     inner_shrink: float = INNER_SHRINK
+    cover_shrink: float = COVER_SHRINK
 
     def describe(self) -> dict:
         return {"work_side": self.work_side, "model": ("general", "landscape")[self.model],
                 "temporal": {"kind": "flow-warped recursive blend", "weight": self.flow_weight,
                              "warp_error": self.warp_error},
-                "guided_filter": {"kind": "fast guided filter, grey guide", "radius": self.guide_radius,
+                "guided_filter": {"kind": "guided filter, grey guide, working size", "radius": self.guide_radius,
                                   "eps": self.guide_eps},
                 "curve": list(self.curve), "face_prior_shrink": self.face_shrink,
-                "inner_face_shrink": self.inner_shrink}
+                "inner_face_shrink": self.inner_shrink, "cover_shrink": self.cover_shrink}
 
 
 def work_size(width: int, height: int, side: int = WORK_SIDE) -> tuple[int, int]:
@@ -176,8 +181,8 @@ class MatteMaker:
     """Frames in order -> (H, W) uint8 mattes.
 
     `process(frame, landmarks)` = `refine(frame, coarse(frame, landmarks))`. `coarse` carries the temporal
-    state and must see the frames in order, on one thread; `refine` (the full-resolution work, about half
-    the cost) is stateless and may run on worker threads in any order. landmarks: (K, 2) frame pixels or None.
+    state and must see the frames in order, on one thread; `refine` (the full-resolution work: upsampling,
+    the curve, the inner face) is stateless and may run on worker threads in any order. landmarks: (K, 2) frame pixels or None.
     `keep_raw=True` keeps the last raw segmentation upsampled to the frame (`last_raw`, float32 0..1), for the
     quality bench's flicker comparison.
     """
@@ -215,16 +220,18 @@ class MatteMaker:
         prior = face_prior(landmarks, (sw, sh), sw / w, self.settings.face_shrink)
         if prior is not None:  # before the stabiliser: the outline's own jitter is smoothed with the rest
             raw = np.maximum(raw, prior.astype(np.float32) * (1.0 / 255.0))
-        alpha = self.stabilise(gray, raw)
+        guide = gray.astype(np.float32) * (1.0 / 255.0)
+        refined = fast_guided_filter(guide, raw, guide, self.settings.guide_radius, self.settings.guide_eps)
+        alpha = self.stabilise(gray, np.clip(refined, 0.0, 1.0))
+        cover = face_prior(landmarks, (sw, sh), sw / w, self.settings.cover_shrink)
+        if cover is not None:  # and after it: a face that moved faster than the flow is still covered at once
+            alpha = np.maximum(alpha, cover.astype(np.float32) * (1.0 / 255.0))
         return CoarseMatte(alpha, gray, landmarks)
 
     def refine(self, frame: np.ndarray, coarse: CoarseMatte) -> np.ndarray:
         h, w = frame.shape[:2]
-        guide_small = coarse.gray.astype(np.float32) * (1.0 / 255.0)
-        guide_full = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32) * (1.0 / 255.0)
-        refined = fast_guided_filter(guide_small, coarse.alpha, guide_full, self.settings.guide_radius,
-                                     self.settings.guide_eps)
-        matte = cv2.LUT(cv2.convertScaleAbs(refined, alpha=255.0), self._lut)  # saturating float -> uint8
+        up = cv2.resize(coarse.alpha, (w, h), interpolation=cv2.INTER_LINEAR)
+        matte = cv2.LUT(cv2.convertScaleAbs(up, alpha=255.0), self._lut)  # saturating float -> uint8
         prior = face_prior(coarse.landmarks, (w, h), 1.0, self.settings.inner_shrink)
         if prior is not None:  # the inner face (where the generated mouth lands) is opaque whatever happened
             cv2.max(matte, prior, dst=matte)

@@ -9,11 +9,15 @@ Why it looks like this (issue 17):
   where generated and real faces look alike), so teeth and lip lines land where the network put the mouth.
 * How much: a global weight from the match distance (a poor match adds little) times a per-pixel weight from
   how well the aligned thumbnail agrees with the generated one there (no teeth painted onto closed lips).
+* Not twice: networks differ in softness (and a 288 network on a 400 px face keeps much of the band), so the
+  share of the footage's detail band the generated faces still lack is measured every few frames and scales
+  what is added (a face that already has its detail gets little).
 * Stable over time: the chosen exemplar is kept until another one is clearly closer (SWITCH_RATIO); a newly
   chosen one fades in over a few frames while the old one fades out (WEIGHT_RATE), so teeth never flicker.
   `reset()` forgets the choice (a new utterance may start anywhere).
 * Cheap enough for the post-processing thread (<= 3 ms per 1080p face on one core): matching is one small
-  matrix-vector product, the flow runs on ~64x40 pixel thumbnails, and only the lower-face box is touched.
+  matrix-vector product, the flow runs on ~64x36 pixel thumbnails, and only the lower-face box is touched,
+  with a handful of 8/16-bit OpenCV passes. It keeps temporal state: one stage per thread that composes.
 """
 from __future__ import annotations
 
@@ -22,16 +26,18 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from backend.detail.library import (DETAIL_OFFSET, ExemplarLibrary, descriptor, face_size_in_frame, load_or_build,
-                                    thumbnail)
+from backend.detail.library import (DETAIL_OFFSET, SOFTNESS, ExemplarLibrary, descriptor, face_size_in_frame,
+                                    load_or_build, round_trip, thumbnail)
 
 SWITCH_RATIO = 0.8  # a new exemplar replaces the current one only when its distance is below this share of it
 WEIGHT_RATE = 0.5  # share of the way to its target weight an exemplar's weight moves per frame
 MIN_WEIGHT = 0.05  # a fading exemplar below this weight is dropped
 MATCH_SOFTNESS = 4.0  # how fast the global weight falls past the library's own spacing (match_weight)
 PIXEL_TOLERANCE = 16.0  # grey levels of thumbnail disagreement at which an exemplar's detail is down to 1/e
-DETAIL_GAIN = 1.3  # detail strength of a good match (bench/detail.py: sharpness near the real frames' at +0.6 dB)
+DETAIL_GAIN = 1.5  # detail strength of a good match, tuned on bench/detail.py (sharpness vs PSNR)
 EDGE_FEATHER = 0.12  # share of the box's smaller side over which the detail fades in from its edges
+GAIN_EVERY = 8  # frames between two measurements of how much detail the generator leaves out
+GAIN_RATE = 0.3  # smoothing of that measurement
 REMAP_INTERPOLATION = cv2.INTER_LINEAR  # how the exemplar's detail is sampled along the flow
 WEIGHT_UNIT = 128.0  # weights travel as 8-bit images: 1.0 = 128 leaves room for DETAIL_GAIN above 1
 MIN_UPSCALE = 1.15  # below this ratio of working size to native size there is no missing detail worth adding
@@ -81,6 +87,9 @@ class DetailStage:
         self._active: list[_Active] = []
         self._feather = None
         self._sq = None
+        self._band = None  # mean square of the library's detail band
+        self._missing = None  # smoothed share of that band the generated faces lack
+        self._seen = 0
         self._tgrid = None
         self._sgrid = None
         if eager:
@@ -126,12 +135,14 @@ class DetailStage:
         lib = self.library
         x0, y0, x1, y1 = lib.box
         out = np.array(face, copy=True)
-        target = thumbnail(cv2.cvtColor(face[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY), lib.flow_shape)
+        grey8 = cv2.cvtColor(face[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
+        target = thumbnail(grey8, lib.flow_shape)
         dist = self._distances(descriptor(target, lib.descriptor_shape))
         self._choose(dist)
+        missing = self._missing_share(grey8)
         detail = None
         for n, act in enumerate(self._active):
-            strength = DETAIL_GAIN * act.weight * match_weight(float(dist[act.exemplar]), lib.scale)
+            strength = DETAIL_GAIN * missing * act.weight * match_weight(float(dist[act.exemplar]), lib.scale)
             if strength < 0.01:
                 continue
             if n == len(self._active) - 1 or act.last is None:
@@ -147,6 +158,24 @@ class DetailStage:
             cv2.add(region, cv2.merge([up, up, up]), dst=region)
             cv2.subtract(region, cv2.merge([down, down, down]), dst=region)
         return out
+
+    def _missing_share(self, grey8: np.ndarray) -> float:
+        """How much of the footage's detail band the generator left out (0..1, as an amplitude share).
+
+        Networks differ in softness (and a 288 network on a 400 px face keeps much of the band): detail the
+        face already has must not be added twice. Measured every GAIN_EVERY frames and smoothed, because it is
+        a property of the generator, not of one frame."""
+        if self._missing is None or self._seen % GAIN_EVERY == 0:
+            lib = self.library
+            if self._band is None:
+                sample = lib.detail[::max(1, len(lib) // 32), ::2, ::2].astype(np.float32) - DETAIL_OFFSET
+                self._band = max(1e-3, float(np.mean(sample * sample)))
+            g = grey8.astype(np.float32)
+            own = g - round_trip(g, self.size, self.native_size, SOFTNESS)
+            share = float(np.sqrt(max(0.0, 1.0 - float(np.mean(own * own)) / self._band)))
+            self._missing = share if self._missing is None else self._missing + GAIN_RATE * (share - self._missing)
+        self._seen += 1
+        return self._missing
 
     def _distances(self, q: np.ndarray) -> np.ndarray:
         lib = self.library

@@ -330,7 +330,12 @@ def _choose_int8(model, forward, precision, checkpoint, package, crop, size, bat
         why = verdict.summary() if verdict.samples else f"int8 failed ({verdict.detail})"
         notify(f"int8 refused for this checkpoint and avatar, running fp32: {why}", True)
         return PrecisionChoice(model, "fp32", "int8 refused", verdict)
-    network = OnnxNetwork(int8_path, threads)
+    try:
+        network = OnnxNetwork(int8_path, threads)
+    except UserError as exc:  # a damaged cache file: fp32 now, rebuilt on the next start
+        int8_path.unlink(missing_ok=True)
+        notify(f"int8 model in the cache did not load, running fp32 ({exc})", True)
+        return PrecisionChoice(model, "fp32", "int8 cache unreadable", verdict)
     if precision == "auto":
         speeds = verdict.fps.get(key) or {}
         if "int8" not in speeds or "fp32" not in speeds:

@@ -312,7 +312,7 @@ class LiveLoop:
         plan.shown_index, plan.shown_generated = plan.avatar_index, fresh and plan.face is not None
         if image is None:
             if not plan.generate or self._last_image is None:
-                image = plan.package.frame(plan.avatar_index)
+                image = self.engine.footage(plan)
                 plan.shown_generated = False
             else:  # not rendered in time: the previous image again, the audio goes on
                 image = self._last_image

@@ -2,8 +2,9 @@
 
 Per batch: mel windows -> predicted mouth descriptors (DescriptorPredictor) -> real avatar frames whose mouth
 fits, chosen with smooth motion and the current frame's head pose (FrameChooser) -> that frame's lips and the
-skin right around them, aligned and tone-matched, moved onto the current frame's crop (transfer_mouth). Footage without usable speech -> the lips of the current frame are warped open and
-shut by loudness (warp_mouth), the lowest-quality mode, said so in the log.
+skin right around them, aligned and tone-matched, moved onto the current frame's crop (transfer_mouth).
+Footage without usable speech -> the lips of the current frame are warped open and shut by loudness
+(warp_mouth), the lowest-quality mode, said so in the log.
 Deterministic: the same inputs in the same batches after `reset()` give the same pixels.
 """
 from __future__ import annotations

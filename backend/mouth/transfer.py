@@ -9,9 +9,9 @@ and a mean-colour shift over that region made the lips jump between pale and red
 - only the lips and the skin right around them are replaced: both frames' lips, grown by a margin, cut
   below the nose, and kept inside *both* frames' face outlines shrunk inward, so the blend region holds
   skin in both frames and never a contour, hair or background;
-- colour is matched by a mean shift only (never a gain, which washes texture out): the skin around the lips
-  takes the target's skin tone, the lips take the target's own lip tone (lipstick, lighting), so the lips
-  keep the footage's colour frame after frame.
+- colour is matched by a shift only (never a gain, which washes texture out): the skin around the lips
+  takes the target's skin tone, each lip the target's own tone of that lip (the median of its reddest pixels:
+  lipstick, lighting), so the lips keep the footage's colour frame after frame.
 """
 from __future__ import annotations
 
@@ -71,35 +71,70 @@ def _mean(img: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
 
 def _median(img: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     """Per-channel median: a few teeth or skin pixels inside a landmark contour do not move it."""
-    if cv2.countNonZero(mask) < 12:
+    px = img[mask > 0]
+    if len(px) < 12:
         return None
-    return np.median(img[mask > 0], axis=0).astype(np.float32)
+    return np.partition(px, len(px) // 2, axis=0)[len(px) // 2].astype(np.float32)
 
 
-def lip_band(shape, lm: np.ndarray, eyes: float) -> np.ndarray:
-    """The lips themselves (outer contour minus the mouth opening), pulled in from both edges by 2 % of the
-    eye distance (FaceMesh's lip contours are a pixel or two off at crop resolution)."""
-    band = cv2.subtract(_fill(shape, lm[LIPS_OUTER]), _fill(shape, lm[LIPS_INNER]))
+# Each lip as a closed polygon: its outer contour from corner to corner, then its inner contour back.
+UPPER_LIP = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191, 78)
+LOWER_LIP = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95, 78)
+
+
+def lip_band(shape, lm: np.ndarray, eyes: float, lip: tuple[int, ...] | None = None) -> np.ndarray:
+    """One lip (UPPER_LIP / LOWER_LIP) or both (outer contour minus the mouth opening), pulled in from its
+    edges by 2 % of the eye distance (FaceMesh's lip contours are a pixel or two off at crop resolution)."""
+    if lip is None:
+        band = cv2.subtract(_fill(shape, lm[LIPS_OUTER]), _fill(shape, lm[LIPS_INNER]))
+    else:
+        band = _fill(shape, lm[list(lip)])
     thin = cv2.erode(band, _disk(0.02 * eyes))
     return thin if cv2.countNonZero(thin) >= 12 else band
 
 
+def lip_tone(img: np.ndarray, lip: np.ndarray, eyes: float) -> np.ndarray | None:
+    """Median colour of the lip's own pixels in and just around its polygon: those redder than halfway between
+    the red of the lip (80th percentile) and of what surrounds it (20th).
+
+    Why by colour: the package's landmarks are smoothed over time, and on a mouth that opens fast they sit a
+    few pixels off, so a landmark band holds mouth interior or skin too; measured that way an open source
+    mouth's lips read dark and the "match" painted them pale (issue 19). The red-most pixels are lip in any
+    frame, so both frames are measured alike.
+    """
+    area = cv2.dilate(lip, _disk(0.03 * eyes))
+    px = img[area > 0].astype(np.float32)
+    if len(px) < 20:
+        return None
+    redness = px[:, 2] - 0.5 * (px[:, 0] + px[:, 1])  # an a*-like axis: lips are redder than skin, teeth, inside
+    lo, hi = np.partition(redness, (len(px) // 5, 4 * len(px) // 5))[[len(px) // 5, 4 * len(px) // 5]]
+    red = px[redness >= 0.5 * (lo + hi)]  # the lip's pixels: closer to its red than to the skin/teeth around
+    if len(red) < 8:
+        return None
+    return np.partition(red, len(red) // 2, axis=0)[len(red) // 2]  # per-channel median (upper one)
+
+
 def match_colour(warped: np.ndarray, base: np.ndarray, t_lm: np.ndarray, s_lm: np.ndarray, hard: np.ndarray,
                  eyes: float) -> np.ndarray:
-    """`warped` shifted (no gain) so its skin has the target's skin tone and its lips the target's lip tone."""
+    """`warped` shifted (no gain) so its skin has the target's skin tone and each lip the target's tone of that
+    lip (an open mouth often shades the upper lip: one shift for both lips left it brown)."""
     shape = hard.shape
-    lips_t, lips_s = lip_band(shape, t_lm, eyes), lip_band(shape, s_lm, eyes)
     near_lips = cv2.dilate(cv2.bitwise_or(_fill(shape, t_lm[LIPS_OUTER]), _fill(shape, s_lm[LIPS_OUTER])),
                            _disk(0.03 * eyes))
     skin = cv2.subtract(hard, near_lips)
     mt, ms = _mean(base, skin), _mean(warped, skin)
     d_skin = np.clip(mt - ms, -MAX_SHIFT, MAX_SHIFT) if mt is not None and ms is not None else np.zeros(3, np.float32)
-    lt, ls = _median(base, lips_t), _median(warped, lips_s)
-    d_lip = np.clip(lt - ls, -MAX_SHIFT, MAX_SHIFT) if lt is not None and ls is not None else d_skin
-    # where the source's lips now are the lip shift applies, elsewhere (skin, teeth, mouth interior) the skin's
-    w_lip = cv2.GaussianBlur(cv2.subtract(_fill(shape, s_lm[LIPS_OUTER]), _fill(shape, s_lm[LIPS_INNER])),
-                             (0, 0), max(0.6, 0.012 * eyes)).astype(np.float32) * np.float32(1 / 255.0)
-    shift = d_skin[None, None, :] + w_lip[..., None] * (d_lip - d_skin)[None, None, :]
+    shift = np.broadcast_to(d_skin, warped.shape).astype(np.float32)
+    sigma = max(0.6, 0.012 * eyes)
+    for lip in (UPPER_LIP, LOWER_LIP):
+        lt = lip_tone(base, _fill(shape, t_lm[list(lip)]), eyes)
+        ls = lip_tone(warped, _fill(shape, s_lm[list(lip)]), eyes)
+        if lt is None or ls is None:
+            lt, ls = _median(base, lip_band(shape, t_lm, eyes)), _median(warped, lip_band(shape, s_lm, eyes))
+        d_lip = np.clip(lt - ls, -MAX_SHIFT, MAX_SHIFT) if lt is not None and ls is not None else d_skin
+        # where the source's lip now is its shift applies, elsewhere (skin, teeth, mouth interior) the skin's
+        w = cv2.GaussianBlur(_fill(shape, s_lm[list(lip)]), (0, 0), sigma).astype(np.float32) * np.float32(1 / 255.0)
+        shift = shift + w[..., None] * (d_lip - d_skin)[None, None, :]
     return np.clip(warped.astype(np.float32) + shift, 0, 255)
 
 

@@ -91,3 +91,21 @@ def test_a_changed_mouth_still_shows():
     centre = apply_affine(np.linalg.inv(np.vstack([lm.frame_to_face, [0, 0, 1]]))[:2], np.array([[cx, cy]]))[0]
     px = out[int(round(centre[1])), int(round(centre[0]))].astype(int)
     assert px[2] > 200 and px[0] < 60 and px[1] < 60
+
+
+def test_colours_are_left_alone_when_the_generator_kept_the_ring():
+    """The mouth engine returns the footage's own skin around a new mouth: matching mean/std over a ring that
+    now holds its teeth washed its lips out (issue 19); a tinted face (a network's colour drift) is matched."""
+    from backend.compositor import colour_match
+
+    pkg = _package()
+    comp = Compositor(pkg)
+    placed = comp.placement(1, "heads", 128)
+    original = pkg.image("heads", 1)
+    new_mouth = original.copy()
+    ys, xs = np.nonzero(placed.ring)
+    cy, cx = int(ys.mean()), int(xs.mean())
+    cv2.ellipse(new_mouth, (cx, cy), (14, 8), 0, 0, 360, (235, 235, 235), -1)  # teeth over part of the ring
+    assert np.array_equal(colour_match(new_mouth, original, placed.ring), new_mouth)
+    tinted = np.clip(original.astype(int) + 30, 0, 255).astype(np.uint8)
+    assert not np.array_equal(colour_match(tinted, original, placed.ring), tinted)

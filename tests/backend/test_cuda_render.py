@@ -34,12 +34,14 @@ def test_render_on_cuda_matches_the_cpu(synthetic_avatar, checkpoint, tmp_path):
         assert diff.max() <= 3, a.name  # TF32 convolutions round differently; a grey level or so
 
 
-def test_cuda_generator_batches_and_fp16_check(synthetic_avatar, checkpoint):
+def test_cuda_generator_batches_and_fp16_check(synthetic_avatar, checkpoint, tmp_path):
+    import shutil
+
     from backend.generators.precision import MIN_PSNR_DB, lower_face_psnr
     from backend.generators.wav2lip import Wav2LipGenerator
     from preprocess.package import AvatarPackage
 
-    package = AvatarPackage.open(synthetic_avatar)
+    package = AvatarPackage.open(shutil.copytree(synthetic_avatar, tmp_path / "avatar"))  # the cache goes inside
     fp32 = Wav2LipGenerator(checkpoint, device="cuda", precision="auto", package=package)
     assert fp32.device_type == "cuda" and fp32.precision == "fp32" and fp32.preferred_batch == 16
     half = Wav2LipGenerator(checkpoint, device="cuda", precision="fp16", package=package)

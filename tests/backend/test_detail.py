@@ -14,7 +14,7 @@ from backend.detail import stage as stage_module
 from backend.detail.library import build_library, face_affine, round_trip
 from preprocess import landmarks as L
 from preprocess.geometry import build_geometry, raw_geometry
-from preprocess.synthetic import synthetic_landmarks
+from preprocess.synthetic import mouth_openings, synthetic_landmarks
 from tests.backend.helpers import MemoryPackage
 
 W, H, SIZE, NATIVE = 320, 240, 128, 32
@@ -29,14 +29,16 @@ def _frame(lm: np.ndarray, texture: np.ndarray) -> np.ndarray:
 
 
 def _package(frames: int = 10, still: bool = False) -> MemoryPackage:
-    """A talking synthetic face with a fine skin texture fixed to the frame (the face moves a few pixels)."""
+    """A talking synthetic face with a fine skin texture that moves with the head (like pores and stubble)."""
     lm = synthetic_landmarks(frames, W, H)
     if still:
         lm = np.repeat(lm[:1], frames, axis=0)
-    rng = np.random.default_rng(3)
-    texture = np.rint(cv2.GaussianBlur(rng.normal(0, 30, (H, W)).astype(np.float32), (0, 0), 0.7)).astype(np.int16)
-    imgs = np.stack([_frame(lm[i], texture) for i in range(frames)])
     geo = build_geometry(raw_geometry(lm), W, H, 128, (0, 10, 0, 0))
+    rng = np.random.default_rng(3)
+    skin = cv2.GaussianBlur(rng.normal(0, 30, (128, 128)).astype(np.float32), (0, 0), 0.7)  # head-crop pixels
+    imgs = np.stack([_frame(lm[i], np.rint(cv2.warpAffine(skin, geo.head_affine[i].astype(np.float64), (W, H),
+                                                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP))
+                                     .astype(np.int16)) for i in range(frames)])
     return MemoryPackage(imgs, lm, geo.body_face_box, geo.head_affine, geo.head_face_box)
 
 
@@ -124,8 +126,8 @@ def test_the_choice_is_kept_through_small_changes_and_reset_forgets_it():
 def test_a_new_exemplar_fades_in_instead_of_jumping():
     pkg = _package(10)
     stage = DetailStage(pkg, "head", NATIVE, size=SIZE)
-    frames = stage.library.frames
-    a, b = int(frames[0]), int(frames[int(np.argmax(np.abs(np.arange(len(frames)) - 0)))])
+    opening = mouth_openings(10)
+    a, b = int(np.argmax(opening)), int(np.argmin(opening))  # the widest and the most closed mouth
     open_, closed = _generated(_real(pkg, a)), _generated(_real(pkg, b))
     stage.apply(open_, a)
     stage.apply(open_, a)

@@ -134,6 +134,11 @@ def test_good_weights_are_accepted_cached_and_loaded_from_the_cache(avatar, tmp_
     second = choose(TinyGenerator().eval(), avatar, tmp_path)
     assert second.precision == "int8" and second.verdict == choice.verdict
     assert np.array_equal(network_forward(second.network, faces, mels), out)
+    # a damaged cached model: fp32 with a warning now, and the file is dropped so the next start rebuilds it
+    (folder / "int8.onnx").write_bytes(b"not onnx")
+    notes.clear()
+    assert choose(TinyGenerator().eval(), avatar, tmp_path, warnings=notes).precision == "fp32"
+    assert [w for _, w in notes] == [True] and not (folder / "int8.onnx").exists()
     # another checkpoint is another key: it is built and validated again
     other = TinyGenerator().eval()
     with torch.no_grad():
@@ -218,7 +223,8 @@ def test_fp16_validation_hook(avatar, tmp_path):
     choice = precision._choose_fp16(model, network_forward, tmp_path / "h.pth", avatar, "head", 96,
                                     lambda m, w: None)
     assert choice.precision == "fp16" and isinstance(choice.network, precision.HalfNetwork)
-    assert choice.verdict.accepted and (precision.cache_folder(avatar, tmp_path / "h.pth", "head") / "fp16.json").is_file()
+    folder = precision.cache_folder(avatar, tmp_path / "h.pth", "head")
+    assert choice.verdict.accepted and (folder / "fp16.json").is_file()
 
 
 # ------------------------------------------------------------------------------------------ the flag everywhere
@@ -250,6 +256,23 @@ def test_render_and_serve_parse_precision(monkeypatch):
     with pytest.raises(SystemExit):
         render_cli.run(parser.parse_args(["--avatar", "a", "--audio", "b.wav", "--precision", "int8"]))
     assert seen["precision"] == "int8"
+
+    class FakeServeApp:
+        def __init__(self, *args, **kwargs):
+            seen["serve"] = kwargs["precision"]
+
+        def start(self):
+            raise RuntimeError("stop here")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr("backend.serve_app.ServeApp", FakeServeApp)
+    parser = argparse.ArgumentParser()
+    serve_cli.add_arguments(parser)
+    with pytest.raises(RuntimeError, match="stop here"):
+        serve_cli.run(parser.parse_args(["--avatar", "a", "--precision", "fp16", "--quiet", "--no-api"]))
+    assert seen["serve"] == "fp16"
 
 
 def test_registry_passes_precision_and_the_package_to_the_network(monkeypatch):

@@ -101,7 +101,8 @@ def write_config(cfg: Path, ws_port: int, sources: list[dict], script_settings: 
         items.append({"name": s["name"], "id": i, "visible": True, "pos": {"x": 0, "y": 0},
                       "scale": {"x": 1, "y": 1}, "rot": 0, "align": 5, "bounds_type": 0,
                       "crop_left": 0, "crop_top": 0, "crop_right": 0, "crop_bottom": 0})
-        srcs.append({"name": s["name"], "id": SOURCE_ID, "versioned_id": SOURCE_ID, "settings": s["settings"],
+        kind = s.get("id", SOURCE_ID)  # another source type (e.g. OBS's media source) when a test asks for one
+        srcs.append({"name": s["name"], "id": kind, "versioned_id": kind, "settings": s["settings"],
                      "monitoring_type": 0, "volume": 1.0, "mixers": 255})
     scene = {"name": "Scene", "id": "scene", "versioned_id": "scene",
              "settings": {"id_counter": len(items), "items": items}}

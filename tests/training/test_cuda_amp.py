@@ -14,8 +14,8 @@ pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA-only: no CUDA device here")]
 
 
-def _common(out: Path) -> list[str]:
-    return ["--out", str(out), "--batch-size", "4", "--workers", "0", "--eval-every", "3", "--eval-batches", "1",
+def _common(out: Path, batch: int = 4) -> list[str]:
+    return ["--out", str(out), "--batch-size", str(batch), "--workers", "0", "--eval-every", "3", "--eval-batches", "1",
             "--save-every", "3", "--max-steps", "3", "--no-progress", "--device", "cuda", "--amp"]
 
 
@@ -35,7 +35,7 @@ def test_wav2lip_amp_steps_on_cuda_with_expert_and_discriminator(synthetic_set: 
     from training import wav2lip_trainer
 
     expert = save_reference_checkpoint(deterministic_model("syncnet96"), tmp_path / "expert.pth")
-    args = trainer_args(add_wav2lip_arguments, [str(synthetic_set), *_common(tmp_path / "g"), "--syncnet",
+    args = trainer_args(add_wav2lip_arguments, [str(synthetic_set), *_common(tmp_path / "g", 2), "--syncnet",
                                                 str(expert), "--syncnet-wt", "0.03", "--disc", "disc_qual96"])
     result = wav2lip_trainer.train(args)
     last = result["history"][-1]

@@ -1,0 +1,73 @@
+"""Transparency in real OBS: the avatar source carries the matte as real alpha (`background` property ->
+`serve --background transparent`), and OBS's own media source plays render's .webm with its alpha."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from obs_harness import VENV_PY, ObsSession, obs_available, unique_name
+
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(bool(obs_available()), reason=obs_available() or "ok")]
+
+
+def _rgba(sess, source: str) -> np.ndarray:
+    from PIL import Image
+
+    r = sess.client.get_source_screenshot(source, "png", None, None, -1)
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(r.image_data.split(",", 1)[1]))).convert("RGBA"))
+
+
+@pytest.fixture(scope="module")
+def matted(tmp_path_factory):
+    """A synthetic avatar whose matte keeps its left half (the 'person') and drops the right half."""
+    from preprocess.matte_store import MATTE_FOLDER, matte_name, write_alpha
+    from preprocess.synthetic import write_synthetic_package
+
+    root = write_synthetic_package(tmp_path_factory.mktemp("obs_alpha") / "avatars" / "half", frames=12)
+    manifest = json.loads((root / "manifest.json").read_text())
+    w, h = manifest["width"], manifest["height"]
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[:, : w // 2] = 255
+    (root / MATTE_FOLDER).mkdir()
+    for i in range(manifest["frame_count"]):
+        write_alpha(root / MATTE_FOLDER / matte_name(i), alpha)
+    manifest["matte"] = {"method": "test", "frames": manifest["frame_count"], "width": w, "height": h}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def test_live_source_and_rendered_webm_are_transparent_in_obs(matted, tmp_path):
+    wav = tmp_path / "s.wav"
+    soundfile.write(wav, np.zeros(8000, np.float32), 16000)
+    webm = tmp_path / "avatar.webm"
+    out = subprocess.run([str(VENV_PY), "-m", "stream_wav2lip", "render", "--avatar", str(matted), "--audio", str(wav),
+                          "--engine", "null", "--background", "transparent", "-o", str(webm), "--no-progress"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    live, media = unique_name("Alpha"), unique_name("Media")
+    sources = [{"name": live, "settings": {"avatars_root": str(matted.parent), "avatar": "half",
+                                            "serve_args": "--engine null", "background": "transparent"}},
+               {"name": media, "id": "ffmpeg_source",
+                "settings": {"local_file": str(webm), "looping": True, "is_local_file": True}}]
+    with ObsSession(sources, workdir=tmp_path / "obs") as sess:
+        sess.start()
+        sess.client.press_input_properties_button(live, "start")
+        sess.wait_status(live, "running", timeout=90)
+        for name in (live, media):
+            seen = {}
+
+            def shown(name=name):
+                seen["img"] = _rgba(sess, name)
+                return seen["img"].shape[1] > 8 and seen["img"][..., 3].max() > 200
+            sess.wait_for(shown, 15, interval=0.3, what=f"{name} on screen")
+            img = seen["img"]
+            w = img.shape[1]
+            assert img[:, : w // 2 - 4, 3].min() > 200, f"{name}: the person is opaque"
+            assert img[:, w // 2 + 4:, 3].max() < 30, f"{name}: the background is transparent"
