@@ -220,6 +220,7 @@ class Compositor:
         self._cache: OrderedDict = OrderedDict()
         self._clips: dict[str, Compositor] = {}  # action clips' compositors (_source)
         self.backdrop = None  # backend.backdrop.Backdrop: a colour, image or transparency behind the person
+        self.detail = None  # backend.detail.stage.DetailStage: the avatar's own detail on a low-resolution face
         # placements are kept up to this many bytes of masks: every frame of a 2-minute avatar at 96 px,
         # ~400 frames at 288 px (the ping-pong walk comes back to each frame)
         self._cache_bytes_max = cache_bytes
@@ -309,12 +310,23 @@ class Compositor:
         """The output image for `ff` (read-only view of the avatar frame when nothing is blended), laid over
         the backdrop (backend/backdrop.py) when one replaces the footage's background."""
         base = self.background(ff)
+        ff = self._with_detail(ff)
         if ff.face is None or ff.blend <= 0.0:
             out = base.view()
             out.flags.writeable = False
         else:
             out = self._source(ff.clip)._paste(base.copy() if ff.other_index is None else base, ff)
         return out if self.backdrop is None else self.backdrop.apply(out, ff, lambda c: self._source(c).package)
+
+    def _with_detail(self, ff: FaceFrame) -> FaceFrame:
+        """`ff` with the detail stage's sharper face (main footage only: its library is the avatar's)."""
+        if self.detail is None:
+            return ff
+        if ff.first:
+            self.detail.reset()
+        if ff.face is None or ff.blend <= 0.0 or ff.clip is not None:
+            return ff
+        return replace(ff, face=self.detail.apply(ff.face, ff.avatar_index))
 
     def _paste(self, out: np.ndarray, ff: FaceFrame) -> np.ndarray:
         """The generated face of `ff` blended into `out` (a frame of this compositor's package), in place."""
@@ -344,6 +356,7 @@ class Compositor:
     def compose_i420(self, ff: FaceFrame) -> I420:
         """`compose` for the mp4 fast path (backend.yuv): the same blend on I420 planes (needs even W, H)."""
         base = self.background_yuv(ff)
+        ff = self._with_detail(ff)
         if ff.face is None or ff.blend <= 0.0:
             return base
         return self._source(ff.clip)._paste_i420(base, ff)

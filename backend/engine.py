@@ -54,12 +54,15 @@ class Engine:
     (serve starts a new engine at frame k when it switches avatars); t0_ns: pts of output frame 0.
     silence_gate: False → every frame counts as speech. ramp/lookahead: see backend/planner.py.
     background: a backend.background.Background (None or "original": the footage as filmed).
+    detail: "auto" (restore the avatar's own high-frequency detail after a network whose native size is below
+    the face's size on screen, backend/detail/) or "off".
     """
 
     def __init__(self, package, generator: Generator, *, crop: str | None = None, batch_size: int | None = None,
                  loop: str = "auto", start_frame: int = 0, first_k: int = 0, t0_ns: int = 0,
                  silence_gate: bool | SilenceGate = True, ramp: int = 3, lookahead: int | None = None,
-                 enhancer=None, colour_match: bool = True, frame_cache=None, background=None):
+                 enhancer=None, colour_match: bool = True, frame_cache=None, background=None,
+                 detail: str = "auto"):
         self.package = package
         self.generator = generator
         self.crop = crop or generator.crop
@@ -69,6 +72,7 @@ class Engine:
         self.planner = Planner(handles_silence=generator.handles_silence, batch_size=self.batch_size, ramp=ramp,
                                lookahead=lookahead)
         self.compositor = Compositor(package, colour=colour_match, enhancer=enhancer, frame_cache=frame_cache)
+        self.compositor.detail = make_detail(detail, package, self.crop, generator)
         if background is not None and background.needs_matte:  # backend/backdrop.py
             from backend.backdrop import Backdrop
 
@@ -198,7 +202,8 @@ class Engine:
         return FaceFrame(pts_ns=plan.pts_ns, index=plan.k, avatar_index=plan.avatar_index, face=plan.face,
                          crop=self.crop, blend=plan.blend if plan.face is not None else 0.0,
                          speech=bool(plan.mel is not None and plan.mel.speech), other_index=plan.other_index,
-                         other_weight=plan.other_weight, clip=plan.clip, other_clip=plan.other_clip)
+                         other_weight=plan.other_weight, clip=plan.clip, other_clip=plan.other_clip,
+                         first=plan.first)
 
     def compose(self, plan: FramePlan) -> np.ndarray:
         """The finished BGR frame (a read-only view of the footage when nothing is blended)."""
@@ -252,3 +257,20 @@ class Engine:
         st.busy_ns += time.perf_counter_ns() - t_ns
         st.frames_in += 1
         st.frames_out += frames
+
+
+DETAIL_MODES = ("auto", "off")
+
+
+def make_detail(mode: str, package, crop: str, generator):
+    """The detail stage for this avatar and generator, or None (off, a generator of real pixels, a face no
+    larger on screen than the network draws it, or a package held in memory)."""
+    if mode not in DETAIL_MODES:
+        raise ValueError(f"unknown detail mode {mode!r} (expected one of {DETAIL_MODES})")
+    if mode == "off" or generator.real_pixels or not hasattr(package, "root"):
+        return None
+    from backend.detail.stage import DetailStage, needs_detail
+
+    if not needs_detail(package, crop, generator.native_size):
+        return None
+    return DetailStage(package, crop, generator.native_size)

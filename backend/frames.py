@@ -88,6 +88,7 @@ class FaceFrame(Frame):
     other_weight: float = 0.0  # other_weight (backend/idle_walk.py)
     clip: str | None = None  # the action clip avatar_index belongs to (None: the main footage)
     other_clip: str | None = None  # the clip other_index belongs to
+    first: bool = False  # the first frame of an utterance: stages with temporal state start afresh
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,7 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
            start_frame: int = 0, loop: str = "auto", silence_gate: bool = True, enhancer: str | None = None,
            progress: bool = True, generator=None, crf: int | None = None, preset: str | None = None,
            encoder: str = "auto", frame_cache: bool = True, precision: str = "auto",
-           actions: list[tuple[str, float]] = (), background=None) -> RenderResult:
+           actions: list[tuple[str, float]] = (), background=None, detail: str = "auto") -> RenderResult:
     """Render `audio` spoken by `avatar` into `output` (mp4) and/or `frames_dir` (PNGs). See module docstring.
 
     `generator` (a ready Generator) overrides engine/checkpoint/device (tests, benchmarks).
@@ -116,7 +116,7 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
                                          log=_note if progress else _quiet)
     eng = Engine(package, generator, crop=crop, batch_size=batch_size, loop=loop, start_frame=start_frame,
                  silence_gate=silence_gate, enhancer=make_enhancer(enhancer, device), frame_cache=cache,
-                 background=background)
+                 background=background, detail=detail)
     for name, seconds in sorted(actions, key=lambda cue: cue[1]):
         eng.cue(name, at_k=int(round(seconds * 25)))
     comp = eng.compositor

@@ -6,6 +6,9 @@ import argparse
 from backend.generators.registry import PRECISION_HELP, PRECISIONS, engine_help, engine_names
 from backend.schedule import IDLE_HELP, WALK_MODES
 
+DETAIL_HELP = ("restore the avatar's own high-frequency detail (teeth, lips, skin) on the mouth of a network "
+               "whose native size is below the face's size on screen: auto (default) or off; the mouth engine "
+               "draws real pixels and never needs it")
 BACKGROUND_HELP = ("what the avatar is shown over: original (the footage, default), transparent (.webm VP9 or .mov "
                    "ProRes 4444 with alpha, PNG frames with alpha), a colour #RRGGBB, or an image file; needs the "
                    "avatar's matte (preprocess makes one by default)")
@@ -25,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "transparency (--background transparent)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cuda, cuda:N or cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    parser.add_argument("--detail", choices=("auto", "off"), default="auto", help=DETAIL_HELP)
     parser.add_argument("--background", default="original", metavar="original|transparent|#RRGGBB|IMAGE",
                         help=BACKGROUND_HELP)
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                     start_frame=args.start_frame, loop=args.loop, silence_gate=not args.no_silence_gate,
                     enhancer=args.enhancer, progress=not args.no_progress, preset=args.preset, crf=args.crf,
                     encoder=args.encoder, frame_cache=not args.no_frame_cache, precision=args.precision,
-                    background=parse_background(args.background),
+                    background=parse_background(args.background), detail=args.detail,
                     actions=[parse_action_cue(spec) for spec in args.action])
     where = ", ".join(str(p) for p in (result.output, result.frames_dir) if p is not None)
     print(f"wrote {where}: {result.frames} frames ({result.frames / 25:.2f} s) in {result.seconds:.1f} s "

@@ -38,7 +38,7 @@ class ServeApp:
                  device: str = "auto", crop: str | None = None, batch_size: int = 4, api_port: int | None = 0,
                  mic: str | None = None, mic_gate_db: float = -40.0, play_audio: str | None = None,
                  preview: bool = False, keep_latencies: bool = False, audio_lead_ms: float = 60.0,
-                 idle: str = "auto", precision: str = "auto", background=None):
+                 idle: str = "auto", precision: str = "auto", background=None, detail: str = "auto"):
         from backend.generators.registry import GeneratorOptions
         from backend.ipc.control import ControlChannel
         from shm_protocol.names import valid_session
@@ -52,6 +52,7 @@ class ServeApp:
         self.batch_size = batch_size
         self.idle = idle
         self.background = background
+        self.detail = detail
         self.audio_lead_ms = audio_lead_ms
         self._closers: list = []
         self._closed = False
@@ -85,7 +86,7 @@ class ServeApp:
         if generator is None:
             generator = make_generator(self.engine_name, package, self.options)
         engine = Engine(package, generator, crop=self.options.crop, batch_size=self.batch_size, loop=self.idle,
-                        background=self.background)
+                        background=self.background, detail=self.detail)
         if package.frame_count * package.width * package.height * 3 <= PRELOAD_LIMIT_BYTES:
             package.preload(("bg", engine.crop))
         engine.warm_up()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from backend.generators.registry import PRECISION_HELP, PRECISIONS, engine_help, engine_names
+from backend.render_cli import DETAIL_HELP
 from backend.schedule import IDLE_HELP, WALK_MODES
 
 HELP = "run the live avatar: idle loop, speech from files/API/microphone, shared-memory output for OBS"
@@ -17,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="session name (1-32 of A-Z a-z 0-9 _ -): shared memory s2l_<session>_*; default: default")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    p.add_argument("--detail", choices=("auto", "off"), default="auto", help=DETAIL_HELP)
     p.add_argument("--background", default="original", metavar="original|transparent|#RRGGBB|IMAGE",
                    help="what the avatar is shown over in OBS: original (the footage), transparent (real alpha "
                         "in the source), a colour #RRGGBB or an image; needs the avatar's matte")
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     app = ServeApp(args.session, args.avatar, engine=args.engine, checkpoint=args.checkpoint, device=args.device,
                    crop=args.crop, batch_size=args.batch_size, idle=args.idle, precision=args.precision,
-                   background=parse_background(args.background),
+                   background=parse_background(args.background), detail=args.detail,
                    api_port=None if args.no_api else args.api_port,
                    mic=args.mic, mic_gate_db=args.mic_gate_db, play_audio=args.play_audio, preview=args.preview,
                    audio_lead_ms=args.audio_lead_ms)

@@ -102,7 +102,7 @@ def before_after(pkg, before: Path, after: Path, out: Path, count: int = 3) -> l
         rows.append(np.hstack([cells[0], gap, cells[1], gap, cells[2]]))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    cv2.imwrite(str(out), np.vstack(rows))
+    cv2.imwrite(str(out), np.vstack(rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     return shown
 
 

@@ -69,7 +69,7 @@ class AvatarSource:
         return BackendConfig(session=self.session, avatar_dir=self.avatar_dir(), checkpoint=s.get("checkpoint", ""),
                              engine=s.get("engine", ""),
                              device=s.get("device") or "auto", precision=s.get("precision") or "auto",
-                             background=panel.background_arg(s),
+                             background=panel.background_arg(s), detail=s.get("detail") or "auto",
                              mic=bool(s.get("mic")),
                              mic_device=s.get("mic_device", ""), api_port=int(s.get("api_port") or 0),
                              backend_python=s.get("backend_python", ""), extra_args=_split_args(s.get("serve_args", "")))

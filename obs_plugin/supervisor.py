@@ -66,6 +66,7 @@ class BackendConfig:
     device: str = "auto"
     precision: str = "auto"  # serve --precision (auto is serve's default and is not passed)
     background: str = "original"  # serve --background (original is serve's default and is not passed)
+    detail: str = "auto"  # serve --detail (auto is serve's default and is not passed)
     mic: bool = False
     mic_device: str = ""
     api_port: int = 0
@@ -90,6 +91,8 @@ class BackendConfig:
             cmd += ["--precision", self.precision]
         if self.background and self.background != "original":
             cmd += ["--background", self.background]
+        if self.detail and self.detail != "auto":
+            cmd += ["--detail", self.detail]
         if self.mic:
             cmd += ["--mic"] + ([self.mic_device] if self.mic_device else [])
         if self.api_port:

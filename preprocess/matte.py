@@ -21,9 +21,10 @@ No weights are downloaded: MediaPipe's selfie segmentation model ships inside th
 4. **face prior** (applied to the segmentation *before* steps 2-3, so the outline's jitter is smoothed too): the
    convex hull of the tracked FaceMesh landmarks, grown 5 %, counts as person. The generated mouth lands in
    the face, and a segmentation hole there (a skin-coloured background, glare) must never show what is
-   behind; the raw segmentation alone left some of the jaw-line landmarks below 0.5 in 96 % of the frames
-   of two shared clips. The hull is applied again after step 3 (a face faster than the flow is covered at
-   once) and, at full size after step 5, the inner face (the hull shrunk to 85 %) is forced opaque;
+   behind; the raw segmentation alone left some jaw-line landmarks below 0.5 in up to 99 % of the frames of
+   a clip (bench/matte.py, column `raw`). FaceMesh's own outline (not grown: a grown hull's jitter showed as
+   edge flicker) is applied again after step 3, so a face that moved faster than the flow is covered at once,
+   and at full size after step 5 the inner face (the hull shrunk to 85 %) is forced opaque;
 5. upsample to the frame (bilinear), then a gentle contrast curve (CURVE_LO..CURVE_HI -> 0..1) so that the
    background is exactly 0 and the body exactly 255 (which also keeps the compositor's blend band thin, see
    backend.background).

@@ -229,7 +229,7 @@ def cache_key(package, crop: str, size: int, native: int, frames: np.ndarray) ->
     root = Path(package.root)
     parts = {"version": LIBRARY_VERSION, "crop": crop, "size": int(size), "native": int(native),
              "frames": hashlib.sha1(np.ascontiguousarray(frames, np.int64).tobytes()).hexdigest(),
-             "max": MAX_EXEMPLARS, "softness": SOFTNESS}
+             "max": MAX_EXEMPLARS, "softness": SOFTNESS, "widths": [DESCRIPTOR_WIDTH, FLOW_WIDTH]}
     for name in ("manifest.json", "face_det.npz"):
         st = (root / name).stat()
         parts[name] = [st.st_size, st.st_mtime_ns]

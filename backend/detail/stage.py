@@ -34,10 +34,11 @@ WEIGHT_RATE = 0.5  # share of the way to its target weight an exemplar's weight 
 MIN_WEIGHT = 0.05  # a fading exemplar below this weight is dropped
 MATCH_SOFTNESS = 4.0  # how fast the global weight falls past the library's own spacing (match_weight)
 PIXEL_TOLERANCE = 16.0  # grey levels of thumbnail disagreement at which an exemplar's detail is down to 1/e
-DETAIL_GAIN = 1.5  # detail strength of a good match, tuned on bench/detail.py (sharpness vs PSNR)
+DETAIL_GAIN = 1.7  # detail strength of a good match, tuned on bench/detail.py (sharpness vs PSNR)
 EDGE_FEATHER = 0.12  # share of the box's smaller side over which the detail fades in from its edges
 GAIN_EVERY = 8  # frames between two measurements of how much detail the generator leaves out
 GAIN_RATE = 0.3  # smoothing of that measurement
+FLOW_FINEST_SCALE = 0  # DIS pyramid level the flow stops at: the thumbnails are tiny, 0 keeps their detail
 REMAP_INTERPOLATION = cv2.INTER_LINEAR  # how the exemplar's detail is sampled along the flow
 WEIGHT_UNIT = 128.0  # weights travel as 8-bit images: 1.0 = 128 leaves room for DETAIL_GAIN above 1
 MIN_UPSCALE = 1.15  # below this ratio of working size to native size there is no missing detail worth adding
@@ -111,7 +112,7 @@ class DetailStage:
     def _flow_engine(self):
         if self._flow is None:
             dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-            dis.setFinestScale(0)  # the thumbnails are tiny: the finest level is where the mouth is
+            dis.setFinestScale(FLOW_FINEST_SCALE)
             dis.setPatchSize(8)
             dis.setPatchStride(4)
             self._flow = dis

@@ -8,6 +8,8 @@ a generator correctly is declared on the class, as capabilities, instead of bein
   engine runs it on every frame of an utterance, silent ones too; otherwise silent frames keep the footage.
 * `native_size`: the face size it computes at (`face_size`); a detail or upscale stage can compare it with the
   face's size in the frame.
+* `real_pixels`: its faces are real footage pixels (the mouth engine), so the detail stage (backend/detail/)
+  that restores high frequencies after a low-resolution network is skipped.
 * `needs_calibration`: it needs per-avatar preparation, done at preprocess time by `prepare_avatar(root)` (and
   lazily by the generator itself for older packages).
 * `preferred_batch` (live), `throughput_batch` (offline), `device_type` and `round_batch(n)`: how the engine
@@ -54,6 +56,7 @@ class Generator(ABC):
     # capabilities, declared (see module docstring)
     handles_silence: ClassVar[bool] = False
     needs_calibration: ClassVar[bool] = False
+    real_pixels: ClassVar[bool] = False  # its faces are the footage's own pixels: no detail stage after it
     face_size: int = 96  # native face size (the network's input); instances may set it from their weights
     crop: str = "head"  # the package crop it expects: "head" (head_face/), "heads" (whole head) or "body"
     device_type: str = "cpu"  # where it computes: "cpu" or "cuda"
@@ -94,6 +97,7 @@ class NullGenerator(Generator):
     """Returns the input faces unchanged: the pipeline's own cost, for tests and latency benchmarks."""
 
     name = "null"
+    real_pixels = True
 
     def __init__(self, face_size: int = 96, crop: str = "head"):
         self.face_size = face_size

@@ -34,7 +34,8 @@ class MouthGenerator(Generator):
     # Silence must show the footage's *resting* mouth, which the idle loop of talking footage does not: the
     # engine runs this generator on silent frames too (speech=False) instead of keeping the footage.
     handles_silence = True
-    needs_calibration = True  # the avatar's mouth calibration (preprocess.mouth_calibration), made by preprocess
+    needs_calibration = True
+    real_pixels = True  # real mouth images of the footage: nothing for the detail stage to restore  # the avatar's mouth calibration (preprocess.mouth_calibration), made by preprocess
 
     @classmethod
     def prepare_avatar(cls, root, progress: bool = False) -> str | None:

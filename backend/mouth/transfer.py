@@ -94,8 +94,7 @@ def lip_band(shape, lm: np.ndarray, eyes: float, lip: tuple[int, ...] | None = N
 
 
 def lip_tone(img: np.ndarray, lip: np.ndarray, eyes: float) -> np.ndarray | None:
-    """Median colour of the lip's own pixels in and just around its polygon: those redder than halfway between
-    the red of the lip (80th percentile) and of what surrounds it (20th).
+    """Median colour of the reddest 40 % of the pixels in and just around a lip polygon.
 
     Why by colour: the package's landmarks are smoothed over time, and on a mouth that opens fast they sit a
     few pixels off, so a landmark band holds mouth interior or skin too; measured that way an open source
@@ -107,8 +106,8 @@ def lip_tone(img: np.ndarray, lip: np.ndarray, eyes: float) -> np.ndarray | None
     if len(px) < 20:
         return None
     redness = px[:, 2] - 0.5 * (px[:, 0] + px[:, 1])  # an a*-like axis: lips are redder than skin, teeth, inside
-    lo, hi = np.partition(redness, (len(px) // 5, 4 * len(px) // 5))[[len(px) // 5, 4 * len(px) // 5]]
-    red = px[redness >= 0.5 * (lo + hi)]  # the lip's pixels: closer to its red than to the skin/teeth around
+    k = int(0.6 * len(px))
+    red = px[redness >= np.partition(redness, k)[k]]
     if len(red) < 8:
         return None
     return np.partition(red, len(red) // 2, axis=0)[len(red) // 2]  # per-channel median (upper one)

@@ -37,7 +37,7 @@ def test_render_on_cuda_matches_the_cpu(synthetic_avatar, checkpoint, tmp_path):
 def test_cuda_generator_batches_and_fp16_check(synthetic_avatar, checkpoint, tmp_path):
     import shutil
 
-    from backend.generators.precision import MIN_PSNR_DB, lower_face_psnr
+    from backend.generators.precision_data import MIN_PSNR_DB, lower_face_psnr
     from backend.generators.wav2lip import Wav2LipGenerator
     from preprocess.package import AvatarPackage
 

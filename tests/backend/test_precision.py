@@ -84,7 +84,7 @@ def choose(model, avatar, tmp_path, precision="int8", warnings=None, name="ckpt.
 
 
 def test_lower_face_psnr_looks_only_at_the_lower_half():
-    from backend.generators.precision import lower_face_psnr
+    from backend.generators.precision_data import lower_face_psnr
 
     ref = np.full((2, 8, 8, 3), 100, np.uint8)
     test = ref.copy()
@@ -96,7 +96,7 @@ def test_lower_face_psnr_looks_only_at_the_lower_half():
 
 
 def test_samples_come_from_the_avatar_and_its_audio(avatar):
-    from backend.generators.precision import avatar_samples, synthetic_mels
+    from backend.generators.precision_data import avatar_samples, synthetic_mels
     from models.audio import load_audio, mel_windows, melspectrogram
 
     faces, mels = avatar_samples(avatar, "head", 96, 32)
@@ -346,7 +346,7 @@ def test_wav2lip96_int8_validates_on_the_avatar_and_refuses_bad_weights(w96_chec
     fp32 = Wav2LipGenerator(good, device="cpu", precision="fp32")
     faces = np.stack([avatar.face(i) for i in range(4)])
     mels = np.zeros((4, 80, 16), np.float32) - 2
-    from backend.generators.precision import lower_face_psnr
+    from backend.generators.precision_data import lower_face_psnr
 
     assert lower_face_psnr(fp32.forward(faces, mels), again.forward(faces, mels))[0] >= 35
     with caplog.at_level(logging.WARNING, logger="stream_wav2lip.precision"):
