@@ -137,8 +137,9 @@ def composite(frame_bgr: np.ndarray, alpha: np.ndarray | None, background: Backg
     Returns BGR (H, W, 3) for original/colour/image and BGRA (H, W, 4, straight alpha) for transparent.
     'original' returns `frame_bgr` itself (no copy). `alpha` None means fully opaque (a package without a
     matte): transparent then gives alpha 255 everywhere, colour/image the frame unchanged. `out`, when
-    given, receives the result (the right shape, uint8) so that a caller can reuse its buffers; it must
-    not be `frame_bgr`.
+    given, receives the result (the right shape, uint8) so that a caller can reuse its buffers. For a colour
+    or image background `out` may be `frame_bgr` itself (composed in place: only the background pixels are
+    written, which saves a full-frame copy, ~0.5 ms at 1080p).
     """
     import cv2
 
@@ -157,18 +158,22 @@ def composite(frame_bgr: np.ndarray, alpha: np.ndarray | None, background: Backg
     if out is None:
         out = np.empty((h, w, 3), np.uint8)
     if alpha is None:
-        np.copyto(out, frame_bgr)
+        if out is not frame_bgr:
+            np.copyto(out, frame_bgr)
         return out
     if background.kind == "color":
-        np.copyto(out, _solid(background.color, w, h))  # numpy's broadcast fill is ~25 ms at 1080p
-        under = None
+        full = _solid(background.color, w, h)  # numpy's broadcast fill of a tuple is ~25 ms at 1080p
+        under = background.color
     elif background.kind == "image":
-        under = background_image(background.image, w, h)
-        np.copyto(out, under)
+        full = under = background_image(background.image, w, h)
     else:  # pragma: no cover - Background is only made by parse_background
         raise ValueError(f"unknown background kind {background.kind}")
-    cv2.copyTo(frame_bgr, alpha, out)  # alpha != 0: the frame (exact where alpha == 255)
-    _blend_fraction(frame_bgr, alpha, out, background.color if under is None else under)
+    if out is frame_bgr:  # in place: the background where alpha == 0
+        cv2.copyTo(full, cv2.compare(alpha, 0, cv2.CMP_EQ), out)
+    else:
+        np.copyto(out, full)
+        cv2.copyTo(frame_bgr, alpha, out)  # alpha != 0: the frame (exact where alpha == 255)
+    _blend_fraction(frame_bgr, alpha, out, under)
     return out
 
 

@@ -251,6 +251,8 @@ class Engine:
         probe.render(plans)
         self.warm_batch = (time.perf_counter_ns() - t, len(plans))  # (ns, frames): serve's first estimate
         self.generator.reset()
+        if self.compositor.detail is not None:  # its exemplar library (built once per avatar, then cached)
+            self.compositor.detail.library
 
     def _count(self, name: str, t_ns: int, frames: int) -> None:
         st = self.stats[name]

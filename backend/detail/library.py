@@ -76,7 +76,7 @@ class ExemplarLibrary:
 # ---------------------------------------------------------------------------------------------- geometry
 def face_affine(package, index: int, crop: str, size: int) -> np.ndarray:
     """(2, 3) frame pixels -> `crop` space at `size` (the compositor's own mapping, so the spaces agree)."""
-    from backend.compositor import frame_to_face_affine
+    from backend.placement import frame_to_face_affine
 
     return frame_to_face_affine(package, index, crop, size)
 

@@ -129,13 +129,14 @@ class DetailStage:
         `avatar_index` is the avatar frame the face was generated on; the box is fixed per avatar, so it is
         only used to keep the interface of the other per-frame stages (placement is the compositor's)."""
         s = self.size
-        if face.shape[0] != s or face.shape[1] != s:
+        resized = face.shape[0] != s or face.shape[1] != s
+        if resized:
             face = cv2.resize(face, (s, s), interpolation=cv2.INTER_CUBIC)
         if not self.enabled:
             return np.ascontiguousarray(face)
         lib = self.library
         x0, y0, x1, y1 = lib.box
-        out = np.array(face, copy=True)
+        out = face if resized else np.array(face, copy=True)  # the caller's array is never written
         grey8 = cv2.cvtColor(face[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
         target = thumbnail(grey8, lib.flow_shape)
         dist = self._distances(descriptor(target, lib.descriptor_shape))

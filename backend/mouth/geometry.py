@@ -27,7 +27,7 @@ def crop_landmarks(package, i: int, crop: str, size: int) -> np.ndarray:
 
     Uses the compositor's own frame -> crop affine, so the mouth engine and the paste-back agree to the pixel.
     """
-    from backend.compositor import frame_to_face_affine
+    from backend.placement import frame_to_face_affine
 
     m = np.asarray(frame_to_face_affine(package, i, crop, size), np.float64)
     lm = np.asarray(package.track.landmarks[i], np.float64)

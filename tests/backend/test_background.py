@@ -104,6 +104,19 @@ def test_image_background_covers_the_frame(tmp_path):
     assert np.abs(out.astype(np.int32) - _exact(frame, alpha, under)).max() <= 1
 
 
+@pytest.mark.parametrize("spec", ["#3080ff", "image"])
+def test_in_place_composite_equals_the_copying_one(spec, tmp_path):
+    frame, alpha = _frame_and_matte(64, 96)
+    if spec == "image":
+        cv2.imwrite(str(tmp_path / "bg.png"), np.random.default_rng(3).integers(0, 256, (30, 50, 3), np.uint8))
+        spec = str(tmp_path / "bg.png")
+    bg = parse_background(spec)
+    copied = composite(frame, alpha, bg)
+    work = frame.copy()
+    assert composite(work, alpha, bg, out=work) is work
+    assert np.array_equal(work, copied)
+
+
 def test_out_buffer_is_reused_and_no_matte_means_opaque():
     frame, alpha = _frame_and_matte()
     out = np.empty_like(frame)

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from backend import compositor as compositor_module
-from backend.compositor import Compositor, frame_to_face_affine, lower_face_mask, mouth_ring
+from backend import placement as compositor_module
+from backend.compositor import Compositor
+from backend.placement import frame_to_face_affine, lower_face_mask, mouth_ring
 from backend.frames import FaceFrame
 from preprocess.crops import head_face_crop
 from preprocess.geometry import build_geometry, raw_geometry

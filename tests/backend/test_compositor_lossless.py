@@ -96,7 +96,7 @@ def test_a_changed_mouth_still_shows():
 def test_colours_are_left_alone_when_the_generator_kept_the_ring():
     """The mouth engine returns the footage's own skin around a new mouth: matching mean/std over a ring that
     now holds its teeth washed its lips out (issue 19); a tinted face (a network's colour drift) is matched."""
-    from backend.compositor import colour_match
+    from backend.placement import colour_match
 
     pkg = _package()
     comp = Compositor(pkg)

@@ -166,3 +166,13 @@ def test_crop_spaces(crop):
     out = stage.apply(_generated(_real(pkg, 1) if crop == "head" else cv2.warpAffine(
         pkg.frame(1), face_affine(pkg, 1, crop, SIZE), (SIZE, SIZE))), 1)
     assert out.shape == (SIZE, SIZE, 3)
+
+
+def test_the_callers_face_is_never_written():
+    pkg = _package(6)
+    stage = DetailStage(pkg, "head", NATIVE, size=SIZE)
+    for face in (_generated(_real(pkg, 2)), cv2.resize(_real(pkg, 2), (NATIVE, NATIVE))):
+        face.setflags(write=False)  # would raise on a write
+        before = face.copy()
+        out = stage.apply(face, 2)
+        assert np.array_equal(face, before) and out is not face
