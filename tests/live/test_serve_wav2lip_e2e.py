@@ -39,7 +39,7 @@ def test_network_backend_keeps_the_clock_and_changes_only_the_mouth(synthetic_av
     clip_path = media_dir / "tts_espeakng_en.wav"
     clip = load_audio(clip_path)
     serve = ServeProcess(session, synthetic_avatar, "--checkpoint", str(checkpoint), "--device", "cpu",
-                         env={"S2L_RUNTIME_DIR": str(runtime_dir), "OMP_NUM_THREADS": "2"})
+                         "--precision", "fp32", env={"S2L_RUNTIME_DIR": str(runtime_dir), "OMP_NUM_THREADS": "2"})
     try:
         status = serve.wait_ready(timeout=120)
         assert status["engine"] == "wav2lip:wav2lip96"
@@ -53,7 +53,8 @@ def test_network_backend_keeps_the_clock_and_changes_only_the_mouth(synthetic_av
         speech = np.concatenate([audio.audio_array(s)[:, 0] for s in cap.audio if s.flags & S.FLAG_SPEECH])
         np.testing.assert_array_equal(speech[: clip.size], clip)  # audio is never stretched or dropped
         pts = np.array([s.pts_ns for s in cap.video])
-        assert (np.diff(pts) == FRAME_NS).all(), "25 fps on the clock even when the network is slower"
+        seq = np.array([s.sequence for s in cap.video])  # a reader starved by a busy machine may miss a slot
+        assert (np.diff(pts) == FRAME_NS * np.diff(seq)).all(), "25 fps on the clock even when the network is slower"
         comp = Compositor(pkg)
         generated = [s for s in cap.video if s.flags & S.FLAG_SPEECH and not s.flags & S.FLAG_REPEAT]
         assert generated, "at least some speech frames were rendered by the network"
