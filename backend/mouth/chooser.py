@@ -74,14 +74,15 @@ class FrameChooser:
     def choose(self, preds: np.ndarray, targets: np.ndarray | None = None) -> np.ndarray:
         """(T,3) predicted descriptors -> (T,) chosen library frame indices; updates the state.
 
-        targets: (T,) the avatar frame each output frame is built on (pose term and native candidate), or None.
+        targets: (T,) the avatar frame each output frame is built on (pose term and native candidate), or None;
+        -1 for a frame that is not one of the library's (an action clip's frame).
         """
         preds = np.asarray(preds, np.float32)
         steps: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []  # (candidates, score, backpointer)
         prev_cands = None if self.last is None else np.array([self.last])
         prev_score = None if self.last is None else np.zeros(1, np.float32)
         for t, pred in enumerate(preds):
-            target = None if targets is None else int(targets[t])
+            target = None if targets is None or targets[t] < 0 else int(targets[t])
             cands = self._candidates(pred, prev_cands, target)
             fit = self.fit_cost(pred, cands, target)
             if prev_cands is None:

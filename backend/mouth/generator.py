@@ -100,6 +100,17 @@ class MouthGenerator(Generator):
             self._landmarks[i] = lm
         return lm
 
+    def item_landmarks(self, item: GeneratorInput) -> np.ndarray:
+        """Landmarks of the frame an item is built on: the avatar's own, or an action clip's (item.package)."""
+        if item.package is None:
+            return self.landmarks(int(item.avatar_index))
+        key = (id(item.package), int(item.avatar_index))
+        lm = self._landmarks.get(key)
+        if lm is None:
+            lm = self._landmarks[key] = crop_landmarks(item.package, int(item.avatar_index), self.crop,
+                                                       self.face_size)
+        return lm
+
     def source_crop(self, j: int) -> np.ndarray:
         return self.package.image(self.crop, j)
 
@@ -112,16 +123,17 @@ class MouthGenerator(Generator):
         self.last_descriptors = preds
         if self.mode == "warp":
             return np.stack([self._warp(item, p[0]) for item, p in zip(batch, preds)])
-        choice = self.chooser.choose(preds, np.array([int(item.avatar_index) for item in batch]))
+        # an action clip's frame (item.package) is not one of the library's: no pose term, no native candidate
+        shown = np.array([int(item.avatar_index) if item.package is None else -1 for item in batch])
+        choice = self.chooser.choose(preds, shown)
         self.last_choice = choice
         out = []
-        for item, j in zip(batch, choice):
+        for item, j, i in zip(batch, choice, shown):
             face = self._fit(item.face)
-            i = int(item.avatar_index)
             if int(j) == i:
                 out.append(face)
                 continue
-            out.append(transfer_mouth(face, self.landmarks(i), self._fit(self.source_crop(int(j))),
+            out.append(transfer_mouth(face, self.item_landmarks(item), self._fit(self.source_crop(int(j))),
                                       self.landmarks(int(j))))
         return np.stack(out)
 
@@ -132,7 +144,7 @@ class MouthGenerator(Generator):
             a = 0.7 if opening > prev else 0.45
             opening = prev + a * (opening - prev)
         self._warp_opening = float(opening)
-        return warp_mouth(self._fit(item.face), self.landmarks(int(item.avatar_index)), float(opening))
+        return warp_mouth(self._fit(item.face), self.item_landmarks(item), float(opening))
 
     def _fit(self, img: np.ndarray) -> np.ndarray:
         if img.shape[0] == self.face_size and img.shape[1] == self.face_size:

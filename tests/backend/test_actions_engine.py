@@ -108,3 +108,35 @@ def test_serve_cues_an_action_through_its_command_surface(avatar, monkeypatch, t
     assert any(p.clip == "wave" for p in shown)
     with pytest.raises(UserError):
         commands.action("nope")
+
+
+def test_the_mouth_engine_speaks_on_an_actions_frames(tmp_path):
+    """The default generator during an action: real mouths of the avatar transplanted onto the clip's frames,
+    aligned with the clip's own landmarks."""
+    import sys
+    from pathlib import Path
+
+    from backend.mouth import MouthGenerator
+    from preprocess.actions import write_transitions
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "mouth"))
+    from synthetic import write_package
+
+    root = write_package(tmp_path / "talking", n=120)
+    write_package(root / "actions" / "nod", n=50)
+    write_transitions(root, "nod")
+    pkg = AvatarPackage.open(root)
+    eng = Engine(pkg, MouthGenerator(pkg), loop="pingpong", batch_size=4)
+    start = eng.cue("nod", at_k=0)
+    eng.push(SpeechStartFrame(0))
+    eng.push(AudioFrame(0, speech_like(2.0, level=0.4)))
+    eng.push(SpeechEndFrame(0))
+    plans = []
+    while batch := eng.plan(force=True):
+        eng.render(batch)
+        plans += batch
+    on_clip = [p for p in plans if p.clip == "nod" and p.generate]
+    assert on_clip and on_clip[0].k >= start
+    action = pkg.action("nod")
+    changed = [not np.array_equal(p.image, action.frame(p.avatar_index)) for p in on_clip]
+    assert sum(changed) >= len(on_clip) // 2, "the mouth is redrawn on the action's frames"

@@ -83,3 +83,18 @@ def test_transparent_mp4_is_refused_before_any_work(matted, wav, tmp_path):
         render(matted, [wav], tmp_path / "o.mp4", generator=NullGenerator(96),
                background=parse_background("transparent"), progress=False)
     assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_an_image_background_fills_where_the_matte_is_empty(matted, wav, tmp_path):
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[:, :, 0] = 200  # blue
+    image[30:, :, 2] = 150  # a red lower half, to see that it is scaled, not tiled
+    path = tmp_path / "bg.png"
+    cv2.imwrite(str(path), image)
+    frames = tmp_path / "frames"
+    render(matted, [wav], tmp_path / "o.mp4", frames_dir=frames, generator=NullGenerator(96), loop="pingpong",
+           background=parse_background(str(path)), progress=False)
+    first = cv2.imread(str(sorted(frames.glob("*.png"))[0]))
+    h, w = first.shape[:2]
+    assert np.abs(first[5, w - 5].astype(int) - (200, 0, 0)).max() <= 2
+    assert np.abs(first[h - 5, w - 5].astype(int) - (200, 0, 150)).max() <= 2

@@ -98,7 +98,7 @@ def write_config(cfg: Path, ws_port: int, sources: list[dict], script_settings: 
         "VBitrate=2500\nABitrate=160\n")
     items, srcs = [], []
     for i, s in enumerate(sources, start=1):
-        items.append({"name": s["name"], "id": i, "visible": True, "pos": {"x": 0, "y": 0},
+        items.append({"name": s["name"], "id": i, "visible": True, "pos": s.get("pos", {"x": 0, "y": 0}),
                       "scale": {"x": 1, "y": 1}, "rot": 0, "align": 5, "bounds_type": 0,
                       "crop_left": 0, "crop_top": 0, "crop_right": 0, "crop_bottom": 0})
         kind = s.get("id", SOURCE_ID)  # another source type (e.g. OBS's media source) when a test asks for one

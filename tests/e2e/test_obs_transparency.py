@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -51,10 +52,13 @@ def test_live_source_and_rendered_webm_are_transparent_in_obs(matted, tmp_path):
                           "--engine", "null", "--background", "transparent", "-o", str(webm), "--no-progress"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    live, media = unique_name("Alpha"), unique_name("Media")
-    sources = [{"name": live, "settings": {"avatars_root": str(matted.parent), "avatar": "half",
+    live, media, under = unique_name("Alpha"), unique_name("Media"), unique_name("Game")
+    colour = (40, 90, 200)  # RGB of the "game" below the avatars
+    abgr = 0xFF000000 | (colour[2] << 16) | (colour[1] << 8) | colour[0]
+    sources = [{"name": under, "id": "color_source_v3", "settings": {"color": abgr, "width": 1280, "height": 720}},
+               {"name": live, "settings": {"avatars_root": str(matted.parent), "avatar": "half",
                                             "serve_args": "--engine null", "background": "transparent"}},
-               {"name": media, "id": "ffmpeg_source",
+               {"name": media, "id": "ffmpeg_source", "pos": {"x": 400, "y": 0},
                 "settings": {"local_file": str(webm), "looping": True, "is_local_file": True}}]
     with ObsSession(sources, workdir=tmp_path / "obs") as sess:
         sess.start()
@@ -71,3 +75,11 @@ def test_live_source_and_rendered_webm_are_transparent_in_obs(matted, tmp_path):
             w = img.shape[1]
             assert img[:, : w // 2 - 4, 3].min() > 200, f"{name}: the person is opaque"
             assert img[:, w // 2 + 4:, 3].max() < 30, f"{name}: the background is transparent"
+        scene = _rgba(sess, "Scene")  # what the viewers see: the avatars over the source below them
+        for x0 in (0, 400):
+            assert np.abs(scene[100, x0 + 300, :3].astype(int) - colour).max() <= 3, "the game shows through"
+            assert np.abs(scene[100, x0 + 20, :3].astype(int) - colour).max() > 20, "the avatar covers it"
+        if os.environ.get("S2L_SAVE_SCREENSHOT"):  # the picture in docs/transparency.md
+            from PIL import Image
+
+            Image.fromarray(scene[:260, :760]).save(os.environ["S2L_SAVE_SCREENSHOT"])
