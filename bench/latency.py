@@ -48,12 +48,13 @@ def _wait_idle(app, timeout: float) -> None:
     time.sleep(0.3)
 
 
-def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint: str | None) -> dict:
+def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint: str | None,
+            precision: str = "fp32") -> dict:
     from backend.serve_app import ServeApp
 
     session = f"bench{os.getpid()}{label}"
     app = ServeApp(session, str(avatar), engine=engine, checkpoint=checkpoint, device="cpu", api_port=None,
-                   keep_latencies=True)
+                   keep_latencies=True, precision=precision)
     out = {}
     try:
         app.start()
@@ -115,6 +116,7 @@ def main() -> int:
     ap.add_argument("--clip", default=str(REPO.parent / "shared" / "media" / "tts_espeakng_en.wav"))
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--skip-network", action="store_true")
+    ap.add_argument("--precision", default="fp32", help="the network's precision (fp32 | int8 | auto)")
     args = ap.parse_args()
     import torch
 
@@ -133,7 +135,7 @@ def main() -> int:
             avatar = write_synthetic_package(tmp / "synthetic")
         results = {"null": measure("null", avatar, clip, "null", None)}
         if not args.skip_network:
-            results["wav2lip96"] = measure("w2l", avatar, clip, "wav2lip", _checkpoint(tmp))
+            results["wav2lip96"] = measure("w2l", avatar, clip, "wav2lip", _checkpoint(tmp), args.precision)
     print(f"clip {Path(args.clip).name} ({clip.size / 16000:.2f} s); avatar {results['null']['size']}; "
           f"torch threads {args.threads}; CPU shared with other jobs: figures are indicative")
     print(f"{'generator':<22}{'mode':<8}{'p50 ms':>8}{'p95 ms':>8}{'fps':>7}{'speech fr':>10}{'repeated':>9}"
