@@ -152,18 +152,23 @@ class Mp4Sink:
             self.frame_pool.give(yuv)
         self.frames_written += 1
         if self.audio is not None and audio is not None and audio.pcm.size:
-            start = int(round((audio.pts_ns - self.t0_ns) * SAMPLE_RATE / 1e9))
-            if start > self.samples_written:  # a gap on the timeline: fill with silence
-                self._encode_audio(np.zeros(start - self.samples_written, np.float32))
-            self._encode_audio(np.asarray(audio.pcm, np.float32))
+            self.samples_written = write_audio_block(self.container, self.audio, audio, self.t0_ns,
+                                                     self.samples_written, "fltp")
 
-    def _encode_audio(self, pcm: np.ndarray) -> None:
-        import av
 
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="fltp", layout="mono")
+def write_audio_block(container, stream, audio: AudioOutFrame, t0_ns: int, written: int, fmt: str) -> int:
+    """Encode one block at its pts (a gap on the timeline before it becomes silence); returns the samples
+    written so far. Shared by the file sinks (mp4 here, .webm/.mov in alpha_video.py)."""
+    import av
+
+    start = int(round((audio.pts_ns - t0_ns) * SAMPLE_RATE / 1e9))
+    for pcm in ((np.zeros(start - written, np.float32),) if start > written else ()) + \
+            (np.asarray(audio.pcm, np.float32),):
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format=fmt, layout="mono")
         frame.sample_rate = SAMPLE_RATE
-        frame.pts = self.samples_written
+        frame.pts = written
         frame.time_base = Fraction(1, SAMPLE_RATE)
-        for packet in self.audio.encode(frame):
-            self.container.mux(packet)
-        self.samples_written += pcm.size
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        written += pcm.size
+    return written
