@@ -14,14 +14,12 @@ would not notice it:
   light: what landmarks miss);
 * not trivial: j is at least `min_gap` frames away from i+1 (a jump of a few frames is a stutter).
 
-Distances are in frame pixels (what the viewer sees), as the RMS over a fixed set of face-outline, eye, nose
-and lip points. Thresholds are relative to the footage's own statistics, so a calm and a lively clip are
-judged alike. Of near-identical jumps (neighbouring sources and targets) only the best is kept.
+Distances: frame pixels, RMS over face-outline, eye, nose and lip points; thresholds relative to the
+footage's own statistics (calm and lively clips judged alike); of near-identical jumps only the best is kept.
 
-Cheap: pairwise pose distances by matrix products in row blocks, appearance only for candidates; a minute
-of footage takes about a second, five minutes about 15 s (it grows with the square of the length). Stored
-in the package as `idle_graph.json` (described in manifest.json under "idle_graph");
-`AvatarPackage.idle_graph()` builds it lazily for older packages into `.cache/`.
+Cheap: pose distances by matrix products in row blocks, appearance only for candidates (a minute of footage
+in about a second, five in ~15 s). Stored as `idle_graph.json` (manifest "idle_graph"); older packages get it
+lazily in `.cache/` (`AvatarPackage.idle_graph()`).
 """
 from __future__ import annotations
 
