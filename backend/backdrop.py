@@ -38,7 +38,9 @@ class Backdrop:
                 import cv2
 
                 alpha = cv2.addWeighted(alpha, 1.0 - ff.other_weight, other, ff.other_weight, 0.0)
-        return composite(image, alpha, self.background)
+        # colour/image over a frame the compositor made for this output (writable): in place, no new frame
+        in_place = image.flags.writeable and not self.background.transparent and alpha is not None
+        return composite(image, alpha, self.background, out=image if in_place else None)
 
     @staticmethod
     def _alpha(package, index: int) -> np.ndarray | None:

@@ -181,7 +181,7 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     stage_seconds["compositor"] = post.busy_ns / 1e9
     samples = (total - 1) * SAMPLES_PER_FRAME + (speeches[-1].size - 1) % SAMPLES_PER_FRAME + 1
     return RenderResult(written, samples, seconds, out_path, dir_path, generator.name, stage_seconds, codec,
-                        getattr(generator, "precision", ""))
+                        generator.precision or "")
 
 
 def _take(eng, final: bool) -> list:

@@ -80,9 +80,8 @@ class ServeApp:
         from preprocess.package import AvatarPackage
 
         package = AvatarPackage.open(avatar, cache_frames=128)
-        # a network calibrated on the old avatar (int8) is rebuilt: its validation belongs to that avatar
-        per_avatar = reuse is not None and (reuse.needs_calibration or getattr(reuse, "per_avatar", False))
-        generator = reuse if reuse is not None and not per_avatar else None
+        # a generator bound to the old avatar (calibration, an int8 network validated on it) is rebuilt
+        generator = reuse if reuse is not None and not reuse.per_avatar else None
         if generator is None:
             generator = make_generator(self.engine_name, package, self.options)
         engine = Engine(package, generator, crop=self.options.crop, batch_size=self.batch_size, loop=self.idle,
@@ -136,7 +135,7 @@ class ServeApp:
             self.mic = MicrophoneSource(self.queue, mic or None, open_db=mic_gate_db)
             self._closers.append(self.mic.close)
         self.control.update(state="idle", engine=self.engine.generator.name, width=pkg.width, height=pkg.height,
-                            precision=getattr(self.engine.generator, "precision", None),
+                            precision=self.engine.generator.precision,
                             video_segment=self.video.writer.name, audio_segment=self.audio.writer.name,
                             video_generation=self.video_generation,
                             api_port=self.api.port if self.api else None,

@@ -93,5 +93,4 @@ def run(args: argparse.Namespace) -> int:
 
 def _precision(generator) -> str:
     """' (int8: why)' for a network generator; nothing for generators without a precision."""
-    precision = getattr(generator, "precision", None)
-    return f" ({precision}: {generator.precision_reason})" if precision else ""
+    return f" ({generator.precision}: {generator.precision_reason})" if generator.precision else ""

@@ -123,18 +123,26 @@ def run(args: argparse.Namespace) -> int:
 def _add_actions(packages: list[Path], actions: list[tuple[str, Path]], args: argparse.Namespace) -> int:
     """Track each action clip into every package (`<avatar>/actions/<name>/`) and match it to the footage."""
     from preprocess.actions import add_action
+
+    def add(job):
+        package, (name, clip) = job
+        add_action(package, name, clip, force=args.force, workers=args.workers, progress=sys.stderr.isatty())
+        return f"{package}: action {name!r} from {clip}"
+    return _each([(package, action) for package in packages for action in actions], add)
+
+
+def _each(jobs, work) -> int:
+    """`work(job)` for every job, printing what it returns; a UserError is one line and the others still run.
+    Returns the exit code (1 when any failed)."""
     from stream_wav2lip.errors import UserError
 
     failed = 0
-    for package in packages:
-        for name, clip in actions:
-            try:
-                add_action(package, name, clip, force=args.force, workers=args.workers, progress=sys.stderr.isatty())
-            except UserError as exc:
-                print(f"stream-wav2lip preprocess: error: {exc}", file=sys.stderr)
-                failed += 1
-                continue
-            print(f"{package}: action {name!r} from {clip}")
+    for job in jobs:
+        try:
+            print(work(job))
+        except UserError as exc:
+            print(f"stream-wav2lip preprocess: error: {exc}", file=sys.stderr)
+            failed += 1
     return 1 if failed else 0
 
 
@@ -143,19 +151,12 @@ def _matte_only(args: argparse.Namespace) -> int:
     import os
 
     from preprocess.matte_build import add_matte
-    from stream_wav2lip.errors import UserError
 
-    failed = 0
-    for item in args.inputs:
-        try:
-            entry = add_matte(item, args.matte, force=args.force, workers=args.workers or min(2, os.cpu_count() or 1),
-                              progress=sys.stderr.isatty())
-        except UserError as exc:
-            print(f"stream-wav2lip preprocess: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        print(f"{item}: matte {entry['method']}, {entry['frames']} frames ({entry['width']}x{entry['height']})")
-    return 1 if failed else 0
+    def matte(item):
+        entry = add_matte(item, args.matte, force=args.force, workers=args.workers or min(2, os.cpu_count() or 1),
+                          progress=sys.stderr.isatty())
+        return f"{item}: matte {entry['method']}, {entry['frames']} frames ({entry['width']}x{entry['height']})"
+    return _each(args.inputs, matte)
 
 
 def summary_table(reports) -> str:

@@ -60,6 +60,8 @@ class Generator(ABC):
     face_size: int = 96  # native face size (the network's input); instances may set it from their weights
     crop: str = "head"  # the package crop it expects: "head" (head_face/), "heads" (whole head) or "body"
     device_type: str = "cpu"  # where it computes: "cpu" or "cuda"
+    precision: str | None = None  # the arithmetic it runs in ("fp32", "int8", ...), None when not a network
+    precision_reason: str = ""
 
     @abstractmethod
     def generate(self, batch: list[GeneratorInput]) -> np.ndarray:
@@ -67,6 +69,12 @@ class Generator(ABC):
 
     def reset(self) -> None:
         """Forget temporal state (the engine calls it before the first frame of each utterance)."""
+
+    @property
+    def per_avatar(self) -> bool:
+        """Bound to the avatar it was built for (its calibration, or a network validated on that avatar):
+        `serve` builds a new one when it switches avatars instead of reusing it."""
+        return self.needs_calibration
 
     @property
     def native_size(self) -> int:

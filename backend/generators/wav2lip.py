@@ -83,7 +83,7 @@ class Wav2LipGenerator(Generator):
         self.tanh = (self.info.output_activation or "sigmoid").lower() == "tanh"
         self._batch = batch_size
         self.name = f"wav2lip:{self.info.variant}"
-        self.precision, self.precision_reason, self.per_avatar = "fp32", "fp32", False
+        self.precision, self.precision_reason, self._validated_on_avatar = "fp32", "fp32", False
         if precision != "fp32":
             self._choose_precision(precision, checkpoint, package)
 
@@ -99,13 +99,18 @@ class Wav2LipGenerator(Generator):
                                 crop=self.crop, size=self.face_size, batch=batch,
                                 threads=1 if self.streams is not None else torch.get_num_threads())
         self.model, self.precision, self.precision_reason = choice.network, choice.precision, choice.reason
-        self.per_avatar = choice.precision == "int8"  # calibrated on this avatar: rebuilt on an avatar switch
+        self._validated_on_avatar = choice.precision == "int8"  # calibrated on this avatar
 
     @property
     def preferred_batch(self) -> int:
         if self._batch:
             return self._batch
         return 16 if self.device.type == "cuda" else 4
+
+    @property
+    def per_avatar(self) -> bool:
+        """int8 was calibrated and validated on this avatar: another avatar gets a network of its own."""
+        return self._validated_on_avatar
 
     @property
     def throughput_batch(self) -> int:

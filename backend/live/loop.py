@@ -68,7 +68,7 @@ class LiveLoop:
         self._render_credit = 1.0
         self._busy_until = 0  # the worker's render in progress ends then (virtual time)
         self._in_speech = False  # the last frame planned was a speech frame
-        if getattr(engine, "warm_batch", None):  # start from the warm-up's measurement, not a guess
+        if engine.warm_batch:  # start from the warm-up's measurement, not a guess
             ns, frames = engine.warm_batch
             self._render_ema_ns[True], self._frame_ema_ns = float(ns), float(ns) / max(1, frames)
         self._stop = threading.Event()

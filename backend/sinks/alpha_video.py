@@ -120,13 +120,10 @@ class AlphaVideoSink:
 
     def close(self) -> None:
         """Flush the encoders, finish the file and (atomic) rename it into place."""
+        from backend.sinks.mp4 import finish_file
+
         try:
-            for packet in self.video.encode(None):
-                self.container.mux(packet)
-            if self.audio is not None:
-                for packet in self.audio.encode(None):
-                    self.container.mux(packet)
-            self.container.close()
+            finish_file(self.container, self.video, self.audio)
         except BaseException:
             self.abort()
             raise

@@ -94,12 +94,7 @@ class Mp4Sink:
         if self._error is not None:
             self.container.close()
             raise self._error
-        for packet in self.video.encode(None):
-            self.container.mux(packet)
-        if self.audio is not None:
-            for packet in self.audio.encode(None):
-                self.container.mux(packet)
-        self.container.close()
+        finish_file(self.container, self.video, self.audio)
 
     def abort(self) -> None:
         """Stop without finishing (the caller deletes the temporary file)."""
@@ -172,3 +167,12 @@ def write_audio_block(container, stream, audio: AudioOutFrame, t0_ns: int, writt
             container.mux(packet)
         written += pcm.size
     return written
+
+
+def finish_file(container, *streams) -> None:
+    """Drain every encoder (None streams skipped) into the container and close it."""
+    for stream in streams:
+        if stream is not None:
+            for packet in stream.encode(None):
+                container.mux(packet)
+    container.close()

@@ -69,3 +69,25 @@ def speech_like(seconds: float, seed: int = 0, level: float = 0.3) -> np.ndarray
     env = (np.sin(2 * np.pi * 2.0 * t) > -0.3).astype(np.float32)
     x = level * env * (np.sin(2 * np.pi * 190 * t) + 0.3 * rng.standard_normal(n))
     return x.astype(np.float32)
+
+
+def half_matted_package(root, soft_edge: int = 0):
+    """A 12-frame synthetic avatar at `root` whose matte keeps its left half (the 'person', 255) and drops the
+    right half (0), with `soft_edge` columns of 128 between them (transparency tests)."""
+    import json
+
+    from preprocess.matte_store import MATTE_FOLDER, matte_name, write_alpha
+    from preprocess.synthetic import write_synthetic_package
+
+    root = write_synthetic_package(root, frames=12)
+    manifest = json.loads((root / "manifest.json").read_text())
+    w, h = manifest["width"], manifest["height"]
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[:, : w // 2] = 255
+    alpha[:, w // 2: w // 2 + soft_edge] = 128
+    (root / MATTE_FOLDER).mkdir()
+    for i in range(manifest["frame_count"]):
+        write_alpha(root / MATTE_FOLDER / matte_name(i), alpha)
+    manifest["matte"] = {"method": "test", "frames": manifest["frame_count"], "width": w, "height": h}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root

@@ -13,30 +13,14 @@ from backend.generators.base import NullGenerator
 from backend.render import render
 from preprocess.package import AvatarPackage
 from stream_wav2lip.errors import UserError
-from tests.backend.helpers import speech_like
+from tests.backend.helpers import half_matted_package, speech_like
 from tests.backend.test_alpha_sinks import _decode_rgba
 
 
 @pytest.fixture(scope="module")
 def matted(tmp_path_factory):
     """The synthetic avatar with a matte: left half the person (255), right half background (0), a soft edge."""
-    import json
-
-    from preprocess.matte_store import MATTE_FOLDER, matte_name, write_alpha
-    from preprocess.synthetic import write_synthetic_package
-
-    root = write_synthetic_package(tmp_path_factory.mktemp("matted") / "avatar", frames=12)
-    manifest = json.loads((root / "manifest.json").read_text())
-    w, h = manifest["width"], manifest["height"]
-    alpha = np.zeros((h, w), np.uint8)
-    alpha[:, : w // 2] = 255
-    alpha[:, w // 2: w // 2 + 4] = 128
-    (root / MATTE_FOLDER).mkdir()
-    for i in range(manifest["frame_count"]):
-        write_alpha(root / MATTE_FOLDER / matte_name(i), alpha)
-    manifest["matte"] = {"method": "test", "frames": manifest["frame_count"], "width": w, "height": h}
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
+    return half_matted_package(tmp_path_factory.mktemp("matted") / "avatar", soft_edge=4)
 
 
 @pytest.fixture()

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile
 
 from obs_harness import VENV_PY, ObsSession, obs_available, unique_name
+from tests.backend.helpers import half_matted_package
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(bool(obs_available()), reason=obs_available() or "ok")]
 
@@ -28,20 +27,7 @@ def _rgba(sess, source: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def matted(tmp_path_factory):
     """A synthetic avatar whose matte keeps its left half (the 'person') and drops the right half."""
-    from preprocess.matte_store import MATTE_FOLDER, matte_name, write_alpha
-    from preprocess.synthetic import write_synthetic_package
-
-    root = write_synthetic_package(tmp_path_factory.mktemp("obs_alpha") / "avatars" / "half", frames=12)
-    manifest = json.loads((root / "manifest.json").read_text())
-    w, h = manifest["width"], manifest["height"]
-    alpha = np.zeros((h, w), np.uint8)
-    alpha[:, : w // 2] = 255
-    (root / MATTE_FOLDER).mkdir()
-    for i in range(manifest["frame_count"]):
-        write_alpha(root / MATTE_FOLDER / matte_name(i), alpha)
-    manifest["matte"] = {"method": "test", "frames": manifest["frame_count"], "width": w, "height": h}
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return root
+    return half_matted_package(tmp_path_factory.mktemp("obs_alpha") / "avatars" / "half")
 
 
 def test_live_source_and_rendered_webm_are_transparent_in_obs(matted, tmp_path):
