@@ -117,10 +117,6 @@ class Engine:
         return self.planner.pending
 
     # ------------------------------------------------------------------ planning
-    def avatar_index(self, k: int) -> int:
-        """The avatar frame shown at output frame k."""
-        return self.walk.index_at(k - self.first_k)
-
     def pts(self, k: int) -> int:
         return self.t0_ns + k * FRAME_NS
 
