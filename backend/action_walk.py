@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.idle_walk import FADE_STEPS, WalkStep
+from backend.idle_walk import FADE_STEPS, WalkStep, _Cursor
 
 ENTRY_WINDOW_S = 1.0  # how far ahead a cue looks for a good entry
 DELAY_COST = 0.05  # per step of waiting, in cost units (a slightly worse entry now beats a perfect one later)
@@ -58,7 +58,7 @@ class Segment:
         return self.first + self.exit_from - self.entry + 1
 
 
-class ActionWalk:
+class ActionWalk(_Cursor):
     """An idle walk with action clips played on cue (see module docstring)."""
 
     def __init__(self, base, clips: dict[str, ActionClip], fps: float = 25.0, fade: int = FADE_STEPS,
@@ -101,17 +101,6 @@ class ActionWalk:
             if step >= seg.end:
                 break
         return self.base.frame_at(step)
-
-    def index_at(self, step: int) -> int:
-        return self.frame_at(step).index
-
-    def peek(self, ahead: int = 0) -> int:
-        return self.index_at(self._step + ahead)
-
-    def next(self) -> int:
-        index = self.index_at(self._step)
-        self.step = self._step + 1
-        return index
 
     def hold(self, until_step: int) -> None:
         self.base.hold(until_step)

@@ -267,8 +267,7 @@ def make_detail(mode: str, package, crop: str, generator):
         raise ValueError(f"unknown detail mode {mode!r} (expected one of {DETAIL_MODES})")
     if mode == "off" or generator.real_pixels or not hasattr(package, "root"):
         return None
-    from backend.detail.stage import DetailStage, needs_detail
+    from backend.detail.stage import DetailStage
 
-    if not needs_detail(package, crop, generator.native_size):
-        return None
-    return DetailStage(package, crop, generator.native_size)
+    stage = DetailStage(package, crop, generator.native_size)  # cheap: its library is loaded on first use
+    return stage if stage.enabled else None

@@ -62,8 +62,11 @@ class _Cursor:
 
     step: int
 
-    def index_at(self, step: int) -> int:
+    def frame_at(self, step: int) -> "WalkStep":
         raise NotImplementedError
+
+    def index_at(self, step: int) -> int:
+        return self.frame_at(step).index
 
     def peek(self, ahead: int = 0) -> int:
         return self.index_at(self.step + ahead)
@@ -112,7 +115,7 @@ class TextureWalk(_Cursor):
     def __init__(self, n: int, sources, targets, costs=None, *, start: int = 0, seed: int = 0, fps: float = 25.0,
                  fade: int = FADE_STEPS, min_run_s: float = MIN_RUN_S, mean_extra_run_s: float = MEAN_EXTRA_RUN_S,
                  avoid_s: float = AVOID_S, stretch_s: float = STRETCH_S, wrap_target: int = 0,
-                 keep_behind_s: float = KEEP_BEHIND_S):
+                 keep_behind_s: float = KEEP_BEHIND_S, alive: np.ndarray | None = None):
         if n <= 0:
             raise ValueError("an avatar needs at least one frame")
         self.n, self.start, self.seed, self.mode, self.reason = n, start % n, int(seed), "texture", ""
@@ -121,7 +124,7 @@ class TextureWalk(_Cursor):
         costs = np.zeros(len(sources)) if costs is None else np.asarray(costs, np.float64)
         inside = (sources >= 0) & (sources < n) & (targets >= 0) & (targets < n)
         sources, targets, costs = sources[inside], targets[inside], costs[inside]
-        self.alive = alive_frames(n, sources, targets)
+        self.alive = alive if alive is not None and inside.all() else alive_frames(n, sources, targets)
         self.jumps: dict[int, list[tuple[int, float]]] = {}
         for i, j, c in zip(sources.tolist(), targets.tolist(), costs.tolist()):
             if self.alive[j]:
@@ -139,13 +142,9 @@ class TextureWalk(_Cursor):
         self.wrap_target = int(wrap_target) % n
         self.keep_behind = max(self.window, int(round(keep_behind_s * fps)))
         self.step = 0
-        self.rescues = 0  # dead-end continuations (a start frame after the last jump back): visible cuts
         self._reset()
 
     # ------------------------------------------------------------------ the walk interface
-    def index_at(self, step: int) -> int:
-        return self.frame_at(step).index
-
     def frame_at(self, step: int) -> WalkStep:
         step = int(step)
         if step < 0:
@@ -329,7 +328,8 @@ def make_walk(package, mode: str = "auto", start: int = 0, seed: int = 0, graph=
     if mode in LOOP_MODES:
         return ScheduleWalk(n, start, mode)
     graph = graph if graph is not None else package.idle_graph()
-    ok, why = texture_usable(n, graph.sources, graph.targets, package.fps)
+    alive = alive_frames(n, graph.sources, graph.targets)
+    ok, why = texture_usable(n, graph.sources, graph.targets, package.fps, alive=alive)
     if not ok:
         if mode == "texture":
             log.warning("%s: no video-texture idle (%s); ping-pong instead", package.name, why)
@@ -337,4 +337,4 @@ def make_walk(package, mode: str = "auto", start: int = 0, seed: int = 0, graph=
         walk.reason = why
         return walk
     return TextureWalk(n, graph.sources, graph.targets, graph.costs, start=start, seed=seed, fps=package.fps,
-                       wrap_target=graph.wrap_target, **options)
+                       wrap_target=graph.wrap_target, alive=alive, **options)

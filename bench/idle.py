@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 MEDIA = Path(os.environ.get("S2L_SHARED_DIR", REPO.parent / "shared")) / "media"
-STRETCH_S, WINDOW_S, LONG_ENOUGH_S = 2.0, 60.0, 30.0
+LONG_ENOUGH_S = 30.0  # the repeat rule applies to footage at least this long (issue 18)
 
 
 def repeats(seq: list[int], stretch: int, window: int) -> int:
@@ -66,7 +66,7 @@ def ensure_packages(work: Path, names: list[str] | None) -> list[Path]:
 def measure(root: Path, minutes: float, seed: int) -> dict:
     import numpy as np
 
-    from backend.idle_walk import TextureWalk, make_walk
+    from backend.idle_walk import AVOID_S, STRETCH_S, TextureWalk, make_walk
     from preprocess.idle_graph import build_for_package, pose_vectors, rms_distance
     from preprocess.package import AvatarPackage
 
@@ -104,7 +104,7 @@ def measure(root: Path, minutes: float, seed: int) -> dict:
         "distinct": len(set(taken)), "ratio_max": float(ratio.max()) if len(ratio) else float("nan"),
         "ratio_median": float(np.median(ratio)) if len(ratio) else float("nan"),
         "over": int(np.sum(ratio > 1.0 + 1e-6)), "reversed": reversed_, "cuts": cuts,
-        "repeats": repeats(seq, int(round(STRETCH_S * fps)), int(round(WINDOW_S * fps))), "steps": steps,
+        "repeats": repeats(seq, int(round(STRETCH_S * fps)), int(round(AVOID_S * fps))), "steps": steps,
         "p95": graph.step_p95, "build_s": build_s, "walk_ms": walk_ms, "seq": seq, "graph": graph, "walk": walk,
         "pkg": pkg, "texture": isinstance(walk, TextureWalk),
     }

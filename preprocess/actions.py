@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocess.idle_graph import central_velocity, head_thumbnails, pose_vectors, rms_distance
+from preprocess.idle_graph import central_velocity, cross_rms, head_thumbnails, pose_vectors, rms_distance
+from preprocess.video import FPS
 from stream_wav2lip.errors import UserError
 
 ACTIONS_FOLDER = "actions"
@@ -44,13 +45,6 @@ def check_name(name: str) -> str:
     if not NAME_PATTERN.match(name or ""):
         raise UserError(f"action name {name!r}: use 1-32 lower-case letters, digits, '-' or '_'")
     return name
-
-
-def _cross(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """RMS point distances, rows of x to rows of y (pose vectors, frame pixels)."""
-    k = x.shape[1] // 2
-    d2 = np.einsum("ij,ij->i", x, x)[:, None] + np.einsum("ij,ij->i", y, y)[None, :] - 2.0 * (x @ y.T)
-    return np.sqrt(np.maximum(d2, 0.0) / k)
 
 
 def match_transitions(main_lm: np.ndarray, main_valid: np.ndarray, main_thumbs: np.ndarray | None,
@@ -70,11 +64,11 @@ def match_transitions(main_lm: np.ndarray, main_valid: np.ndarray, main_thumbs: 
     if main_thumbs is not None and act_thumbs is not None:
         app_median = max(float(np.median(np.sqrt(np.mean((main_thumbs[1:] - main_thumbs[:-1]) ** 2, axis=1)))),
                          1e-3)
-    d = _cross(mp, ap)  # (n, m): main i vs action a
-    dv = _cross(mv, av)
+    d = cross_rms(mp, ap)  # (n, m): main i vs action a
+    dv = cross_rms(mv, av)
 
     # entries: after main i show action a (1 <= a <= a_max): a-1 ~ i and a ~ i+1
-    a_max = max(1, min(int(m * ENTRY_PART), int(round(ENTRY_MAX_S * 25)), m - 2))
+    a_max = max(1, min(int(m * ENTRY_PART), int(round(ENTRY_MAX_S * FPS)), m - 2))
     a = np.arange(1, a_max + 1)
     i_next = np.minimum(np.arange(n) + 1, n - 1)
     err = np.sqrt((d[:, a - 1] ** 2 + d[i_next][:, a] ** 2) / 2.0)
@@ -129,6 +123,7 @@ def action_folder(package_dir: str | Path, name: str) -> Path:
 
 def write_transitions(package_dir: str | Path, name: str) -> dict:
     """Match an action (already in <avatar>/actions/<name>/) to the main footage; store and describe it."""
+    from preprocess.writer import update_manifest
     from stream_wav2lip.atomic import atomic_path
 
     root = Path(package_dir)
@@ -141,12 +136,11 @@ def write_transitions(package_dir: str | Path, name: str) -> dict:
     table = match_transitions(*_features(root), *_features(folder))
     with atomic_path(folder / TRANSITIONS_FILE) as tmp:
         tmp.write_text(json.dumps(table, separators=(",", ":")) + "\n", encoding="utf-8")
-    main_manifest.setdefault("actions", {})[name] = {
-        "folder": f"{ACTIONS_FOLDER}/{name}", "frames": table["frames"],
-        "best_entry_cost": min((e[2] for e in table["entries"]), default=None),
-        "best_exit_cost": min((e[2] for e in table["exits"]), default=None)}
-    with atomic_path(root / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(main_manifest, indent=2) + "\n", encoding="utf-8")
+    actions = dict(main_manifest.get("actions") or {})
+    actions[name] = {"folder": f"{ACTIONS_FOLDER}/{name}", "frames": table["frames"],
+                     "best_entry_cost": min((e[2] for e in table["entries"]), default=None),
+                     "best_exit_cost": min((e[2] for e in table["exits"]), default=None)}
+    update_manifest(root, "actions", actions)
     return table
 
 

@@ -127,11 +127,10 @@ def rms_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.sum((a - b) ** 2, axis=-1) / k)
 
 
-def _pairwise(x: np.ndarray, rows: slice) -> np.ndarray:
-    """RMS point distances of rows `rows` of x to every row of x, by one matrix product."""
+def cross_rms(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """RMS point distances, every row of x to every row of y (pose vectors, frame pixels), by one product."""
     k = x.shape[1] // 2
-    sq = np.einsum("ij,ij->i", x, x)
-    d2 = sq[rows, None] + sq[None, :] - 2.0 * (x[rows] @ x.T)
+    d2 = np.einsum("ij,ij->i", x, x)[:, None] + np.einsum("ij,ij->i", y, y)[None, :] - 2.0 * (x @ y.T)
     return np.sqrt(np.maximum(d2, 0.0) / k)
 
 
@@ -211,8 +210,8 @@ def _build_once(landmarks, valid, thumbnails, fps: float, params: dict) -> IdleG
     for a in range(0, n, block):
         b = min(n, a + block)
         rows = np.arange(a, b)
-        d = _pairwise(pose, slice(a, min(n, b + 1)))  # rows a..b (b included for the i+1 term)
-        dv = _pairwise(vel, slice(a, min(n, b + 1)))
+        d = cross_rms(pose[a:min(n, b + 1)], pose)  # rows a..b (b included for the i+1 term)
+        dv = cross_rms(vel[a:min(n, b + 1)], vel)
         if b == n:  # the last frame has no i+1: its errors use j-1 vs i alone
             d = np.vstack([d, np.full((1, n), np.nan)])
             dv = np.vstack([dv, np.full((1, n), np.nan)])
@@ -317,12 +316,13 @@ def alive_frames(n: int, sources: np.ndarray, targets: np.ndarray) -> np.ndarray
     return alive
 
 
-def texture_usable(n: int, sources, targets, fps: float = 25.0) -> tuple[bool, str]:
-    """(usable, why not): enough of the footage lies on jump cycles for a texture walk to beat ping-pong."""
+def texture_usable(n: int, sources, targets, fps: float = 25.0, alive: np.ndarray | None = None) -> tuple[bool, str]:
+    """(usable, why not): enough of the footage lies on jump cycles for a texture walk to beat ping-pong.
+    `alive`: alive_frames of this table when the caller has it already."""
     sources, targets = np.asarray(sources, np.int64), np.asarray(targets, np.int64)
     if not np.any(targets < sources):
         return False, "no jump back found (footage too short or too lively)"
-    alive = alive_frames(n, sources, targets)
+    alive = alive if alive is not None else alive_frames(n, sources, targets)
     if alive.sum() < MIN_TEXTURE_S * fps:
         return False, f"jump cycles cover only {int(alive.sum())} frames"
     return True, ""
@@ -341,16 +341,12 @@ def build_for_package(package_dir: str | Path) -> IdleGraph:
 
 def write_to_package(package_dir: str | Path) -> IdleGraph:
     """Build the graph, store it as <package>/idle_graph.json and describe it in manifest.json (preprocess)."""
-    from stream_wav2lip.atomic import atomic_path
+    from preprocess.writer import update_manifest
 
     root = Path(package_dir)
     graph = build_for_package(root)
     graph.save(root / GRAPH_FILE)
-    manifest_path = root / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    manifest[MANIFEST_FIELD] = summary(graph)
-    with atomic_path(manifest_path) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    update_manifest(root, MANIFEST_FIELD, summary(graph))
     return graph
 
 

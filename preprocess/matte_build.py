@@ -7,7 +7,6 @@ the first runs on the caller's thread, the second, with the lossless write, on t
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -96,7 +95,8 @@ def add_matte(package_dir: str | Path, method: str = "segment", force: bool = Fa
 
     from preprocess.api import _Writer
     from preprocess.package import AvatarPackage
-    from preprocess.preview import draw_tile, matte_tile, paired_sheet
+    from preprocess.preview import draw_tile, matte_tile, paired_sheet, sample_indices
+    from preprocess.writer import update_manifest
     from preprocess.tracking import native_stderr_silenced
     from stream_wav2lip.atomic import atomic_dir, atomic_path
 
@@ -107,7 +107,7 @@ def add_matte(package_dir: str | Path, method: str = "segment", force: bool = Fa
         return dict(package.manifest["matte"])
     n = package.frame_count
     tiles: dict[int, np.ndarray] = {}
-    wanted = set(_sample(n))
+    wanted = set(sample_indices(n))
     pool = _Writer(workers)
     with atomic_dir(root / MATTE_FOLDER) as tmp, native_stderr_silenced() as stderr:
         def keep_tile(i: int, frame: np.ndarray, alpha: np.ndarray) -> None:
@@ -125,10 +125,7 @@ def add_matte(package_dir: str | Path, method: str = "segment", force: bool = Fa
             pool.close()
             writer.close()
     entry = writer.entry()
-    manifest = dict(package.manifest)
-    manifest["matte"] = entry
-    with atomic_path(root / "manifest.json") as tmp_manifest:
-        tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    update_manifest(root, "matte", entry)
     if tiles:  # preview.jpg again, each tracking tile now beside its matte
         from preprocess.crops import write_jpeg
 
@@ -138,9 +135,3 @@ def add_matte(package_dir: str | Path, method: str = "segment", force: bool = Fa
         with atomic_path(root / "preview.jpg") as tmp_preview:
             write_jpeg(tmp_preview, paired_sheet(drawn, [tiles[i] for i in sorted(tiles)]), quality=90)
     return entry
-
-
-def _sample(n: int) -> list[int]:
-    from preprocess.preview import sample_indices
-
-    return sample_indices(n)

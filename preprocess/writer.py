@@ -70,3 +70,16 @@ def base_manifest(**fields) -> dict:
 
 def write_manifest(pkg_dir: Path, manifest: dict) -> None:
     (pkg_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def update_manifest(pkg_dir: str | Path, key: str, value) -> dict:
+    """Set one entry of a finished package's manifest (a part added later: matte, idle table, action),
+    written under a temporary name and renamed, so a reader never sees half a manifest. Returns it."""
+    from stream_wav2lip.atomic import atomic_path
+
+    path = Path(pkg_dir) / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest[key] = value
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return manifest

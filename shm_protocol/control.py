@@ -153,10 +153,6 @@ class OwnedSegment:
         self._shm = create_untracked(name, size)
         store(self._shm.buf, initial, name)
 
-    @property
-    def closed(self) -> bool:
-        return self._shm is None
-
     def write(self, d: dict) -> None:
         """Replace the content with `d` (only this process may write this segment)."""
         store(self._shm.buf, d, self.name)

@@ -169,6 +169,3 @@ def transfer_mouth(target: np.ndarray, target_lm: np.ndarray, source: np.ndarray
     out = target.copy()
     out[y0:y1, x0:x1] = np.clip(matched * a + base.astype(np.float32) * (1 - a) + 0.5, 0, 255).astype(np.uint8)
     return out
-
-
-transfer_lower_face = transfer_mouth  # the first version's name (callers and tests)

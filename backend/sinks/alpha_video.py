@@ -156,13 +156,15 @@ class AlphaVideoSink:
 
         if image.ndim != 3 or image.shape[2] not in (3, 4):
             raise ValueError(f"expected a BGR or BGRA frame, got {image.shape}")
-        if image.shape[2] == 3:
+        alpha_out = self.pix_fmt.startswith("yuva")
+        if image.shape[2] == 3 and alpha_out:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)  # opaque
         if self.pad != (0, 0):
             image = cv2.copyMakeBorder(image, 0, self.pad[1], 0, self.pad[0], cv2.BORDER_REPLICATE)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgra")
+        fmt = "bgra" if image.shape[2] == 4 else "bgr24"
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
         frame = frame.reformat(format=self.pix_fmt, dst_colorspace="ITU601", dst_color_range="MPEG")
-        if self.pix_fmt.startswith("yuva"):
+        if alpha_out:
             _write_alpha(frame, image[:, :, 3])
         return frame
 
@@ -189,4 +191,7 @@ def _write_alpha(frame, alpha: np.ndarray) -> None:
     deep = frame.format.name.endswith("10le")
     dtype = np.uint16 if deep else np.uint8
     rows = np.frombuffer(plane, dtype).reshape(alpha.shape[0], -1)
-    rows[:, :alpha.shape[1]] = (alpha.astype(np.uint32) * 1023 + 127) // 255 if deep else alpha
+    rows[:, :alpha.shape[1]] = _ALPHA_10BIT[alpha] if deep else alpha
+
+
+_ALPHA_10BIT = ((np.arange(256, dtype=np.uint32) * 1023 + 127) // 255).astype(np.uint16)  # 8-bit alpha -> 10

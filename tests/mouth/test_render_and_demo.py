@@ -40,12 +40,12 @@ def test_render_with_the_mouth_engine(talking_avatar, tmp_path):
 
 def test_transfer_changes_only_the_lower_face(talking_avatar):
     from backend.mouth.geometry import crop_landmarks
-    from backend.mouth.transfer import transfer_lower_face
+    from backend.mouth.transfer import transfer_mouth
     from preprocess.package import AvatarPackage
 
     pkg = AvatarPackage.open(talking_avatar)
     target, source = pkg.image("heads", 0), pkg.image("heads", 20)
-    out = transfer_lower_face(target, crop_landmarks(pkg, 0, "heads", 160), source,
+    out = transfer_mouth(target, crop_landmarks(pkg, 0, "heads", 160), source,
                               crop_landmarks(pkg, 20, "heads", 160))
     changed = np.abs(out.astype(int) - target.astype(int)).sum(-1) > 0
     ys, _ = np.nonzero(changed)
