@@ -338,3 +338,16 @@ def make_walk(package, mode: str = "auto", start: int = 0, seed: int = 0, graph=
         return walk
     return TextureWalk(n, graph.sources, graph.targets, graph.costs, start=start, seed=seed, fps=package.fps,
                        wrap_target=graph.wrap_target, alive=alive, **options)
+
+
+def repeated_steps(seq: list[int], stretch: int, window: int) -> int:
+    """Steps whose next `stretch` frames equal those shown at some step within the previous `window` steps:
+    the measure of the walk's "no same stretch again within a minute" promise (bench/idle.py, the tests)."""
+    last: dict[tuple, int] = {}
+    count = 0
+    for s in range(len(seq) - stretch + 1):
+        key = tuple(seq[s:s + stretch])
+        if key in last and s - last[key] <= window:
+            count += 1
+        last[key] = s
+    return count

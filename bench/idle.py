@@ -34,18 +34,6 @@ MEDIA = Path(os.environ.get("S2L_SHARED_DIR", REPO.parent / "shared")) / "media"
 LONG_ENOUGH_S = 30.0  # the repeat rule applies to footage at least this long (issue 18)
 
 
-def repeats(seq: list[int], stretch: int, window: int) -> int:
-    """Steps whose next `stretch` frames equal those shown at some step within the previous `window` steps."""
-    last: dict[tuple, int] = {}
-    count = 0
-    for s in range(len(seq) - stretch + 1):
-        key = tuple(seq[s:s + stretch])
-        if key in last and s - last[key] <= window:
-            count += 1
-        last[key] = s
-    return count
-
-
 def ensure_packages(work: Path, names: list[str] | None) -> list[Path]:
     from preprocess.api import preprocess_video
     from preprocess.package import is_avatar_package
@@ -66,7 +54,7 @@ def ensure_packages(work: Path, names: list[str] | None) -> list[Path]:
 def measure(root: Path, minutes: float, seed: int) -> dict:
     import numpy as np
 
-    from backend.idle_walk import AVOID_S, STRETCH_S, TextureWalk, make_walk
+    from backend.idle_walk import AVOID_S, STRETCH_S, TextureWalk, make_walk, repeated_steps
     from preprocess.idle_graph import build_for_package, pose_vectors, rms_distance
     from preprocess.package import AvatarPackage
 
@@ -104,7 +92,7 @@ def measure(root: Path, minutes: float, seed: int) -> dict:
         "distinct": len(set(taken)), "ratio_max": float(ratio.max()) if len(ratio) else float("nan"),
         "ratio_median": float(np.median(ratio)) if len(ratio) else float("nan"),
         "over": int(np.sum(ratio > 1.0 + 1e-6)), "reversed": reversed_, "cuts": cuts,
-        "repeats": repeats(seq, int(round(STRETCH_S * fps)), int(round(AVOID_S * fps))), "steps": steps,
+        "repeats": repeated_steps(seq, int(round(STRETCH_S * fps)), int(round(AVOID_S * fps))), "steps": steps,
         "p95": graph.step_p95, "build_s": build_s, "walk_ms": walk_ms, "seq": seq, "graph": graph, "walk": walk,
         "pkg": pkg, "texture": isinstance(walk, TextureWalk),
     }

@@ -91,3 +91,17 @@ def half_matted_package(root, soft_edge: int = 0):
     manifest["matte"] = {"method": "test", "frames": manifest["frame_count"], "width": w, "height": h}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
+
+
+def speak(engine, wav: np.ndarray) -> list:
+    """Push one utterance into `engine`, then plan and render every frame of it (forced to the end)."""
+    from backend.frames import AudioFrame, SpeechEndFrame, SpeechStartFrame
+
+    engine.push(SpeechStartFrame(0))
+    engine.push(AudioFrame(0, wav))
+    engine.push(SpeechEndFrame(0))
+    plans = []
+    while batch := engine.plan(force=True):
+        engine.render(batch)
+        plans += batch
+    return plans

@@ -10,7 +10,7 @@ from backend.frames import AudioFrame, SpeechEndFrame, SpeechStartFrame
 from backend.generators.base import NullGenerator
 from preprocess.package import AvatarPackage
 from stream_wav2lip.errors import UserError
-from tests.backend.helpers import RecordingGenerator, speech_like
+from tests.backend.helpers import RecordingGenerator, speak, speech_like
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +128,7 @@ def test_the_mouth_engine_speaks_on_an_actions_frames(tmp_path):
     pkg = AvatarPackage.open(root)
     eng = Engine(pkg, MouthGenerator(pkg), loop="pingpong", batch_size=4)
     start = eng.cue("nod", at_k=0)
-    eng.push(SpeechStartFrame(0))
-    eng.push(AudioFrame(0, speech_like(2.0, level=0.4)))
-    eng.push(SpeechEndFrame(0))
-    plans = []
-    while batch := eng.plan(force=True):
-        eng.render(batch)
-        plans += batch
+    plans = speak(eng, speech_like(2.0, level=0.4))
     on_clip = [p for p in plans if p.clip == "nod" and p.generate]
     assert on_clip and on_clip[0].k >= start
     action = pkg.action("nod")

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from backend.engine import Engine
-from backend.frames import AudioFrame, SpeechEndFrame, SpeechStartFrame
 from backend.generators.base import NullGenerator
 from preprocess.package import AvatarPackage
-from tests.backend.helpers import RecordingGenerator, speech_like
+from tests.backend.helpers import RecordingGenerator, speak, speech_like
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +34,7 @@ class Network96(RecordingGenerator):
 
 
 def _say(eng):
-    eng.push(SpeechStartFrame(0))
-    eng.push(AudioFrame(0, speech_like(0.6, level=0.4)))
-    eng.push(SpeechEndFrame(0))
-    plans = []
-    while batch := eng.plan(force=True):
-        eng.render(batch)
-        plans += batch
-    return plans
+    return speak(eng, speech_like(0.6, level=0.4))
 
 
 def test_on_after_a_low_resolution_network_and_off_when_asked(big_face):

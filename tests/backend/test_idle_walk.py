@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from backend.idle_walk import (ScheduleWalk, TextureWalk, WalkStep, alive_frames, make_walk, texture_usable)
+from backend.idle_walk import (ScheduleWalk, TextureWalk, WalkStep, alive_frames, make_walk, repeated_steps,
+                               texture_usable)
 from backend.schedule import schedule
 
 FPS = 25
@@ -34,15 +35,7 @@ def _walk(n=750, steps=15000, seed=0, **kw):
 
 
 def _repeats(seq, stretch=50, window=1500) -> int:
-    """Steps whose next `stretch` frames equal those played at some step within the previous `window` steps."""
-    last: dict[tuple, int] = {}
-    count = 0
-    for s in range(len(seq) - stretch + 1):
-        key = tuple(seq[s:s + stretch])
-        if key in last and s - last[key] <= window:
-            count += 1
-        last[key] = s
-    return count
+    return repeated_steps(seq, stretch, window)
 
 
 def test_plays_only_forward_and_jumps_only_from_the_table():
