@@ -10,7 +10,8 @@ import numpy as np
 
 from backend.mouth.chooser import FrameChooser
 from backend.mouth.geometry import pose_features
-from backend.mouth.transfer import transfer_mouth
+from backend.mouth.geometry import eye_distance
+from backend.mouth.transfer import blend_region, transfer_mouth
 from preprocess import landmarks as L
 from synthetic import draw_face, landmarks_for
 
@@ -86,3 +87,52 @@ def test_chooser_prefers_a_source_in_the_shown_frames_pose():
     ch.reset()
     # the shown frame itself is a candidate: when its own mouth fits best, nothing is transplanted
     assert ch.choose(np.array([[0.1, 0.5, 0.2]], np.float32), np.array([3]))[0] == 3
+
+
+def _lip_median(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    m = np.zeros(img.shape[:2], np.uint8)
+    cv2.fillPoly(m, [np.round(lm[list(L.LIPS_OUTER)]).astype(np.int32)], 255)
+    cv2.fillPoly(m, [np.round(lm[list(L.LIPS_INNER)]).astype(np.int32)], 0)
+    m = cv2.erode(m, np.ones((3, 3), np.uint8))
+    return np.median(img[m > 0].astype(np.float64), axis=0)
+
+
+def test_open_mouths_lips_take_a_closed_frames_tone_with_teeth_and_landmarks_off():
+    """An open source mouth (lighter lips, white teeth) under landmarks a pixel off its lips (the package's are
+    smoothed over time and lag a fast mouth), onto a closed target: the transplanted lips' median colour is the
+    target's."""
+    target, target_lm = _face_with_lips(2.0, (55, 45, 165), 0)
+    source, source_lm = _face_with_lips(12.0, (90, 85, 195), 1)  # lighter lips
+    inner = np.zeros(source.shape[:2], np.uint8)
+    cv2.fillPoly(inner, [np.round(source_lm[list(L.LIPS_INNER)]).astype(np.int32)], 255)
+    source[(inner > 0) & (np.arange(source.shape[0])[:, None] < 112)] = (225, 230, 235)  # upper teeth
+    off = source_lm.copy()
+    off[list(L.LIPS_OUTER) + list(L.LIPS_INNER)] += (0.0, 1.0)
+    out = transfer_mouth(target, target_lm, source, off)
+    got, want = _lip_median(out, source_lm), _lip_median(target, target_lm)
+    assert np.abs(_lip_median(source, source_lm) - want).max() > 25
+    assert np.abs(got - want).max() <= 4, (got, want)
+
+
+def test_tone_match_is_a_shift_and_never_washes_texture_out():
+    """The colour match moves colours, never contrast: the transplanted mouth keeps the source's fine texture
+    (a gain below 1 was what washed lips and teeth out in the first version). Measured off the lip contours,
+    where the lips' shift meets the skin's and the image has real edges."""
+    target, target_lm = _face_with_lips(3.0, (50, 40, 170), 0)
+    source, source_lm = _face_with_lips(10.0, (85, 80, 185), 1)  # pale lips: a large shift
+    rng = np.random.default_rng(3)
+    source = np.clip(source.astype(int) + rng.integers(-15, 16, source.shape), 0, 255).astype(np.uint8)
+    out = transfer_mouth(target, target_lm, source, source_lm)
+    _, soft = blend_region(out.shape[:2], target_lm, source_lm, eye_distance(target_lm))
+    away = np.where(soft > 0.99, 255, 0).astype(np.uint8)  # only the transplanted pixels, not the blend
+    assert cv2.countNonZero(away) > 200
+    for poly in (L.LIPS_OUTER, L.LIPS_INNER):
+        cv2.polylines(away, [np.round(source_lm[list(poly)]).astype(np.int32)], True, 0, thickness=5)
+    hf = lambda img: (lambda g: g - cv2.GaussianBlur(g, (0, 0), 1.0))(img.astype(np.float32))  # noqa: E731
+    keep = away > 0
+    ratio = (hf(out)[keep] ** 2).mean() / (hf(source)[keep] ** 2).mean()
+    assert 0.9 < ratio < 1.1, ratio
+    lips = np.zeros_like(away)
+    cv2.fillPoly(lips, [np.round(source_lm[list(L.LIPS_OUTER)]).astype(np.int32)], 255)
+    cv2.fillPoly(lips, [np.round(source_lm[list(L.LIPS_INNER)]).astype(np.int32)], 0)
+    assert np.abs(out[lips > 0].astype(int) - source[lips > 0]).mean() > 10  # and the lips' colour did move
