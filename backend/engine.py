@@ -86,7 +86,7 @@ class Engine:
         self.t0_ns = int(t0_ns)
         self.next_k = self.first_k  # the next output frame to plan
         self._reset_due = True  # the generator is reset before the next generated frame
-        self.warm_batch: tuple[int, int] | None = None  # a batch's render time measured by warm_up()
+        self.warm_batch: list[tuple[int, int]] = []  # (ns, frames): the generator alone, measured by warm_up()
         self.stats = {name: StageStats() for name in ("features", "generate", "compositor")}
 
     # ------------------------------------------------------------------ input
@@ -186,13 +186,15 @@ class Engine:
         if self._reset_due:
             self.generator.reset()
             self._reset_due = False
-        batch = [GeneratorInput(face=p.package.face(p.avatar_index, self.crop), mel=p.mel.mel,
-                                avatar_index=p.avatar_index, speech=p.mel.speech,
-                                package=None if p.clip is None else p.package) for p in todo]
-        faces = self.generator.generate(batch)
+        faces = self.generator.generate(self._inputs(todo))
         for p, face in zip(todo, faces):
             p.face = face
         self._count("generate", t, len(todo))
+
+    def _inputs(self, plans: list[FramePlan]) -> list[GeneratorInput]:
+        return [GeneratorInput(face=p.package.face(p.avatar_index, self.crop), mel=p.mel.mel,
+                               avatar_index=p.avatar_index, speech=p.mel.speech,
+                               package=None if p.clip is None else p.package) for p in plans]
 
     def face_frame(self, plan: FramePlan) -> FaceFrame:
         return FaceFrame(pts_ns=plan.pts_ns, index=plan.k, avatar_index=plan.avatar_index, face=plan.face,
@@ -241,11 +243,19 @@ class Engine:
         rng = np.random.default_rng(0)
         probe.push(AudioFrame(pts_ns=0, pcm=(0.1 * rng.standard_normal(6400)).astype(np.float32)))
         probe.push(SpeechEndFrame(pts_ns=0))
-        probe.render(probe.plan(force=True))  # the first call pays one-off costs
-        plans = probe.plan(force=True)
-        t = time.perf_counter_ns()
-        probe.render(plans)
-        self.warm_batch = (time.perf_counter_ns() - t, len(plans))  # (ns, frames): serve's first estimate
+        first = probe.plan(force=True)
+        probe.render(first)  # the first call pays one-off costs
+        # the generator alone at every batch size up to this engine's (best of two): serve's first estimates
+        inputs = self._inputs([p for p in first if p.generate])
+        self.warm_batch = []
+        for b in range(1, self.batch_size + 1) if inputs else ():
+            batch = [inputs[i % len(inputs)] for i in range(b)]
+            best = None
+            for _ in range(2):
+                t = time.perf_counter_ns()
+                self.generator.generate(batch)
+                best = min(best or 1 << 62, time.perf_counter_ns() - t)
+            self.warm_batch.append((best, b))
         self.generator.reset()
         if self.compositor.detail is not None:  # its exemplar library (built once per avatar, then cached)
             self.compositor.detail.library

@@ -89,6 +89,7 @@ class FaceFrame(Frame):
     clip: str | None = None  # the action clip avatar_index belongs to (None: the main footage)
     other_clip: str | None = None  # the clip other_index belongs to
     first: bool = False  # the first frame of an utterance: stages with temporal state start afresh
+    plain: np.ndarray | None = None  # the face before the detail stage (the compositor's change weight judges it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,10 @@ Each (MelFrame, AudioOutFrame) pair becomes one `SpeechItem`: one output frame o
 Blend: 1 on speech frames (on every frame of an utterance for a generator that `handles_silence`), a ramp
 over `ramp` frames into and out of speech (0 → 1/3 → 2/3 → 1 for ramp 3), 0 elsewhere (the footage's own
 mouth; the generator does not run). The ramp into speech starts before the first speech frame when
-`lookahead` future frames are known (default ramp − 1), so an item is decided only once that much of its
-utterance's future has arrived (or the utterance has ended); `lookahead=0` is causal.
+`lookahead` future frames are known (default ramp − 1), so a silent item is decided only once that much of
+its utterance's future has arrived (or the utterance has ended); `lookahead=0` is causal. A speech item
+(and every item of a generator that handles silence) is blended fully whatever follows, so it is decided
+at once: a live stream's speech does not wait the look-ahead.
 
 Batches (`take_batch`): a frame with blend 0 goes alone (nothing to generate); otherwise consecutive generated
 frames of one utterance, up to `batch_size`. A batch is complete when it is full, or when the next decided
@@ -135,7 +137,9 @@ class Planner:
             self._decided[-1].last = True
 
     def _decide(self, final: bool) -> None:
-        while self._undecided and (final or len(self._undecided) > self.lookahead):
+        # a speech frame's blend is 1 whatever follows: only a silent one waits for its future (a ramp up)
+        while self._undecided and (final or len(self._undecided) > self.lookahead or self.always
+                                   or self._undecided[0].mel.speech):
             item = self._undecided.popleft()
             future = [it.mel.speech for it in list(self._undecided)[:self.lookahead]]
             item.blend = self._blend(item.mel.speech, future)

@@ -1,17 +1,20 @@
-"""Live latency: audio sample entering → its frame published, and sustained fps, null generator vs the network.
+"""Live latency and speed of `serve`: distinct speech frames/s against the network alone, streamed latency.
 
-What it measures (one process, the real `serve` wiring: ServeApp with its rings, status and API):
+What it measures (one process per generator, the real `serve` wiring: ServeApp with its rings, status, API):
   * stream: a speech clip pushed as PCM in 20 ms chunks in real time (what a microphone or a streaming TTS
     does). Latency of a frame = time it was published − time its first sample arrived. This includes the
-    0.2 s look-ahead Wav2Lip needs after each frame, so ~200 ms is the floor.
+    212.5 ms look-ahead Wav2Lip's mel window needs after each frame's first sample (the floor).
   * file: the clip queued whole (`say`). A sample counts as entered at enqueue time + its position / 16 kHz,
     so the figure is the pipeline's own delay.
-  * sustained fps during speech (frames published per second, how many had to be repeated because the
-    renderer missed their pts).
-Both for the null generator (the pipeline's own share) and for Wav2Lip 96 with deterministic weights (the
-real network's cost on this CPU). Prints the figures and the ratios between them.
+  * distinct speech fps: speech frames that showed a new image, per second of speech (the rest repeat the
+    previous image; audio is never dropped), and the batch serve chose (frames per network call).
+  * the network alone at every batch size up to serve's, timed on the same avatar's crops while the loop is
+    not running (before it starts and after it stops, alternating; best of each), so serve's ratio is
+    against the network at the batch serve used, measured in the same run.
+For the null generator (the pipeline's own share), the mouth engine, and wav2lip96 (deterministic weights)
+in fp32 and int8, on a 720p avatar of real footage (preprocessed here) unless --avatar is given.
 
-    .venv/bin/python bench/latency.py [--avatar DIR] [--clip FILE] [--threads N]
+    .venv/bin/python bench/latency.py [--avatar DIR] [--clip FILE] [--threads N] [--engines null,mouth,fp32,int8]
 """
 from __future__ import annotations
 
@@ -55,14 +58,17 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
     session = f"bench{os.getpid()}{label}"
     app = ServeApp(session, str(avatar), engine=engine, checkpoint=checkpoint, device="cpu", api_port=None,
                    keep_latencies=True, precision=precision)
-    out = {}
+    out = {"engine": app.engine.generator.name, "precision": getattr(app.engine.generator, "precision", "-"),
+           "size": f"{app.engine.package.width}x{app.engine.package.height}"}
+    network = engine == "wav2lip"
     try:
+        alone = [_network_alone(app.engine)] if network else []  # the loop is not running yet
         app.start()
         time.sleep(1.0)
         stats = app.loop.stats
         for mode in ("stream", "file"):
             stats.all_latencies_ms.clear()
-            pub0, rep0, spk0 = stats.published, stats.repeated, stats.speech_frames
+            pub0, rep0, spk0, batches0 = stats.published, stats.repeated, stats.speech_frames, stats.batches.copy()
             t0 = time.monotonic()
             if mode == "stream":
                 _stream(app, clip)
@@ -71,35 +77,42 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
             _wait_idle(app, 60)
             lat = np.asarray(stats.all_latencies_ms)
             speech = stats.speech_frames - spk0
+            batches = stats.batches - batches0
             out[mode] = {
                 "p50": float(np.percentile(lat, 50)) if lat.size else float("nan"),
                 "p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
                 "fps": (stats.published - pub0) / (time.monotonic() - t0),
                 "speech_frames": speech,
                 "repeated": stats.repeated - rep0,
+                "distinct": 25.0 * (speech - (stats.repeated - rep0)) / max(1, speech),
+                "batch": batches.most_common(1)[0][0] if batches else 0,
+                "batches": dict(sorted(batches.items())),
             }
-        out["engine"] = app.engine.generator.name
-        out["size"] = f"{app.engine.package.width}x{app.engine.package.height}"
-        out["batch"] = app.engine.batch_size
-        out["network_fps"] = _network_alone(app.engine) if engine == "wav2lip" else None
+        app.loop.stop()
+        if network:
+            alone.append(_network_alone(app.engine))  # the loop has stopped
+            out["network_fps"] = {b: max(a[b] for a in alone) for b in alone[0]}
     finally:
         app.close()
     return out
 
 
-def _network_alone(engine, frames: int = 96) -> float:
-    """The generator alone at the batch size serve uses, on the same avatar's crops (frames per second)."""
+def _network_alone(engine, frames: int = 48) -> dict[int, float]:
+    """The generator alone at each batch size up to serve's, on the same avatar's crops (frames/s)."""
     from backend.generators.base import GeneratorInput
 
-    gen, pkg, b = engine.generator, engine.package, engine.batch_size
+    gen, pkg = engine.generator, engine.package
     mel = np.zeros((80, 16), np.float32)
-    batches = [[GeneratorInput(pkg.face((i + j) % pkg.frame_count, engine.crop), mel, 0) for j in range(b)]
-               for i in range(0, frames, b)]
-    gen.generate(batches[0])
-    t = time.perf_counter()
-    for batch in batches:
-        gen.generate(batch)
-    return len(batches) * b / (time.perf_counter() - t)
+    fps = {}
+    for b in range(1, engine.batch_size + 1):
+        batches = [[GeneratorInput(pkg.face((i + j) % pkg.frame_count, engine.crop), mel, 0) for j in range(b)]
+                   for i in range(0, frames - frames % b, b)]
+        gen.generate(batches[0])
+        t = time.perf_counter()
+        for batch in batches:
+            gen.generate(batch)
+        fps[b] = len(batches) * b / (time.perf_counter() - t)
+    return fps
 
 
 def _checkpoint(tmp: Path) -> str:
@@ -110,13 +123,25 @@ def _checkpoint(tmp: Path) -> str:
     return str(path)
 
 
+def _avatar(tmp: Path) -> Path:
+    """720p real footage (bench/render.py's avatar), else a synthetic 1280x720 one."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from render import real_or_synthetic_avatar
+
+    return real_or_synthetic_avatar(tmp, 720, seconds=4.0)
+
+
+RUNS = {"null": ("null", None), "mouth": ("mouth", None), "fp32": ("wav2lip", "fp32"), "int8": ("wav2lip", "int8")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--avatar", help="avatar package (default: a synthetic 320x240 one built here)")
+    ap.add_argument("--avatar", help="avatar package (default: 720p real footage preprocessed here)")
     ap.add_argument("--clip", default=str(REPO.parent / "shared" / "media" / "tts_espeakng_en.wav"))
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    ap.add_argument("--skip-network", action="store_true")
-    ap.add_argument("--precision", default="fp32", help="the network's precision (fp32 | int8 | auto)")
+    ap.add_argument("--engines", default="null,mouth,fp32,int8",
+                    help="what to run, comma-separated: null, mouth, fp32, int8 (wav2lip96 in that precision)")
+    ap.add_argument("--precision", help="shorthand: run wav2lip96 in this precision only (fp32 | int8 | auto)")
     args = ap.parse_args()
     import torch
 
@@ -124,47 +149,44 @@ def main() -> int:
     from models.audio import load_audio
 
     clip = load_audio(args.clip)
+    names = [args.precision] if args.precision else [n.strip() for n in args.engines.split(",") if n.strip()]
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         os.environ.setdefault("S2L_RUNTIME_DIR", str(tmp / "run"))
-        if args.avatar:
-            avatar = Path(args.avatar)
-        else:
-            from preprocess.synthetic import write_synthetic_package
-
-            avatar = write_synthetic_package(tmp / "synthetic")
-        results = {"null": measure("null", avatar, clip, "null", None)}
-        if not args.skip_network:
-            results["wav2lip96"] = measure("w2l", avatar, clip, "wav2lip", _checkpoint(tmp), args.precision)
-    print(f"clip {Path(args.clip).name} ({clip.size / 16000:.2f} s); avatar {results['null']['size']}; "
-          f"torch threads {args.threads}; CPU shared with other jobs: figures are indicative")
-    print(f"{'generator':<22}{'mode':<8}{'p50 ms':>8}{'p95 ms':>8}{'fps':>7}{'speech fr':>10}{'repeated':>9}"
-          f"{'rendered fps':>13}")
+        avatar = Path(args.avatar) if args.avatar else _avatar(tmp)
+        ckpt = _checkpoint(tmp)
+        results = {}
+        for name in names:
+            engine, precision = RUNS.get(name, ("wav2lip", name))
+            results[name] = measure(name, avatar, clip, engine, ckpt if engine == "wav2lip" else None,
+                                    precision or "fp32")
+    first = next(iter(results.values()))
+    print(f"clip {Path(args.clip).name} ({clip.size / 16000:.2f} s); avatar {first['size']}; torch threads "
+          f"{args.threads}; load average {os.getloadavg()[0]:.2f}")
+    print(f"{'generator':<24}{'mode':<8}{'p50 ms':>8}{'p95 ms':>8}{'fps':>7}{'speech fr':>10}{'repeated':>9}"
+          f"{'distinct':>9}{'batch':>6}{'net alone':>10}{'ratio':>7}")
     for name, res in results.items():
         for mode in ("stream", "file"):
             r = res[mode]
-            rendered = 25.0 * (r["speech_frames"] - r["repeated"]) / max(1, r["speech_frames"])
-            print(f"{res['engine']:<22}{mode:<8}{r['p50']:>8.1f}{r['p95']:>8.1f}{r['fps']:>7.2f}"
-                  f"{r['speech_frames']:>10d}{r['repeated']:>9d}{rendered:>13.1f}")
-    print("fps = frames published per second (the clock); rendered fps = distinct speech frames per second "
-          "(the rest repeat the previous image; audio is never dropped); latency counts rendered frames only")
-    if "wav2lip96" in results:
-        w = results["wav2lip96"]
-        for mode in ("stream", "file"):
-            r = w[mode]
-            seconds = r["speech_frames"] / 25.0
-            distinct = (r["speech_frames"] - r["repeated"]) / max(seconds, 1e-9)
-            print(f"{mode}: distinct speech frames {distinct:.1f}/s; network alone at batch {w['batch']} "
-                  f"{w['network_fps']:.1f} fps; ratio {distinct / w['network_fps']:.2f} (capped by 25 fps)")
-        for mode in ("stream", "file"):
-            n, w = results["null"][mode], results["wav2lip96"][mode]
-            print(f"{mode}: pipeline share of p95 latency (null / network) = {n['p95'] / w['p95']:.2f}; "
-                  f"network adds {w['p95'] - n['p95']:.1f} ms p95; repeated frames "
-                  f"{w['repeated']}/{w['speech_frames']} with the network")
-    lookahead = 212.5
-    s = results["null"]["stream"]
-    print(f"stream (null): {lookahead:.0f} ms of the p50 is Wav2Lip's look-ahead; pipeline's own share "
-          f"{s['p50'] - lookahead:.1f} ms p50, {s['p95'] - lookahead:.1f} ms p95")
+            net = res.get("network_fps", {}).get(r["batch"])
+            ratio = r["distinct"] / min(25.0, net) if net else None
+            label = f"{res['engine']} {res['precision']}" if "network_fps" in res else res["engine"]
+            print(f"{label:<24}{mode:<8}{r['p50']:>8.1f}{r['p95']:>8.1f}{r['fps']:>7.2f}{r['speech_frames']:>10d}"
+                  f"{r['repeated']:>9d}{r['distinct']:>9.1f}{r['batch']:>6d}"
+                  f"{(f'{net:.1f}' if net else '-'):>10}{(f'{ratio:.2f}' if ratio else '-'):>7}")
+    print("fps = frames published per second (the clock); distinct = speech frames showing a new image per second "
+          "of speech (the rest repeat the previous one; audio is never dropped); batch = serve's most common "
+          "frames per network call; net alone = the network alone at that batch, loop stopped; ratio = "
+          "distinct / min(25, net alone) (target >= 0.9); latency counts frames showing a new image only")
+    for name, res in results.items():
+        if "network_fps" in res:
+            nets = ", ".join(f"B{b} {v:.1f}" for b, v in res["network_fps"].items())
+            print(f"{name}: network alone fps by batch: {nets}; serve's batches (calls by size): "
+                  f"stream {res['stream']['batches']}, file {res['file']['batches']}")
+    if "null" in results:
+        s = results["null"]["stream"]
+        print(f"stream (null): 212.5 ms of the latency is Wav2Lip's mel look-ahead; the pipeline's own share "
+              f"{s['p50'] - 212.5:.1f} ms p50, {s['p95'] - 212.5:.1f} ms p95")
     return 0
 
 

@@ -112,9 +112,10 @@ def part1(args, tmp: Path) -> dict:
                 g.forward(np.stack(faces[k:k + b]), np.stack(mels[k:k + b]))
         return run
 
-    def end_to_end(g, cache: bool):
+    def end_to_end(g, cache: bool, detail: str = "auto"):
         return lambda: render(avatar, [wav_path], tmp / "out.mp4", generator=g, batch_size=b, silence_gate=False,
-                              progress=False, preset=args.render_preset, encoder=args.encoder, frame_cache=cache)
+                              progress=False, preset=args.render_preset, encoder=args.encoder, frame_cache=cache,
+                              detail=detail)
 
     # a render of audio shorter than the avatar does not build the cache by itself; later renders would have it
     FrameCache.open_or_build(pkg)
@@ -123,6 +124,7 @@ def part1(args, tmp: Path) -> dict:
               f"network alone, one call on {args.threads} threads": model_only(gen_one_call)}
     runs = {**models, "render, frames decoded from JPEG": end_to_end(gen, False),
             "render, frame cache": end_to_end(gen, True),
+            "render, frame cache, detail stage off": end_to_end(gen, True, "off"),
             f"render, frame cache, network as one call on {args.threads} threads": end_to_end(gen_one_call, True)}
     for fn in runs.values():
         fn()  # warm-up (network, compositor caches, encoder)

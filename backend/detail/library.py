@@ -14,8 +14,8 @@ Why it looks like this:
   the network chose, as they were.
 * Matching happens in a compact low-resolution space (a mean-free grey thumbnail of the box, a few hundred
   numbers): below the native resolution a generated mouth and a real one look alike, so the nearest exemplar
-  there is the same mouth shape. A slightly larger grey thumbnail of the round-tripped crop is kept for the
-  stage's optical-flow alignment.
+  there is the same mouth shape. A larger grey thumbnail of the round-tripped crop, at about the network's own
+  resolution (the finest the generated face has), is kept for the stage's optical-flow alignment.
 * Building decodes every library frame once (seconds per minute of footage), so the result is cached in
   <avatar>/.cache/ under a key of the package's identity and the stage's parameters: a re-preprocessed or
   edited package, or another size, rebuilds instead of reusing stale exemplars.
@@ -35,10 +35,10 @@ from preprocess import landmarks as L
 
 log = logging.getLogger(__name__)
 
-LIBRARY_VERSION = 4  # bump when what is stored changes: old caches then rebuild
+LIBRARY_VERSION = 6  # bump when what is stored changes: old caches then rebuild
 MAX_EXEMPLARS = 512  # the footage is subsampled evenly in time beyond this (neighbouring frames are near twins)
 DESCRIPTOR_WIDTH = 24  # matching thumbnail width (height follows the box's aspect)
-FLOW_WIDTH = 64  # alignment thumbnail width
+FLOW_WIDTH = 112  # alignment thumbnail width, at most (its cost grows with its pixels)
 DETAIL_OFFSET = 128  # detail is stored as uint8 around this value (cv2 remaps 8-bit images fastest)
 SOFTNESS = 0.6  # Gaussian sigma, in native pixels, of how much softer generator output is than a clean downscale
 
@@ -125,13 +125,16 @@ def descriptor_shape(box) -> tuple[int, int]:
     return max(4, int(round(DESCRIPTOR_WIDTH * (y1 - y0) / (x1 - x0)))), DESCRIPTOR_WIDTH
 
 
-def fit_box(box, size: int) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+def fit_box(box, size: int, native: int) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
     """The box trimmed to a whole number of thumbnail pixels, and the thumbnail's (height, width).
 
-    An integer ratio keeps the per-frame INTER_AREA reduction on OpenCV's fast path (a non-integer one costs
-    a third of a millisecond on a 1080p face's box)."""
+    The thumbnail is at about the network's own resolution (size / native crop pixels per thumbnail pixel):
+    below it the alignment loses precision (the detail lands beside its edge), above it there is nothing the
+    generated face shows, only cost; FLOW_WIDTH bounds its width (the flow's cost). An integer ratio keeps the
+    per-frame INTER_AREA reduction on OpenCV's fast path (a non-integer one costs a third of a millisecond on a
+    1080p face's box)."""
     x0, y0, x1, y1 = box
-    r = max(1, int(round((x1 - x0) / FLOW_WIDTH)))
+    r = max(1, int(round(size / native)), -(-(x1 - x0) // FLOW_WIDTH))
     fw, fh = max(8, (x1 - x0) // r), max(8, (y1 - y0) // r)
     fw, fh = min(fw, size // r), min(fh, size // r)  # a very flat box must still fit in the crop
     x0, y0 = min(x0, size - r * fw), min(y0, size - r * fh)
@@ -190,9 +193,10 @@ def build_library(package, crop: str, size: int, native: int, frames=None, progr
     idx = library_frames(package, frames)
     if len(idx) == 0:
         raise ValueError("no valid frame to build a detail library from")
-    box, fshape = fit_box(lower_face_box(package, idx, crop, size), size)
+    box, fshape = fit_box(lower_face_box(package, idx, crop, size), size, native)
     dshape = descriptor_shape(box)
-    bh, bw = box[3] - box[1], box[2] - box[0]
+    x0, y0, x1, y1 = box
+    bh, bw = y1 - y0, x1 - x0
     descriptors = np.empty((len(idx), dshape[0] * dshape[1]), np.float32)
     thumbs = np.empty((len(idx), *fshape), np.uint8)
     detail = np.empty((len(idx), bh, bw), np.uint8)

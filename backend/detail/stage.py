@@ -4,20 +4,28 @@ Why it looks like this (issue 17):
 * Only the band the network cannot draw is added: `face + detail`, where an exemplar's detail is the crop
   minus its own round trip through the native size (backend/detail/library.py). The low frequencies, i.e. the
   mouth shape the network chose (the lip-sync), are not touched.
-* Which exemplar: the nearest in the library's low-resolution thumbnail space. Its detail is moved onto the
-  generated mouth by a dense optical flow between two small thumbnails (both below the native resolution,
-  where generated and real faces look alike), so teeth and lip lines land where the network put the mouth.
+* Which exemplar: the nearest in the library's low-resolution thumbnail space (TOP_K of them: 1 by default, 2
+  blend pixel by pixel by their agreement, +0.4 dB for twice the alignment cost). Its detail is moved onto the
+  generated mouth by a dense optical flow between two thumbnails at about the network's own resolution (below
+  it generated and real faces look alike; coarser thumbnails misplace the detail by more than its wavelength),
+  so teeth and lip lines land where the network put the mouth. The flow only moves the *detail*: the lip
+  contour the network drew stays where it is.
 * How much: a global weight from the match distance (a poor match adds little) times a per-pixel weight from
-  how well the aligned thumbnail agrees with the generated one there (no teeth painted onto closed lips).
-* Not twice: networks differ in softness (and a 288 network on a 400 px face keeps much of the band), so the
-  share of the footage's detail band the generated faces still lack is measured every few frames and scales
-  what is added (a face that already has its detail gets little).
-* Stable over time: the chosen exemplar is kept until another one is clearly closer (SWITCH_RATIO); a newly
-  chosen one fades in over a few frames while the old one fades out (WEIGHT_RATE), so teeth never flicker.
-  `reset()` forgets the choice (a new utterance may start anywhere).
+  how well the aligned thumbnail agrees with the generated one there (no teeth painted onto closed lips),
+  times the alignment precision (thumbnails coarser than the network's output: less of the band is trusted).
+* Never more than real: the share of the footage's band the generated faces lack is measured every few
+  frames; the strength follows its cube (MISSING_POWER: a sharper network gets much less, since the library's
+  band would partly duplicate what it draws), and on every frame the added detail's energy is capped at the
+  energy of the band the faces lack (ENERGY_SHARE of the library's band energy x the missing share squared).
+  That keeps well-matched avatars at the real frames' sharpness instead of above it.
+* Stable over time: the chosen exemplar is kept until another one is closer (SWITCH_RATIO); a newly chosen one
+  fades in while the replaced one's last detail fades out (WEIGHT_RATE), so teeth do not pop. `reset()`
+  forgets the choice (a new utterance may start anywhere).
 * Cheap enough for the post-processing thread (<= 3 ms per 1080p face on one core): matching is one small
-  matrix-vector product, the flow runs on ~64x36 pixel thumbnails, and only the lower-face box is touched,
-  with a handful of 8/16-bit OpenCV passes. It keeps temporal state: one stage per thread that composes.
+  matrix-vector product, one DIS flow on a ~90x50 thumbnail, one 8-bit remap of the lower-face box and a handful
+  of 8/16-bit OpenCV passes over it. It keeps temporal state: one stage per thread that composes.
+* `plain` is the face before the detail (at S): the compositor's change weight (where the generator changed
+  nothing, the frame's own pixels come back) should compare that, not the detailed face, with the original.
 """
 from __future__ import annotations
 
@@ -29,18 +37,24 @@ import numpy as np
 from backend.detail.library import (DETAIL_OFFSET, SOFTNESS, ExemplarLibrary, descriptor, face_size_in_frame,
                                     load_or_build, round_trip, thumbnail)
 
-SWITCH_RATIO = 0.8  # a new exemplar replaces the current one only when its distance is below this share of it
-WEIGHT_RATE = 0.5  # share of the way to its target weight an exemplar's weight moves per frame
+TOP_K = 1  # exemplars aligned and blended per frame: two agree on the detail that belongs there (teeth, lip lines)
+SWITCH_RATIO = 0.95  # a new exemplar replaces the worst held one only when its distance is below this share of it
+WEIGHT_RATE = 0.8  # share of the way to its target weight an exemplar's weight moves per frame
 MIN_WEIGHT = 0.05  # a fading exemplar below this weight is dropped
 MATCH_SOFTNESS = 4.0  # how fast the global weight falls past the library's own spacing (match_weight)
 PIXEL_TOLERANCE = 16.0  # grey levels of thumbnail disagreement at which an exemplar's detail is down to 1/e
-DETAIL_GAIN = 1.7  # detail strength of a good match, tuned on bench/detail.py (sharpness vs PSNR)
+DETAIL_GAIN = 4.0  # strength of a good match for a generator missing the whole band, tuned on bench/detail.py
 EDGE_FEATHER = 0.12  # share of the box's smaller side over which the detail fades in from its edges
-GAIN_EVERY = 8  # frames between two measurements of how much detail the generator leaves out
+ENERGY_SHARE = 1.2  # cap on the added energy, as a share of the band the faces lack (the measure reads ~0.8 of it)
+MISSING_POWER = 3.0  # strength x (missing share) ** this: a sharper generator (less missing) gets much less
+ENERGY_RATE = 0.3  # how fast the gain follows that cap (per frame, in log units)
+GAIN_EVERY = 16  # frames between two measurements of how much detail the generator leaves out
 GAIN_RATE = 0.3  # smoothing of that measurement
+FLOW_STRIDE = 4  # DIS patch stride (8-pixel patches)
+FLOW_ITERATIONS = 12  # DIS gradient-descent iterations per patch (the ultrafast preset's)
 FLOW_FINEST_SCALE = 0  # DIS pyramid level the flow stops at: the thumbnails are tiny, 0 keeps their detail
 REMAP_INTERPOLATION = cv2.INTER_LINEAR  # how the exemplar's detail is sampled along the flow
-WEIGHT_UNIT = 128.0  # weights travel as 8-bit images: 1.0 = 128 leaves room for DETAIL_GAIN above 1
+WEIGHT_UNIT = 48.0  # weights travel as 8-bit images: 1.0 = 48 leaves room for strengths up to 5
 MIN_UPSCALE = 1.15  # below this ratio of working size to native size there is no missing detail worth adding
 
 
@@ -59,10 +73,11 @@ def needs_detail(package, crop: str, native_size: int) -> bool:
 
 @dataclass
 class _Active:
+    """One exemplar the stage holds (TOP_K at most)."""
+
     exemplar: int  # row in the library
-    weight: float  # current blend weight (moves towards its target by WEIGHT_RATE per frame)
-    last: np.ndarray | None = None  # its aligned, weighted detail on the latest frame it was aligned on
-    last_strength: float = 1.0  # the strength `last` was computed with
+    weight: float  # temporal weight (moves towards 1 by WEIGHT_RATE per frame: a new one fades in)
+    last: np.ndarray | None = None  # its full-size int16 contribution on the latest frame (kept when it fades out)
 
 
 class DetailStage:
@@ -86,11 +101,15 @@ class DetailStage:
         self._lib = library
         self._flow = None
         self._active: list[_Active] = []
+        self._fading: np.ndarray | None = None  # int16 contribution of exemplars on their way out
+        self._fade = 0.0  # the share of it still added
         self._feather = None
         self._sq = None
         self._band = None  # mean square of the library's detail band
         self._missing = None  # smoothed share of that band the generated faces lack
         self._seen = 0
+        self.plain: np.ndarray | None = None  # the latest face before the detail, at S (see the module docstring)
+        self._gain = DETAIL_GAIN  # current strength (DETAIL_GAIN, lowered when that would exceed the band's energy)
         self._tgrid = None
         self._sgrid = None
         if eager:
@@ -114,13 +133,15 @@ class DetailStage:
             dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
             dis.setFinestScale(FLOW_FINEST_SCALE)
             dis.setPatchSize(8)
-            dis.setPatchStride(4)
+            dis.setPatchStride(FLOW_STRIDE)
+            dis.setGradientDescentIterations(FLOW_ITERATIONS)
             self._flow = dis
         return self._flow
 
     def reset(self) -> None:
         """Forget the temporal state (call between utterances, like Generator.reset)."""
         self._active = []
+        self._fading = None
 
     # ------------------------------------------------------------------ work
     def apply(self, face: np.ndarray, avatar_index: int = 0) -> np.ndarray:
@@ -136,23 +157,25 @@ class DetailStage:
             return np.ascontiguousarray(face)
         lib = self.library
         x0, y0, x1, y1 = lib.box
-        out = face if resized else np.array(face, copy=True)  # the caller's array is never written
+        self.plain = face  # the face before the detail, at S (read-only use: the compositor's change weight)
+        out = np.array(face, copy=True)  # the caller's array is never written
         grey8 = cv2.cvtColor(face[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)
         target = thumbnail(grey8, lib.flow_shape)
         dist = self._distances(descriptor(target, lib.descriptor_shape))
         self._choose(dist)
         missing = self._missing_share(grey8)
-        detail = None
-        for n, act in enumerate(self._active):
-            strength = DETAIL_GAIN * missing * act.weight * match_weight(float(dist[act.exemplar]), lib.scale)
-            if strength < 0.01:
-                continue
-            if n == len(self._active) - 1 or act.last is None:
-                d = act.last = self._aligned_detail(act.exemplar, target, strength)
-                act.last_strength = strength
-            else:  # fading out: its last alignment is kept (it is gone in a few frames), one flow per frame
-                d = cv2.multiply(act.last, strength / act.last_strength, dtype=cv2.CV_16S)
-            detail = d if detail is None else cv2.add(detail, d)
+        detail = self._blend(target, dist, self._gain * self._precision() * missing ** MISSING_POWER)
+        if detail is not None:
+            cap = self._cap_energy(detail, missing)
+            if cap < 0.98:  # already above the band's energy on this frame (the gain follows from the next one)
+                detail = cv2.multiply(detail, cap, dtype=cv2.CV_16S)
+        if self._fading is not None:  # exemplars just replaced keep their last detail while it fades out
+            self._fade *= 1.0 - WEIGHT_RATE
+            if self._fade < MIN_WEIGHT:
+                self._fading = None
+            else:
+                fading = cv2.multiply(self._fading, self._fade, dtype=cv2.CV_16S)
+                detail = fading if detail is None else cv2.add(detail, fading)
         if detail is not None:  # grey detail onto B, G and R alike; 8-bit saturating adds are the fast path
             region = out[y0:y1, x0:x1]
             up = cv2.convertScaleAbs(cv2.max(detail, 0))
@@ -160,6 +183,62 @@ class DetailStage:
             cv2.add(region, cv2.merge([up, up, up]), dst=region)
             cv2.subtract(region, cv2.merge([down, down, down]), dst=region)
         return out
+
+    def _blend(self, target: np.ndarray, dist: np.ndarray, gain: float) -> np.ndarray | None:
+        """The held exemplars' detail, each aligned onto the generated mouth, blended pixel by pixel by how
+        well each agrees with the generated face there: (bh, bw) int16 grey levels, or None.
+
+        Weights are normalised at thumbnail size (cheap): where both exemplars agree equally each gives half,
+        where one is misaligned the other takes over, and where neither agrees the detail is held back (the
+        total is the better one's confidence), so a mouth the library never shows gets little."""
+        lib = self.library
+        parts = []
+        for act in self._active:
+            strength = act.weight * match_weight(float(dist[act.exemplar]), lib.scale)
+            if strength < 0.01:
+                act.last = None
+                continue
+            small_map, confidence = self._align(act.exemplar, target)
+            parts.append((act, small_map, confidence * np.float32(strength)))
+        if not parts:
+            return None
+        total = parts[0][2] if len(parts) == 1 else sum(p[2] for p in parts)
+        best = parts[0][2] if len(parts) == 1 else np.maximum.reduce([p[2] for p in parts])
+        scale = best * self._edge_weight_small() * np.float32(WEIGHT_UNIT * gain) / np.maximum(total, 1e-3)
+        bh, bw = lib.box_shape
+        detail = None
+        for act, small_map, confidence in parts:
+            w = cv2.resize(np.clip(confidence * scale + 0.5, 0, 255).astype(np.uint8), (bw, bh),
+                           interpolation=cv2.INTER_LINEAR)
+            full_map = cv2.resize(small_map, (bw, bh), interpolation=cv2.INTER_LINEAR)
+            d = cv2.remap(lib.detail[act.exemplar], full_map, None, REMAP_INTERPOLATION,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=DETAIL_OFFSET)
+            act.last = cv2.multiply(cv2.subtract(d, DETAIL_OFFSET, dtype=cv2.CV_16S), w, scale=1.0 / WEIGHT_UNIT,
+                                    dtype=cv2.CV_16S)
+            detail = act.last if detail is None else cv2.add(detail, act.last)
+        return detail
+
+    def _precision(self) -> float:
+        """How finely the thumbnails can align the detail, relative to the network's own resolution (<= 1).
+
+        A thumbnail coarser than the network's output (a large native size, or FLOW_WIDTH bounding the cost)
+        places the detail less precisely than the band's finest wavelengths need: less of it can be trusted."""
+        lib = self.library
+        per_thumb = lib.box_shape[1] / lib.flow_shape[1]  # crop pixels per thumbnail pixel
+        return float(min(1.0, self.size / self.native_size / per_thumb))
+
+    def _cap_energy(self, detail: np.ndarray, missing: float) -> float:
+        """The factor (<= 1) that brings this frame's detail down to the energy of the band the generated face
+        lacks (ENERGY_SHARE of the library's band energy x the missing share squared); the gain follows it
+        for the next frames, never above DETAIL_GAIN. A well-matched avatar would otherwise get more detail than
+        its real frames have: sharper than real is not more real, it is a different texture (and costs PSNR)."""
+        added = float(cv2.norm(detail, cv2.NORM_L2)) ** 2 / detail.size
+        wanted = ENERGY_SHARE * self._band * missing * missing
+        if added <= 1e-6:
+            return 1.0
+        ratio = wanted / added
+        self._gain = float(np.clip(self._gain * ratio ** (0.5 * ENERGY_RATE), 0.02 * DETAIL_GAIN, DETAIL_GAIN))
+        return float(min(1.0, np.sqrt(ratio)))
 
     def _missing_share(self, grey8: np.ndarray) -> float:
         """How much of the footage's detail band the generator left out (0..1, as an amplitude share).
@@ -189,41 +268,48 @@ class DetailStage:
         return np.sqrt(np.maximum(d2, 0.0))
 
     def _choose(self, dist: np.ndarray) -> None:
-        """Keep the current exemplar unless one is clearly closer; move every weight towards its target."""
-        best = int(np.argmin(dist))
-        current = self._active[-1].exemplar if self._active else None
-        if current is None:
-            self._active = [_Active(best, 1.0)]
+        """Hold the TOP_K nearest exemplars, but replace a held one only when a new one is clearly closer (at
+        most one per frame); a new one fades in, the replaced one's last detail fades out."""
+        k = min(TOP_K, len(dist))
+        order = np.argpartition(dist, k - 1)[:k] if len(dist) > k else np.arange(len(dist))
+        order = order[np.argsort(dist[order])]
+        if not self._active:
+            self._active = [_Active(int(e), 1.0) for e in order]
             return
-        if best != current and dist[best] < SWITCH_RATIO * dist[current]:
-            self._active = [a for a in self._active if a.exemplar != best] + [_Active(best, 0.0)]
-        for a in self._active[:-1]:
-            a.weight *= 1.0 - WEIGHT_RATE
-        last = self._active[-1]
-        last.weight += WEIGHT_RATE * (1.0 - last.weight)
-        self._active = [a for a in self._active[:-1] if a.weight >= MIN_WEIGHT][-1:] + [last]
+        held = {a.exemplar for a in self._active}
+        new = next((int(e) for e in order if int(e) not in held), None)
+        if new is not None:
+            if len(self._active) < k:
+                self._active.append(_Active(new, 0.0))
+            else:
+                worst = max(self._active, key=lambda a: dist[a.exemplar])
+                if dist[new] < SWITCH_RATIO * dist[worst.exemplar]:
+                    self._active.remove(worst)
+                    self._retire(worst)
+                    self._active.append(_Active(new, 0.0))
+        for a in self._active:
+            a.weight += WEIGHT_RATE * (1.0 - a.weight)
 
-    def _aligned_detail(self, k: int, target: np.ndarray, strength: float) -> np.ndarray:
-        """Exemplar k's detail moved onto the generated mouth, times `strength`, the per-pixel agreement of
-        the aligned thumbnails and the box's edge feather: (bh, bw) int16 grey levels.
+    def _retire(self, act: _Active) -> None:
+        """Keep a replaced exemplar's last contribution, fading out (one multiply a frame, no alignment)."""
+        if act.last is None:
+            return
+        if self._fading is not None and self._fade >= MIN_WEIGHT:
+            act.last = cv2.add(act.last, cv2.multiply(self._fading, self._fade, dtype=cv2.CV_16S))
+        self._fading, self._fade = act.last, 1.0  # scaled by 1 - WEIGHT_RATE as the new one comes in at WEIGHT_RATE
 
-        The flow is computed, checked and turned into a sampling map at thumbnail size; only one resize of the
-        map, one 8-bit remap and one weight multiply run at the box's full size."""
+    def _align(self, k: int, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exemplar k aligned onto the generated thumbnail: (fh, fw, 2) float32 sampling positions in box pixels
+        and (fh, fw) float32 per-pixel agreement 0..1, both at thumbnail size (the flow is computed, checked
+        and turned into a map there; only one map resize and one remap run at the box's full size)."""
         lib = self.library
         source = lib.thumbs[k]
         flow = self._flow_engine().calc(target, source, None)  # target(x) ~ source(x + flow(x))
         small_grid, scale = self._small_grid()
-        small_map = small_grid + flow * scale[None, None, :]  # full-size sampling positions, at thumbnail size
+        small_map = small_grid + flow * scale[None, None, :]
         moved = cv2.remap(source, flow + self._thumb_grid(), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         err = cv2.GaussianBlur(cv2.absdiff(moved, target).astype(np.float32), (0, 0), 1.0)
-        weight = np.exp(-(err / PIXEL_TOLERANCE) ** 2) * self._edge_weight_small() * np.float32(WEIGHT_UNIT * strength)
-        bh, bw = lib.box_shape
-        full_map = cv2.resize(small_map, (bw, bh), interpolation=cv2.INTER_LINEAR)
-        d = cv2.remap(lib.detail[k], full_map, None, REMAP_INTERPOLATION, borderMode=cv2.BORDER_CONSTANT,
-                      borderValue=DETAIL_OFFSET)
-        w = cv2.resize(np.clip(np.rint(weight), 0, 255).astype(np.uint8), (bw, bh), interpolation=cv2.INTER_LINEAR)
-        return cv2.multiply(cv2.subtract(d, DETAIL_OFFSET, dtype=cv2.CV_16S), w, scale=1.0 / WEIGHT_UNIT,
-                            dtype=cv2.CV_16S)
+        return small_map, np.exp(-(err * np.float32(1.0 / PIXEL_TOLERANCE)) ** 2)
 
     def _thumb_grid(self) -> np.ndarray:
         """(fh, fw, 2) float32 pixel positions of the thumbnail."""

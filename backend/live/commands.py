@@ -91,6 +91,9 @@ class ServeCommands:
             "queue_ms": round(loop.queued_samples() / 16.0, 1),
             "frames_published": stats.published,
             "frames_repeated": stats.repeated,
+            # below 25, speech shows this many distinct frames a second, evenly, and repeats the others
+            "speech_fps": round(loop.capacity_fps, 1),
+            "batch": loop.batch().rendered,  # frames per network call (within the latency budget)
             "actions": loop.engine.actions,
             "last_action": self.last_action,
         }

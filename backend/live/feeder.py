@@ -60,6 +60,12 @@ class QueueFeeder:
             else:
                 return  # a live stream: waiting for more audio
 
+    @property
+    def live(self) -> bool:
+        """The utterance being fed is still arriving (a stream not ended yet): its next frames wait for audio."""
+        utt = self.current if self.current is not None else self.queue.head()
+        return utt is not None and not utt.ended
+
     def drop(self) -> None:
         """Forget the utterance being fed (after a flush)."""
         self.generation = self.queue.generation

@@ -9,10 +9,14 @@ Why it is shaped like this (what frames show is decided by backend/engine.py; th
 * **Plan late, render just in time.** The worker asks the engine for frame k's plan only shortly before pts_k
   (the measured render time, or the audio lead plus a margin, whichever is longer): a speech batch when the
   engine has one, else an idle frame. Speech arriving now starts about one lead later.
+* **Batch within the latency budget.** Each speech call renders the batch with the best measured throughput
+  whose wait for audio plus lead fits `batch_budget_ms` (backend/live/batching.py): batch 1 for wav2lip96
+  fp32 on 2 CPU cores, bigger for int8, a GPU or the mouth engine.
 * **Never stretch audio.** A frame not rendered by its pts is published with the previous image and its own
   audio block (a late frame is repeated). A renderer slower than 25 fps renders the share of frames it can,
-  spread evenly by a credit counter, and the frames between repeat. A stalled stream gets idle frames (a
-  pause), never stretched audio.
+  spread evenly over a batch planned that much wider, and the frames between repeat;
+  the worker never waits while speech is due, so the network runs back to back. A stalled stream gets idle
+  frames (a pause), never stretched audio.
 * **Barge-in.** `flush()` empties the queue and the engine and re-plans every frame whose audio is not out
   yet as idle; published audio cannot be taken back, so up to `audio_lead` of old speech still plays.
 
@@ -27,13 +31,16 @@ from typing import Callable
 
 import numpy as np
 
-from backend.frames import FRAME_NS, SAMPLES_PER_FRAME, FramePlan
+from backend.frames import SAMPLES_PER_FRAME, FramePlan
+from backend.live.batching import BatchChoice, BatchTimes, choose_batch, spread
 from backend.live.clock import Clock
+from backend.live.composer import Composer
 from backend.live.feeder import QueueFeeder
 from backend.live.stats import LiveStats
 from backend.sources.queue import SpeechQueue
 
 log = logging.getLogger(__name__)
+QUEUED_BUDGET_MS = 300.0  # the lead a batch of audio that is all there may take (it only delays the start)
 POLL_NS = 5_000_000  # the worker looks for new speech, flushes and switches at least this often
 
 
@@ -42,12 +49,13 @@ class LiveLoop:
 
     engine: a backend.engine.Engine (its t0 is set to the clock's). sinks: callables sink(plan, image) called
     at pts for every frame, in order (video ring, playback, preview); audio_sinks: callables sink(plan)
-    called `audio_lead_ms` before pts (the audio ring), plan.image not there yet.
+    called `audio_lead_ms` before pts (the audio ring), plan.image not there yet. batch_budget_ms: what a
+    speech call may add to the streamed latency (its wait for audio + its lead; backend/live/batching.py).
     """
 
     def __init__(self, queue: SpeechQueue, engine, sinks: list, *, clock: Clock | None = None,
                  min_lead_ms: float = 12.0, max_lead_ms: float = 400.0, audio_sinks: list = (),
-                 audio_lead_ms: float = 0.0):
+                 audio_lead_ms: float = 0.0, batch_budget_ms: float = 200.0):
         if not 0 <= audio_lead_ms <= 1000:
             raise ValueError(f"audio lead {audio_lead_ms} ms: use 0..1000")
         self.queue = queue
@@ -63,22 +71,22 @@ class LiveLoop:
         self._ka = self._kv = 0  # next audio block / video frame the publisher writes
         self._last_image: np.ndarray | None = None
         self._last_shown: tuple[int, bool] = (0, False)
-        self._render_ema_ns = {False: 5e6, True: 30e6}  # idle / speech batch render time
-        self._frame_ema_ns = 5e6  # render time per speech frame (decides the share rendered below 25 fps)
-        self._render_credit = 1.0
+        self._idle_ema_ns = 5e6  # an idle frame's render time
+        self.batch_budget_ns = int(batch_budget_ms * 1e6)
+        self.queued_budget_ns = int(QUEUED_BUDGET_MS * 1e6)
+        self.batch_times = BatchTimes(engine.warm_batch or ())  # from the warm-up's measurements, not a guess
         self._busy_until = 0  # the worker's render in progress ends then (virtual time)
         self._in_speech = False  # the last frame planned was a speech frame
-        if engine.warm_batch:  # start from the warm-up's measurement, not a guess
-            ns, frames = engine.warm_batch
-            self._render_ema_ns[True], self._frame_ema_ns = float(ns), float(ns) / max(1, frames)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.composer: Composer | None = None  # real time: compositing on its own thread (start())
         self._pending_switch = None
         self.error: BaseException | None = None
         self.speaking = False
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
+        self.composer = Composer(self.clock.now, self._composed)
         self._threads = [threading.Thread(target=self._guard(self._worker_thread), name="s2l-render", daemon=True),
                          threading.Thread(target=self._guard(self._publisher_thread), name="s2l-clock",
                                           daemon=True)]
@@ -91,6 +99,8 @@ class LiveLoop:
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout)
+        if self.composer is not None:
+            self.composer.close(timeout)
 
     @property
     def running(self) -> bool:
@@ -184,11 +194,31 @@ class LiveLoop:
                 publisher_at = self.publisher_step()
 
     # ------------------------------------------------------------------ render worker
-    def _lead_ns(self, speech: bool) -> int:
-        """How long before its pts a frame is planned: enough for the render, and at least the audio lead
-        (+ a margin for the wake-up), since the frame's audio block goes out then."""
-        render = min(self.max_lead_ns, max(self.min_lead_ns, 1.5 * self._render_ema_ns[speech] + 5e6))
+    def _lead_for(self, render_ns: float, frames: int = 1) -> int:
+        """How long before its pts a call of this render time (and its frames' compositing) starts: both with
+        a margin, and at least the audio lead (+ a margin for the wake-up), since the frame's audio block goes
+        out then."""
+        if self.composer is not None:
+            render_ns += frames * self.composer.per_frame_ns
+        render = min(self.max_lead_ns, max(self.min_lead_ns, 1.5 * render_ns + 5e6))
         return int(max(render, self.audio_lead_ns + self.min_lead_ns))
+
+    def batch(self) -> BatchChoice:
+        """The speech call's batch now (measured render times, the latency budget, the engine's batch size)."""
+        return choose_batch(self.batch_times, self.engine.batch_size, self.batch_budget_ns, self._lead_for,
+                            available=1 if self.feeder.live else self.engine.speech_pending,
+                            queued_budget_ns=self.queued_budget_ns)
+
+    @property
+    def capacity_fps(self) -> float:
+        """Distinct speech frames per second the renderer sustains (25 = every frame; below, the rest repeat)."""
+        return 25.0 * self.batch().rate
+
+    def _lead_ns(self, speech: bool) -> int:
+        if not speech:
+            return self._lead_for(self._idle_ema_ns)
+        choice = self.batch()
+        return self._lead_for(choice.render_ns, choice.rendered)
 
     def worker_step(self) -> int:
         """Plan and render the next frames when their time has come; returns when to run again."""
@@ -207,37 +237,55 @@ class LiveLoop:
             if wake > now:
                 return wake
             plans = self._plan(engine, now, speech)
+        if self.composer is not None and self.composer.error is not None:
+            raise self.composer.error
         started = self.clock.now()
-        engine.render(plans)  # outside the lock: a flush meanwhile only drops these plans
-        dt = self.clock.render_time(started, plans)
-        done = started + dt
         rendered = [p for p in plans if not p.skip]
-        for p in rendered:
-            p.rendered_ns = done
-        generated = any(p.generate for p in rendered)
-        ema = self._render_ema_ns[generated]
-        self._render_ema_ns[generated] = 0.8 * ema + 0.2 * dt if dt < 4 * ema else 0.5 * ema + 0.5 * dt
-        if generated:
-            self._frame_ema_ns = 0.8 * self._frame_ema_ns + 0.2 * dt / len(rendered)
+        # outside the lock: a flush meanwhile only drops these plans
+        if self.composer is None:  # virtual time: generate and compose here, the clock charges the cost
+            engine.render(plans)
+            dt = self.clock.render_time(started, plans)
+            done = started + dt
+            for p in rendered:
+                p.rendered_ns = done
+            self.stats.render_times.extend([done] * len(rendered))
+        else:  # the network here, the compositing on the composer's thread meanwhile
+            engine.generate(plans)
+            done = self.clock.now()
+            dt = done - started
+            self.composer.put(engine, rendered)
+        if any(p.generate for p in rendered):
+            self.batch_times.update(len(rendered), dt)
+            self.stats.batches[len(rendered)] += 1
+        elif rendered:
+            ema = self._idle_ema_ns
+            self._idle_ema_ns = 0.8 * ema + 0.2 * dt if dt < 4 * ema else 0.5 * ema + 0.5 * dt
         self.stats.rendered += len(rendered)
-        self.stats.render_times.extend([done] * len(rendered))
         self._busy_until = done
         return done
+
+    def _composed(self, plan, now_ns: int) -> None:
+        self.stats.render_times.append(now_ns)
 
     def _plan(self, engine, now: int, speech: bool) -> list[FramePlan]:
         """The next batch (or idle frame), registered for the publisher. Called with the lock held.
 
         Speech frames a render could not finish before their pts are planned (their audio must play) but not
         rendered; at the start of an utterance one more idle frame is planned instead (speech starts 40 ms
-        later rather than on a repeated image). Below 25 fps of capacity, a credit counter renders the share of speech frames the renderer
-        can do, evenly (18 fps of capacity shows 18 distinct frames/s); the others repeat the previous image."""
-        # how long a speech render takes, as far as planning is concerned: never more than the lead, else a
-        # renderer slower than the lead could never start an utterance (it renders only a share, see below)
-        busy = int(min(self._render_ema_ns[True], self._lead_ns(True) - self.min_lead_ns))
+        later rather than on a repeated image). Below 25 fps of capacity, the share of speech frames the renderer
+        can do is rendered, evenly (18 fps of capacity shows 18 distinct frames/s) over a batch
+        planned that much wider (`batch()`); the others repeat the previous image."""
+        choice = self.batch()
+        # how long a speech render takes, as far as planning is concerned (a frame that would be ready only
+        # just at its pts is a wasted render when the call runs a little slow): never more than the lead,
+        # else a renderer slower than the lead could never start an utterance (it renders only a share)
+        compose = self.composer.per_frame_ns * choice.rendered if self.composer is not None else 0.0
+        busy = int(min(1.2 * (choice.render_ns + compose) + 2e6,
+                       self._lead_for(choice.render_ns, choice.rendered) - self.min_lead_ns))
         if speech and not self._in_speech and engine.pts(engine.next_k) < now + busy:
             speech = False  # an utterance starts a frame later rather than on a frame it cannot render in time
         while speech and engine.pts(engine.next_k) < now + busy:
-            late = engine.plan(force=True)
+            late = engine.plan(force=True, limit=1)
             if not late:
                 break
             for p in late:
@@ -245,21 +293,15 @@ class LiveLoop:
             self._register(late)
             self.stats.skipped += len(late)
             speech = engine.speech_ready
-        plans = engine.plan(force=True) if speech else []
+        plans = engine.plan(force=True, limit=choice.planned) if speech else []
         if not plans:
             plans = [engine.plan_idle()]
-        rate = min(1.0, FRAME_NS / max(1.0, self._frame_ema_ns))
-        for i, p in enumerate(p for p in plans if p.generate):
-            if i == 0:  # a batch's first frame is always rendered, paid for from the credit
-                self._render_credit = min(1.0, self._render_credit + rate - 1.0)
-                continue
-            self._render_credit += rate
-            if self._render_credit >= 1.0:
-                self._render_credit -= 1.0
-            else:
+        generated = [p for p in plans if p.generate]
+        drawn = spread(len(generated), choice)
+        for i, p in enumerate(generated):
+            if i not in drawn:
                 p.skip = True
                 self.stats.skipped += 1
-            self._render_credit = min(1.0, self._render_credit)
         self._register(plans)
         self._in_speech = plans[-1].speech
         return plans

@@ -1,7 +1,7 @@
 """Counters of the live loop, read by the status channel and the benchmarks."""
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +19,7 @@ class LiveStats:
     publish_times: deque = field(default_factory=lambda: deque(maxlen=64))
     render_times: deque = field(default_factory=lambda: deque(maxlen=64))
     keep_all: bool = False
+    batches: Counter = field(default_factory=Counter)  # speech calls by frames rendered (the batch serve uses)
 
     def percentile(self, q: float) -> float | None:
         if not self.latencies_ms:

@@ -131,14 +131,56 @@ def test_a_new_exemplar_fades_in_instead_of_jumping():
     open_, closed = _generated(_real(pkg, a)), _generated(_real(pkg, b))
     stage.apply(open_, a)
     stage.apply(open_, a)
-    weights = []
+    first = stage._active[0].exemplar
+    weights, fading = [], []
     for _ in range(4):
         stage.apply(closed, b)
-        weights.append([round(x.weight, 3) for x in stage._active])
-    assert len(weights[0]) == 2  # old and new both present on the first frame after the switch
-    assert 0.0 < weights[0][1] < 1.0
-    newest = [w[-1] for w in weights]
-    assert newest == sorted(newest) and newest[-1] > 0.9
+        weights.append(round(stage._active[-1].weight, 3))
+        fading.append(stage._fading is not None)
+    assert stage._active[-1].exemplar != first
+    assert 0.0 < weights[0] < 1.0 and fading[0]  # the new one comes in part-way, the old one's detail fades out
+    assert weights == sorted(weights) and weights[-1] > 0.99
+    assert not fading[-1]  # and is gone a few frames later
+
+
+def test_two_exemplars_blend_and_still_restore_the_detail(monkeypatch):
+    monkeypatch.setattr(stage_module, "TOP_K", 2)
+    pkg = _package(12)
+    stage = DetailStage(pkg, "head", NATIVE, size=SIZE, frames=range(10))
+    for i in (10, 11, 10):
+        real = _real(pkg, i)
+        gen = _generated(real)
+        out = stage.apply(gen, i)
+        assert len(stage._active) == 2
+        r, g, o = (_box(stage, x) for x in (real, gen, out))
+        assert np.abs(o - r).mean() < np.abs(g - r).mean()
+
+
+def test_the_added_energy_is_capped_at_the_missing_band():
+    """Sharper than the real frames is not more real: the gain falls when the detail would exceed the band."""
+    pkg = _package(10)
+    stage = DetailStage(pkg, "head", NATIVE, size=SIZE)
+    gen = _generated(_real(pkg, 3))
+    stage.apply(gen, 3)
+    band = stage._band
+    loud = np.full(stage.library.box_shape, int(4 * np.sqrt(band)), np.int16)  # 16x the band's energy
+    before = stage._gain
+    for _ in range(10):
+        stage._cap_energy(loud, 1.0)
+    assert stage._gain < 0.5 * before
+    quiet = np.zeros(stage.library.box_shape, np.int16)
+    quiet[0, 0] = 1
+    for _ in range(50):
+        stage._cap_energy(quiet, 1.0)
+    assert stage._gain == pytest.approx(stage_module.DETAIL_GAIN)  # never above the tuned strength
+
+
+def test_alignment_precision_follows_the_thumbnail_resolution():
+    pkg = _package(6)
+    fine = DetailStage(pkg, "head", NATIVE, size=SIZE)
+    assert fine._precision() == 1.0  # thumbnail at the network's own resolution
+    coarse = DetailStage(pkg, "head", 100, size=SIZE)  # a network nearly as sharp as the crop
+    assert coarse._precision() < 1.0
 
 
 def test_a_poor_match_adds_less_detail():
@@ -166,6 +208,15 @@ def test_crop_spaces(crop):
     out = stage.apply(_generated(_real(pkg, 1) if crop == "head" else cv2.warpAffine(
         pkg.frame(1), face_affine(pkg, 1, crop, SIZE), (SIZE, SIZE))), 1)
     assert out.shape == (SIZE, SIZE, 3)
+
+
+def test_the_face_before_the_detail_is_kept_for_the_change_weight():
+    pkg = _package(6)
+    stage = DetailStage(pkg, "head", NATIVE, size=SIZE)
+    small = cv2.resize(_real(pkg, 2), (NATIVE, NATIVE), interpolation=cv2.INTER_AREA)
+    out = stage.apply(small, 2)
+    assert np.array_equal(stage.plain, cv2.resize(small, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC))
+    assert not np.array_equal(stage.plain, out)
 
 
 def test_the_callers_face_is_never_written():

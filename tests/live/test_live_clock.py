@@ -115,7 +115,8 @@ def test_blend_ramps_down_after_speech(pkg):
 
 def test_a_renderer_slower_than_25fps_repeats_frames_evenly_but_never_audio(pkg):
     loop, q, rec = _loop(pkg, cost=lambda plans: 70_000_000 * sum(p.generate and not p.skip for p in plans) + 2_000_000)
-    loop._frame_ema_ns, loop._render_ema_ns[True] = 72e6, 160e6  # as measured after the first batches
+    for b in range(1, 5):  # as measured after the first batches
+        loop.batch_times.set(b, 72e6 * b)
     clip = _speech(2.0, seed=4)
     q.add(clip)
     loop.run_virtual(70)

@@ -1,0 +1,96 @@
+"""How many speech frames `serve` renders per network call, and how many it plans around them.
+
+Why (issue 15): a bigger batch makes the network faster per frame (wav2lip96 fp32 on 2 EPYC cores: 13.5 fps
+at batch 1, 15.9 at 4) but costs latency twice on a live stream: the batch's first frame waits for the
+last one's audio (40 ms a frame), and every frame is planned one render time (with a margin) before it is
+shown. Streamed latency is the mel look-ahead (212.5 ms, fixed by the network) plus these two, so the loop
+picks, from measured render times, the batch with the best throughput whose wait + lead fits a budget. Frames
+already there cost no wait: a file queued whole (or a TTS stream faster than real time) batches as far as
+the largest lead allows.
+
+Below 25 fps of capacity a batch of `b` rendered frames is spread over `n = round(b / rate)` planned
+frames (rate = capacity / 25), so the network still runs full batches while the frames it draws are spaced
+evenly and the ones between repeat; the spread frames count in the wait too. A batch of one needs no
+spreading: the loop starts the next call at once, on the next frame that can still be ready in time.
+
+`BatchTimes` keeps one running mean of render time per batch size; a size not tried yet is estimated from
+the nearest measured size, in proportion (the warm-up measures batch 1 and the full batch, so both ends
+are known before the first utterance).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+from backend.frames import FRAME_NS
+
+
+class BatchTimes:
+    """Measured render time (ns) of a speech batch by the number of frames it rendered."""
+
+    def __init__(self, measured: list[tuple[int, int]] = (), default_frame_ns: float = 30e6):
+        self._ns: dict[int, float] = {}
+        for ns, frames in measured:
+            self._ns[max(1, int(frames))] = float(ns)
+        if not self._ns:
+            self._ns[1] = float(default_frame_ns)
+
+    def update(self, frames: int, ns: float) -> None:
+        """Fold in one render; an outlier (4x the mean: a stall) moves the mean halfway, not all the way."""
+        frames = max(1, int(frames))
+        old = self._ns.get(frames)
+        if old is None:
+            self._ns[frames] = float(ns)
+        else:
+            self._ns[frames] = 0.8 * old + 0.2 * ns if ns < 4 * old else 0.5 * old + 0.5 * ns
+
+    def estimate(self, frames: int) -> float:
+        """Render time of a batch of `frames`: measured, else scaled from the nearest measured size."""
+        frames = max(1, int(frames))
+        if frames in self._ns:
+            return self._ns[frames]
+        nearest = min(self._ns, key=lambda b: (abs(b - frames), -b))
+        return self._ns[nearest] * frames / nearest
+
+    def set(self, frames: int, ns: float) -> None:
+        """Replace the measurement of one size (tests, a known cost)."""
+        self._ns[max(1, int(frames))] = float(ns)
+
+
+class BatchChoice(NamedTuple):
+    rendered: int  # frames the network draws per call
+    planned: int  # frames planned per call (the rendered ones spread among them; the others repeat)
+    render_ns: float  # the estimated render time of that call
+    rate: float  # distinct frames per output frame the renderer sustains (1.0 = all 25 fps)
+
+
+def choose_batch(times: BatchTimes, max_batch: int, budget_ns: float,
+                 lead_ns: Callable[[float, int], float], available: int = 1,
+                 queued_budget_ns: float | None = None) -> BatchChoice:
+    """The batch with the most frames per second whose wait for audio + lead fits `budget_ns` (batch 1 if
+    none does). lead_ns(render_ns, frames): how long before its pts a call of that render time must start;
+    available: speech frames already there (a queued file's are all there: no wait for them); a batch of
+    frames all there needs only its lead to fit `queued_budget_ns` (default: the same budget): queued audio
+    has no arrival to be late against, and a longer lead only delays its start."""
+    best = None
+    for b in range(1, max(1, int(max_batch)) + 1):
+        render = times.estimate(b)
+        rate = min(1.0, b * FRAME_NS / max(render, 1.0))
+        # one frame a call needs no spreading: the next call starts at once, on the next frame still in time
+        planned = b if b == 1 else min(max_batch, max(b, round(b / rate)))
+        wait = max(0, planned - max(1, available)) * FRAME_NS
+        limit = budget_ns if wait or queued_budget_ns is None else max(budget_ns, queued_budget_ns)
+        if b > 1 and wait + lead_ns(render, b) > limit:
+            continue
+        choice = BatchChoice(b, planned, render, rate)
+        if best is None or b / render > best.rendered / best.render_ns * 1.02:  # 2 %: not worth the latency
+            best = choice
+    return best
+
+
+def spread(count: int, choice: BatchChoice) -> set[int]:
+    """Which of `count` planned speech frames a call renders: its share (choice.rendered of choice.planned,
+    at least one), evenly spaced from the first."""
+    if count <= 0:
+        return set()
+    drawn = min(count, max(1, round(count * choice.rendered / choice.planned)))
+    return {(j * count) // drawn for j in range(drawn)}

@@ -1,0 +1,64 @@
+"""serve's batch choice (backend/live/batching.py): measured times per size, the latency budget, the spread."""
+from __future__ import annotations
+
+import pytest
+
+from backend.live.batching import BatchChoice, BatchTimes, choose_batch, spread
+
+
+def lead(render_ns: float, frames: int) -> float:
+    return 1.5 * render_ns + 5e6
+
+
+def test_times_are_measured_per_size_and_estimated_in_proportion_from_the_nearest():
+    t = BatchTimes([(250e6, 4), (74e6, 1)])
+    assert t.estimate(1) == 74e6 and t.estimate(4) == 250e6
+    assert t.estimate(2) == pytest.approx(148e6), "scaled from the nearest measured size"
+    assert t.estimate(8) == pytest.approx(500e6)
+    t.update(1, 84e6)
+    assert t.estimate(1) == pytest.approx(0.8 * 74e6 + 0.2 * 84e6)
+    t.update(1, 1e9)  # a stall moves the mean halfway
+    assert t.estimate(1) == pytest.approx(0.5 * (0.8 * 74e6 + 0.2 * 84e6) + 0.5e9)
+    assert BatchTimes().estimate(3) == pytest.approx(90e6), "no measurement: 30 ms a frame"
+
+
+def test_a_slow_cpu_network_renders_one_frame_a_call_within_the_budget():
+    """wav2lip96 fp32 on 2 EPYC cores: 13.5 fps at batch 1, 15.9 at 4. Batch 4 is faster per frame but its
+    wait for audio + lead (~540 ms) blows the 180 ms budget; batch 1 fits (116 ms)."""
+    t = BatchTimes([(74e6, 1), (148e6, 2), (220e6, 3), (252e6, 4)])
+    c = choose_batch(t, 4, 180e6, lead)
+    assert c == BatchChoice(1, 1, 74e6, pytest.approx(40 / 74))
+    big = choose_batch(t, 4, 2e9, lead)  # a generous budget: the fastest per frame, spread over 4 planned
+    assert (big.rendered, big.planned) == (4, 4) and big.rate == pytest.approx(160 / 252)
+
+
+def test_a_fast_network_batches_as_far_as_the_budget_allows_and_renders_every_frame():
+    t = BatchTimes([(20e6, 1), (30e6, 2), (40e6, 3), (50e6, 4)])
+    c = choose_batch(t, 4, 180e6, lead)  # 4: 120 ms wait + 80 ms lead > 180; 3: 80 + 65 fits
+    assert (c.rendered, c.planned, c.rate) == (3, 3, 1.0)
+    assert choose_batch(t, 4, 60e6, lead).rendered == 1, "nothing fits: one frame a call"
+
+
+def test_a_bigger_batch_must_be_worth_its_latency():
+    t = BatchTimes([(40e6, 1), (80.5e6, 2)])  # no faster per frame
+    assert choose_batch(t, 2, 1e9, lead).rendered == 1
+
+
+def test_a_batch_below_capacity_is_spread_evenly_over_more_planned_frames():
+    t = BatchTimes([(100e6, 1), (140e6, 2)])  # batch 2: 14.3 fps, rate 0.57 -> 2 drawn of 4 planned
+    c = choose_batch(t, 4, 1e9, lead)
+    assert (c.rendered, c.planned) == (2, 4)
+    assert spread(4, c) == {0, 2}
+    assert spread(2, c) == {0}, "a stream with fewer frames ready: its share, at least one"
+    assert spread(1, c) == {0} and spread(0, c) == set()
+    assert spread(3, BatchChoice(3, 3, 1.0, 1.0)) == {0, 1, 2}
+
+
+def test_frames_already_there_cost_no_wait():
+    """A queued file: every frame is there, only the lead counts (against the queued budget, when given); a
+    live stream with one frame there waits 40 ms for each further frame of the batch."""
+    t = BatchTimes([(61e6, 1), (81e6, 2), (106e6, 3), (125e6, 4)])  # int8 on 2 EPYC cores
+    assert choose_batch(t, 4, 170e6, lead, available=1).rendered == 2, "b=2: 40 + 126.5 ms; b=3: 80 + 164"
+    assert choose_batch(t, 4, 170e6, lead, available=40).rendered == 3, "no wait: b=3's lead 164 ms fits, b=4's 192.5 not"
+    queued = choose_batch(t, 4, 170e6, lead, available=40, queued_budget_ns=300e6)
+    assert queued.rendered == 4 and queued.rate == 1.0
