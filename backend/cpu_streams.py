@@ -33,21 +33,18 @@ class CpuStreams:
     """
 
     def __init__(self, count: int):
-        import torch
-
         self.count = max(1, int(count))
         self._inbox: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(self.count)]
         self._ready = threading.Barrier(self.count + 1)
         self.threads_per_stream: list[int] = [0] * self.count  # what torch reported in each stream (tests)
-        before = torch.get_num_threads()
+        before = thread_count()
         self._threads = [threading.Thread(target=_stream, name=f"net-stream-{k}", daemon=True,
                                           args=(self._inbox[k], self._ready, self.threads_per_stream, k))
                          for k in range(self.count)]
         for t in self._threads:
             t.start()
         self._ready.wait()
-        # torch.set_num_threads(1) in the streams also set the count new threads start with: restore it
-        torch.set_num_threads(before)
+        use_threads(before)  # the streams' counts also set the one new threads start with: restore it
 
     def even_batch(self, frames: int) -> int:
         """`frames` rounded up to a batch that splits into equal parts (see `run`)."""
@@ -92,11 +89,8 @@ class CpuStreams:
 
 def _stream(inbox: queue.SimpleQueue, ready: threading.Barrier, report: list[int], k: int) -> None:
     """One stream's thread: single-threaded torch, then jobs from `inbox` until None."""
-    import torch
-
-    torch.get_num_threads()  # torch sets a thread's count from the global one on first use: do that first
-    torch.set_num_threads(1)
-    report[k] = torch.get_num_threads()
+    use_threads(1)
+    report[k] = thread_count()
     ready.wait()
     while True:
         job = inbox.get()
@@ -117,3 +111,20 @@ def default_stream_count(device_type: str) -> int:
     import torch
 
     return max(1, torch.get_num_threads())
+
+
+def thread_count() -> int:
+    """The calling thread's torch intra-op thread count."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def use_threads(count: int) -> None:
+    """Set the calling thread's torch intra-op thread count. torch keeps the count per thread, but a new
+    thread starts with the count set last anywhere: whoever starts threads that call this restores its own
+    count afterwards (as `CpuStreams` does)."""
+    import torch
+
+    torch.get_num_threads()  # a thread takes the global count on first use: do that before setting its own
+    torch.set_num_threads(max(1, int(count)))

@@ -10,9 +10,9 @@ Blend: 1 on speech frames (on every frame of an utterance for a generator that `
 over `ramp` frames into and out of speech (0 → 1/3 → 2/3 → 1 for ramp 3), 0 elsewhere (the footage's own
 mouth; the generator does not run). The ramp into speech starts before the first speech frame when
 `lookahead` future frames are known (default ramp − 1), so a silent item is decided only once that much of
-its utterance's future has arrived (or the utterance has ended); `lookahead=0` is causal. A speech item
-(and every item of a generator that handles silence) is blended fully whatever follows, so it is decided
-at once: a live stream's speech does not wait the look-ahead.
+its utterance's future has arrived (or the utterance has ended); `lookahead=0` is causal. A speech item is
+blended fully whatever follows, so it is decided at once: a live stream's speech does not wait the
+look-ahead.
 
 Batches (`take_batch`): a frame with blend 0 goes alone (nothing to generate); otherwise consecutive generated
 frames of one utterance, up to `batch_size`. A batch is complete when it is full, or when the next decided
@@ -106,8 +106,9 @@ class Planner:
         return len(self._undecided) + len(self._decided)
 
     def take_batch(self, force: bool = False, limit: int | None = None) -> list[SpeechItem]:
-        """The next unit of work (see module docstring); [] when none may go yet. `limit` caps a forced batch
-        (serve's publisher, planning frames the worker could not get to, takes one at a time)."""
+        """The next unit of work (see module docstring); [] when none may go yet. `limit` caps a batch below
+        `batch_size` (serve's batch within its latency budget; its publisher, planning frames the worker could
+        not get to, takes one at a time); a forced batch goes with what there is."""
         decided = self._decided
         if not decided and force and self._undecided:
             self._decide(final=True)  # a live stream at its newest frame: decide with the future known so far
@@ -115,19 +116,18 @@ class Planner:
             return []
         if not decided[0].generate:
             return [decided.popleft()]
+        size = self.batch_size if limit is None else max(1, min(self.batch_size, int(limit)))
         count, complete = 0, False
         for item in decided:
             if not item.generate:
                 complete = True
                 break
             count += 1
-            if count == self.batch_size or item.last:
+            if count == size or item.last:
                 complete = True
                 break
         if not (complete or force):
             return []
-        if force and limit is not None:
-            count = min(count, max(1, int(limit)))
         return [decided.popleft() for _ in range(count)]
 
     # ------------------------------------------------------------------ internals
@@ -138,8 +138,7 @@ class Planner:
 
     def _decide(self, final: bool) -> None:
         # a speech frame's blend is 1 whatever follows: only a silent one waits for its future (a ramp up)
-        while self._undecided and (final or len(self._undecided) > self.lookahead or self.always
-                                   or self._undecided[0].mel.speech):
+        while self._undecided and (final or len(self._undecided) > self.lookahead or self._undecided[0].mel.speech):
             item = self._undecided.popleft()
             future = [it.mel.speech for it in list(self._undecided)[:self.lookahead]]
             item.blend = self._blend(item.mel.speech, future)

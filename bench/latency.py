@@ -52,11 +52,11 @@ def _wait_idle(app, timeout: float) -> None:
 
 
 def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint: str | None,
-            precision: str = "fp32") -> dict:
+            precision: str = "fp32", device: str = "cpu") -> dict:
     from backend.serve_app import ServeApp
 
     session = f"bench{os.getpid()}{label}"
-    app = ServeApp(session, str(avatar), engine=engine, checkpoint=checkpoint, device="cpu", api_port=None,
+    app = ServeApp(session, str(avatar), engine=engine, checkpoint=checkpoint, device=device, api_port=None,
                    keep_latencies=True, precision=precision)
     out = {"engine": app.engine.generator.name, "precision": getattr(app.engine.generator, "precision", "-"),
            "size": f"{app.engine.package.width}x{app.engine.package.height}"}
@@ -64,6 +64,7 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
     try:
         alone = [_network_alone(app.engine)] if network else []  # the loop is not running yet
         app.start()
+        out["parallel"] = app.loop.workers
         time.sleep(1.0)
         stats = app.loop.stats
         for mode in ("stream", "file"):
@@ -97,21 +98,41 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
     return out
 
 
-def _network_alone(engine, frames: int = 48) -> dict[int, float]:
-    """The generator alone at each batch size up to serve's, on the same avatar's crops (frames/s)."""
+def _network_alone(engine, frames: int = 32) -> dict[int, float]:
+    """The generator alone at each batch size up to serve's, on the same avatar's crops (frames/s), run the
+    way serve runs it: `parallel_calls` single-threaded calls side by side when the generator allows more
+    than one (each call has the batch size), else one call on all threads."""
+    import threading
+
+    import torch
+
     from backend.generators.base import GeneratorInput
 
     gen, pkg = engine.generator, engine.package
+    parallel = max(1, int(getattr(gen, "parallel_calls", 1)))
+    threads = max(1, torch.get_num_threads() // parallel) if parallel > 1 else torch.get_num_threads()
     mel = np.zeros((80, 16), np.float32)
     fps = {}
     for b in range(1, engine.batch_size + 1):
         batches = [[GeneratorInput(pkg.face((i + j) % pkg.frame_count, engine.crop), mel, 0) for j in range(b)]
                    for i in range(0, frames - frames % b, b)]
-        gen.generate(batches[0])
-        t = time.perf_counter()
-        for batch in batches:
-            gen.generate(batch)
-        fps[b] = len(batches) * b / (time.perf_counter() - t)
+        seconds = []
+
+        def run(part):
+            torch.get_num_threads()
+            torch.set_num_threads(threads)
+            gen.generate(part[0])
+            t = time.perf_counter()
+            for batch in part:
+                gen.generate(batch)
+            seconds.append(time.perf_counter() - t)
+
+        workers = [threading.Thread(target=run, args=(batches[k::parallel],)) for k in range(parallel)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        fps[b] = len(batches) * b / max(seconds)
     return fps
 
 
@@ -128,7 +149,12 @@ def _avatar(tmp: Path) -> Path:
     sys.path.insert(0, str(REPO / "bench"))
     from render import real_or_synthetic_avatar
 
-    return real_or_synthetic_avatar(tmp, 720, seconds=4.0)
+    try:
+        return real_or_synthetic_avatar(tmp, 720, seconds=4.0)
+    except ImportError:  # no MediaPipe (a GPU machine without it): a synthetic 720p avatar
+        from preprocess.synthetic import write_synthetic_package
+
+        return write_synthetic_package(tmp / "synthetic720", frames=100, width=1280, height=720, head_size=256)
 
 
 RUNS = {"null": ("null", None), "mouth": ("mouth", None), "fp32": ("wav2lip", "fp32"), "int8": ("wav2lip", "int8")}
@@ -139,8 +165,10 @@ def main() -> int:
     ap.add_argument("--avatar", help="avatar package (default: 720p real footage preprocessed here)")
     ap.add_argument("--clip", default=str(REPO.parent / "shared" / "media" / "tts_espeakng_en.wav"))
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    ap.add_argument("--engines", default="null,mouth,fp32,int8",
-                    help="what to run, comma-separated: null, mouth, fp32, int8 (wav2lip96 in that precision)")
+    ap.add_argument("--engines", default=None,
+                    help="what to run, comma-separated: null, mouth, fp32, int8, fp16 (wav2lip96 in that precision); "
+                         "default null,mouth,fp32,int8 on the CPU, null,fp32,fp16 on CUDA")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--precision", help="shorthand: run wav2lip96 in this precision only (fp32 | int8 | auto)")
     args = ap.parse_args()
     import torch
@@ -148,8 +176,15 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from models.audio import load_audio
 
-    clip = load_audio(args.clip)
-    names = [args.precision] if args.precision else [n.strip() for n in args.engines.split(",") if n.strip()]
+    if Path(args.clip).is_file():
+        clip = load_audio(args.clip)
+    else:  # a machine without the shared media (a GPU host): 5 s of synthetic voice-like sound
+        sys.path.insert(0, str(REPO / "bench"))
+        from render import speech
+
+        clip = speech(5.0)
+    engines = args.engines or ("null,mouth,fp32,int8" if args.device == "cpu" else "null,fp32,fp16")
+    names = [args.precision] if args.precision else [n.strip() for n in engines.split(",") if n.strip()]
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         os.environ.setdefault("S2L_RUNTIME_DIR", str(tmp / "run"))
@@ -159,7 +194,7 @@ def main() -> int:
         for name in names:
             engine, precision = RUNS.get(name, ("wav2lip", name))
             results[name] = measure(name, avatar, clip, engine, ckpt if engine == "wav2lip" else None,
-                                    precision or "fp32")
+                                    precision or "fp32", args.device)
     first = next(iter(results.values()))
     print(f"clip {Path(args.clip).name} ({clip.size / 16000:.2f} s); avatar {first['size']}; torch threads "
           f"{args.threads}; load average {os.getloadavg()[0]:.2f}")
@@ -181,7 +216,8 @@ def main() -> int:
     for name, res in results.items():
         if "network_fps" in res:
             nets = ", ".join(f"B{b} {v:.1f}" for b, v in res["network_fps"].items())
-            print(f"{name}: network alone fps by batch: {nets}; serve's batches (calls by size): "
+            print(f"{name}: network alone fps by batch ({res['parallel']} call(s) side by side, as serve runs it): "
+                  f"{nets}; serve's batches (calls by size): "
                   f"stream {res['stream']['batches']}, file {res['file']['batches']}")
     if "null" in results:
         s = results["null"]["stream"]

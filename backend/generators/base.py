@@ -62,6 +62,8 @@ class Generator(ABC):
     device_type: str = "cpu"  # where it computes: "cpu" or "cuda"
     precision: str | None = None  # the arithmetic it runs in ("fp32", "int8", ...), None when not a network
     precision_reason: str = ""
+    # generate() calls a live driver may run at once, each on its share of the CPU threads (stateless networks)
+    parallel_calls: int = 1
 
     @abstractmethod
     def generate(self, batch: list[GeneratorInput]) -> np.ndarray:

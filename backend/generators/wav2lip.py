@@ -86,6 +86,12 @@ class Wav2LipGenerator(Generator):
         self.precision, self.precision_reason, self._validated_on_avatar = "fp32", "fp32", False
         if precision != "fp32":
             self._choose_precision(precision, checkpoint, package)
+        # a torch network on a multi-core CPU, one call at a time: `serve` may run one single-threaded call per
+        # thread side by side (backend/live/loop.py); ONNX Runtime's int8 keeps its own threads
+        import torch
+
+        if self.device.type == "cpu" and self.streams is None and self.precision != "int8":
+            self.parallel_calls = max(1, min(4, torch.get_num_threads()))
 
     def _choose_precision(self, precision: str, checkpoint, package) -> None:
         """Swap the network for a validated lower-precision one when it is safe and useful (precision.py)."""

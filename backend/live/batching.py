@@ -13,8 +13,8 @@ frames (rate = capacity / 25), so the network still runs full batches while the 
 evenly and the ones between repeat; the spread frames count in the wait too. A batch of one needs no
 spreading: the loop starts the next call at once, on the next frame that can still be ready in time.
 
-`BatchTimes` keeps one running mean of render time per batch size; a size not tried yet is estimated from
-the nearest measured size, in proportion (the warm-up measures batch 1 and the full batch, so both ends
+`BatchTimes` keeps one running mean of render time per batch size; a size not tried yet is interpolated
+between measured sizes (or scaled from the nearest one) (the warm-up measures batch 1 and the full batch, so both ends
 are known before the first utterance).
 """
 from __future__ import annotations
@@ -27,12 +27,12 @@ from backend.frames import FRAME_NS
 class BatchTimes:
     """Measured render time (ns) of a speech batch by the number of frames it rendered."""
 
-    def __init__(self, measured: list[tuple[int, int]] = (), default_frame_ns: float = 30e6):
+    def __init__(self, measured: list[tuple[int, int]] = ()):
         self._ns: dict[int, float] = {}
         for ns, frames in measured:
             self._ns[max(1, int(frames))] = float(ns)
-        if not self._ns:
-            self._ns[1] = float(default_frame_ns)
+        if not self._ns:  # nothing measured (a loop without a warm-up): 10 ms a call + 25 ms a frame
+            self._ns = {1: 35e6, 4: 110e6}
 
     def update(self, frames: int, ns: float) -> None:
         """Fold in one render; an outlier (4x the mean: a stall) moves the mean halfway, not all the way."""
@@ -44,12 +44,22 @@ class BatchTimes:
             self._ns[frames] = 0.8 * old + 0.2 * ns if ns < 4 * old else 0.5 * old + 0.5 * ns
 
     def estimate(self, frames: int) -> float:
-        """Render time of a batch of `frames`: measured, else scaled from the nearest measured size."""
+        """Render time of a batch of `frames`: measured; else between two measured sizes, on the line through
+        them; else scaled from the nearest measured size in proportion."""
         frames = max(1, int(frames))
         if frames in self._ns:
             return self._ns[frames]
-        nearest = min(self._ns, key=lambda b: (abs(b - frames), -b))
+        below = [b for b in self._ns if b < frames]
+        above = [b for b in self._ns if b > frames]
+        if below and above:
+            lo, hi = max(below), min(above)
+            return self._ns[lo] + (self._ns[hi] - self._ns[lo]) * (frames - lo) / (hi - lo)
+        nearest = max(below) if below else min(above)
         return self._ns[nearest] * frames / nearest
+
+    def sizes(self) -> list[int]:
+        """The batch sizes measured so far."""
+        return sorted(self._ns)
 
     def set(self, frames: int, ns: float) -> None:
         """Replace the measurement of one size (tests, a known cost)."""
@@ -65,16 +75,17 @@ class BatchChoice(NamedTuple):
 
 def choose_batch(times: BatchTimes, max_batch: int, budget_ns: float,
                  lead_ns: Callable[[float, int], float], available: int = 1,
-                 queued_budget_ns: float | None = None) -> BatchChoice:
+                 queued_budget_ns: float | None = None, parallel: int = 1) -> BatchChoice:
     """The batch with the most frames per second whose wait for audio + lead fits `budget_ns` (batch 1 if
     none does). lead_ns(render_ns, frames): how long before its pts a call of that render time must start;
     available: speech frames already there (a queued file's are all there: no wait for them); a batch of
     frames all there needs only its lead to fit `queued_budget_ns` (default: the same budget): queued audio
-    has no arrival to be late against, and a longer lead only delays its start."""
+    has no arrival to be late against, and a longer lead only delays its start. parallel: calls running side
+    by side (each takes render_ns; together they draw `parallel` times the frames)."""
     best = None
     for b in range(1, max(1, int(max_batch)) + 1):
-        render = times.estimate(b)
-        rate = min(1.0, b * FRAME_NS / max(render, 1.0))
+        render = max(times.estimate(b), 1.0)  # ns; a virtual clock's renders may cost nothing
+        rate = min(1.0, parallel * b * FRAME_NS / render)
         # one frame a call needs no spreading: the next call starts at once, on the next frame still in time
         planned = b if b == 1 else min(max_batch, max(b, round(b / rate)))
         wait = max(0, planned - max(1, available)) * FRAME_NS

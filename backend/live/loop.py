@@ -8,7 +8,13 @@ Why it is shaped like this (what frames show is decided by backend/engine.py; th
   that mixes audio (OBS) must have each block *before* its timestamp.
 * **Plan late, render just in time.** The worker asks the engine for frame k's plan only shortly before pts_k
   (the measured render time, or the audio lead plus a margin, whichever is longer): a speech batch when the
-  engine has one, else an idle frame. Speech arriving now starts about one lead later.
+  engine has one, else an idle frame. Speech arriving now starts about one lead later. Within an utterance a
+  full batch may start earlier (up to `max_lead_ms` ahead), so a renderer slower than 25 fps never waits.
+* **Parallel calls.** A torch network on a multi-core CPU runs as one single-threaded call per core, each on
+  its own render worker, side by side (`Generator.parallel_calls`): a call with all threads waits at every
+  layer for the slowest of them, and in `serve` something always interrupts one (the publisher, the
+  compositing, OBS); independent calls only lose the time taken from them. Plans stay in order: the
+  composer composes each frame once its face is there.
 * **Batch within the latency budget.** Each speech call renders the batch with the best measured throughput
   whose wait for audio plus lead fits `batch_budget_ms` (backend/live/batching.py): batch 1 for wav2lip96
   fp32 on 2 CPU cores, bigger for int8, a GPU or the mouth engine.
@@ -31,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from backend.frames import SAMPLES_PER_FRAME, FramePlan
+from backend.frames import FRAME_NS, SAMPLES_PER_FRAME, FramePlan
 from backend.live.batching import BatchChoice, BatchTimes, choose_batch, spread
 from backend.live.clock import Clock
 from backend.live.composer import Composer
@@ -41,6 +47,10 @@ from backend.sources.queue import SpeechQueue
 
 log = logging.getLogger(__name__)
 QUEUED_BUDGET_MS = 300.0  # the lead a batch of audio that is all there may take (it only delays the start)
+# the lead over the measured render time (a call 25 % slower than its mean still makes its pts; measured in
+# serve, the 90th percentile of a call is ~1.15-1.2x its median); each 10 % costs ~12 ms of latency at batch 1
+LEAD_MARGIN = 1.25
+BUSY_MARGIN = 1.1  # a frame is worth rendering when it can be ready this far within its pts (else it repeats)
 POLL_NS = 5_000_000  # the worker looks for new speech, flushes and switches at least this often
 
 
@@ -77,9 +87,11 @@ class LiveLoop:
         self.batch_times = BatchTimes(engine.warm_batch or ())  # from the warm-up's measurements, not a guess
         self._busy_until = 0  # the worker's render in progress ends then (virtual time)
         self._in_speech = False  # the last frame planned was a speech frame
+        self._chosen = 1  # frames the latest speech call was chosen to render (batch())
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.composer: Composer | None = None  # real time: compositing on its own thread (start())
+        self.workers = 1  # render workers: one per parallel network call the generator allows (start())
         self._pending_switch = None
         self.error: BaseException | None = None
         self.speaking = False
@@ -87,11 +99,28 @@ class LiveLoop:
     # ------------------------------------------------------------------ control
     def start(self) -> None:
         self.composer = Composer(self.clock.now, self._composed)
-        self._threads = [threading.Thread(target=self._guard(self._worker_thread), name="s2l-render", daemon=True),
-                         threading.Thread(target=self._guard(self._publisher_thread), name="s2l-clock",
-                                          daemon=True)]
+        self.workers = max(1, int(getattr(self.engine.generator, "parallel_calls", 1)))
+        threads = before = None
+        if self.workers > 1:  # one network call per worker, on its share of the threads (module docstring)
+            from backend.cpu_streams import thread_count
+
+            before = thread_count()
+            threads = max(1, before // self.workers)
+            # the warm-up timed calls on all threads; a single-threaded one takes about that many times longer
+            for frames in list(self.batch_times.sizes()):
+                self.batch_times.set(frames, self.batch_times.estimate(frames) * self.workers)
+        ready = threading.Barrier(self.workers + 1)
+        self._threads = [threading.Thread(target=self._guard(self._worker_thread), args=(threads, ready),
+                                          name=f"s2l-render-{i}", daemon=True) for i in range(self.workers)]
+        self._threads.append(threading.Thread(target=self._guard(self._publisher_thread), name="s2l-clock",
+                                              daemon=True))
         for t in self._threads:
             t.start()
+        ready.wait(timeout=10)
+        if before is not None:  # the workers' counts also set the one new threads start with
+            from backend.cpu_streams import use_threads
+
+            use_threads(before)
 
     def stop(self, timeout: float = 3.0) -> None:
         """Stop both threads (callable from any thread)."""
@@ -154,9 +183,9 @@ class LiveLoop:
         self.engine.skip_to(first)
 
     def _guard(self, fn):
-        def run():
+        def run(*args):
             try:
-                fn()
+                fn(*args)
             except BaseException as exc:  # noqa: BLE001 - reported through status, then stop
                 log.exception("live loop thread %s failed", threading.current_thread().name)
                 self.error = exc
@@ -164,7 +193,13 @@ class LiveLoop:
         return run
 
     # ------------------------------------------------------------------ drivers
-    def _worker_thread(self) -> None:
+    def _worker_thread(self, threads: int | None = None, ready: threading.Barrier | None = None) -> None:
+        if threads is not None:
+            from backend.cpu_streams import use_threads
+
+            use_threads(threads)
+        if ready is not None:
+            ready.wait(timeout=10)
         while not self._stop.is_set():
             wake = self.worker_step()
             if wake > self.clock.now() and self.clock.sleep_until(min(wake, self.clock.now() + POLL_NS), self._stop):
@@ -200,12 +235,13 @@ class LiveLoop:
         out then."""
         if self.composer is not None:
             render_ns += frames * self.composer.per_frame_ns
-        render = min(self.max_lead_ns, max(self.min_lead_ns, 1.5 * render_ns + 5e6))
+        render = min(self.max_lead_ns, max(self.min_lead_ns, LEAD_MARGIN * render_ns + 5e6))
         return int(max(render, self.audio_lead_ns + self.min_lead_ns))
 
     def batch(self) -> BatchChoice:
         """The speech call's batch now (measured render times, the latency budget, the engine's batch size)."""
         return choose_batch(self.batch_times, self.engine.batch_size, self.batch_budget_ns, self._lead_for,
+                            parallel=self.workers,
                             available=1 if self.feeder.live else self.engine.speech_pending,
                             queued_budget_ns=self.queued_budget_ns)
 
@@ -218,7 +254,17 @@ class LiveLoop:
         if not speech:
             return self._lead_for(self._idle_ema_ns)
         choice = self.batch()
+        if not self._in_speech:  # the utterance's first frame
+            return max(self._lead_for(choice.render_ns, choice.rendered), self._start_ns(choice))
         return self._lead_for(choice.render_ns, choice.rendered)
+
+    def _start_ns(self, choice: BatchChoice) -> int:
+        """How far ahead of its pts an utterance's first frame is planned: the lead, and on a live stream that
+        batches, also the wait for the batch's other frames (they arrive that long before their pts)."""
+        lead = self._lead_for(choice.render_ns, choice.rendered)
+        if self.feeder.live and choice.planned > 1:
+            return (choice.planned - 1) * FRAME_NS + lead
+        return lead
 
     def worker_step(self) -> int:
         """Plan and render the next frames when their time has come; returns when to run again."""
@@ -233,10 +279,18 @@ class LiveLoop:
                 engine.skip_to(self._ka)
             self.feeder.pull(engine, self.want)
             speech = engine.speech_ready
-            wake = engine.pts(engine.next_k) - self._lead_ns(speech)
-            if wake > now:
-                return wake
-            plans = self._plan(engine, now, speech)
+            due = engine.pts(engine.next_k) - self._lead_ns(speech)
+            # within an utterance a full batch may start early (up to max_lead): a worker that waited for the
+            # last moment would idle after every frame it had to skip
+            early = speech and self._in_speech and engine.pts(engine.next_k) - self.max_lead_ns <= now
+            if due > now and not early:
+                return due
+            plans = self._plan(engine, now, speech, force=due <= now)
+            if not plans:  # early, and no full batch there yet
+                return min(due, now + POLL_NS)
+            chosen = self._chosen
+            if self.composer is not None:  # queued in plan order; composed once generated
+                self.composer.put(engine, plans)
         if self.composer is not None and self.composer.error is not None:
             raise self.composer.error
         started = self.clock.now()
@@ -253,9 +307,12 @@ class LiveLoop:
             engine.generate(plans)
             done = self.clock.now()
             dt = done - started
-            self.composer.put(engine, rendered)
+            self.composer.generated(rendered)
         if any(p.generate for p in rendered):
-            self.batch_times.update(len(rendered), dt)
+            # only calls of the size chosen update its time: an utterance's last, partial batch is no measure of
+            # its size's steady state (its one fast call would pull the choice towards it)
+            if len(rendered) == chosen:
+                self.batch_times.update(len(rendered), dt)
             self.stats.batches[len(rendered)] += 1
         elif rendered:
             ema = self._idle_ema_ns
@@ -267,8 +324,9 @@ class LiveLoop:
     def _composed(self, plan, now_ns: int) -> None:
         self.stats.render_times.append(now_ns)
 
-    def _plan(self, engine, now: int, speech: bool) -> list[FramePlan]:
-        """The next batch (or idle frame), registered for the publisher. Called with the lock held.
+    def _plan(self, engine, now: int, speech: bool, force: bool = True) -> list[FramePlan]:
+        """The next batch (or idle frame), registered for the publisher; [] when not forced and no full speech
+        batch is there yet. Called with the lock held.
 
         Speech frames a render could not finish before their pts are planned (their audio must play) but not
         rendered; at the start of an utterance one more idle frame is planned instead (speech starts 40 ms
@@ -276,14 +334,17 @@ class LiveLoop:
         can do is rendered, evenly (18 fps of capacity shows 18 distinct frames/s) over a batch
         planned that much wider (`batch()`); the others repeat the previous image."""
         choice = self.batch()
+        self._chosen = choice.rendered
         # how long a speech render takes, as far as planning is concerned (a frame that would be ready only
         # just at its pts is a wasted render when the call runs a little slow): never more than the lead,
         # else a renderer slower than the lead could never start an utterance (it renders only a share)
         compose = self.composer.per_frame_ns * choice.rendered if self.composer is not None else 0.0
-        busy = int(min(1.2 * (choice.render_ns + compose) + 2e6,
+        busy = int(min(BUSY_MARGIN * (choice.render_ns + compose) + 2e6,
                        self._lead_for(choice.render_ns, choice.rendered) - self.min_lead_ns))
-        if speech and not self._in_speech and engine.pts(engine.next_k) < now + busy:
-            speech = False  # an utterance starts a frame later rather than on a frame it cannot render in time
+        # an utterance starts a frame later rather than on a frame it cannot render in time (or, live, batch)
+        wait = self._start_ns(choice) - self._lead_for(choice.render_ns, choice.rendered)
+        if speech and not self._in_speech and engine.pts(engine.next_k) < now + busy + wait:
+            speech = False
         while speech and engine.pts(engine.next_k) < now + busy:
             late = engine.plan(force=True, limit=1)
             if not late:
@@ -293,7 +354,9 @@ class LiveLoop:
             self._register(late)
             self.stats.skipped += len(late)
             speech = engine.speech_ready
-        plans = engine.plan(force=True, limit=choice.planned) if speech else []
+        plans = engine.plan(force=force, limit=choice.planned) if speech else []
+        if not plans and speech and not force:
+            return []
         if not plans:
             plans = [engine.plan_idle()]
         generated = [p for p in plans if p.generate]

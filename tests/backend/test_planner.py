@@ -1,5 +1,6 @@
 """The planner (frames in, decisions out): blend ramps, look-ahead, content-only batches, utterance boundaries."""
 import numpy as np
+import pytest
 
 from backend.frames import AudioOutFrame, FlushFrame, MelFrame, SpeechEndFrame, SpeechStartFrame
 from backend.planner import Planner
@@ -86,3 +87,24 @@ def test_flush_drops_everything_pending():
     assert p.pending == 5
     p.push(FlushFrame(0))
     assert p.pending == 0 and p.take_batch(force=True) == []
+
+
+def test_a_speech_frame_is_decided_at_once_a_silent_one_waits_for_its_future():
+    """A live stream's speech does not wait the look-ahead: its blend is 1 whatever follows; a silent frame
+    may ramp up before speech, so it waits (or is forced)."""
+    p = Planner(batch_size=1, lookahead=2)
+    _feed(p, [True], end=False)
+    assert p.ready == 1
+    p.push(MelFrame(pts_ns=0, index=1, mel=np.zeros((80, 16), np.float32), speech=False, speech_id=0))
+    p.push(AudioOutFrame(pts_ns=0, pcm=np.zeros(640, np.float32), speech=False))
+    assert p.ready == 1, "the silent frame waits for two frames of its future"
+    assert len(p.take_batch(force=False)) == 1 and p.take_batch(force=False) == []
+    assert [it.blend for it in p.take_batch(force=True)] == [pytest.approx(2 / 3)], "forced: ramps down"
+
+
+def test_a_limit_completes_a_smaller_batch():
+    p = Planner(batch_size=4)
+    _feed(p, [True] * 3, end=False)
+    assert p.take_batch(force=False) == [], "3 of 4: not complete"
+    assert len(p.take_batch(force=False, limit=2)) == 2 and p.take_batch(force=False, limit=2) == []
+    assert len(p.take_batch(force=True, limit=2)) == 1

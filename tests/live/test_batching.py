@@ -10,16 +10,16 @@ def lead(render_ns: float, frames: int) -> float:
     return 1.5 * render_ns + 5e6
 
 
-def test_times_are_measured_per_size_and_estimated_in_proportion_from_the_nearest():
+def test_times_are_measured_per_size_and_estimated_between_or_beyond_them():
     t = BatchTimes([(250e6, 4), (74e6, 1)])
     assert t.estimate(1) == 74e6 and t.estimate(4) == 250e6
-    assert t.estimate(2) == pytest.approx(148e6), "scaled from the nearest measured size"
+    assert t.estimate(2) == pytest.approx(74e6 + 176e6 / 3), "on the line between measured sizes"
     assert t.estimate(8) == pytest.approx(500e6)
     t.update(1, 84e6)
     assert t.estimate(1) == pytest.approx(0.8 * 74e6 + 0.2 * 84e6)
     t.update(1, 1e9)  # a stall moves the mean halfway
     assert t.estimate(1) == pytest.approx(0.5 * (0.8 * 74e6 + 0.2 * 84e6) + 0.5e9)
-    assert BatchTimes().estimate(3) == pytest.approx(90e6), "no measurement: 30 ms a frame"
+    assert BatchTimes().estimate(4) == pytest.approx(110e6), "no measurement: 10 ms a call + 25 ms a frame"
 
 
 def test_a_slow_cpu_network_renders_one_frame_a_call_within_the_budget():
@@ -59,6 +59,6 @@ def test_frames_already_there_cost_no_wait():
     live stream with one frame there waits 40 ms for each further frame of the batch."""
     t = BatchTimes([(61e6, 1), (81e6, 2), (106e6, 3), (125e6, 4)])  # int8 on 2 EPYC cores
     assert choose_batch(t, 4, 170e6, lead, available=1).rendered == 2, "b=2: 40 + 126.5 ms; b=3: 80 + 164"
-    assert choose_batch(t, 4, 170e6, lead, available=40).rendered == 3, "no wait: b=3's lead 164 ms fits, b=4's 192.5 not"
+    assert choose_batch(t, 4, 170e6, lead, available=40).rendered == 3, "no wait: b=3 (lead 164 ms) fits, b=4 (192.5) not"
     queued = choose_batch(t, 4, 170e6, lead, available=40, queued_budget_ns=300e6)
     assert queued.rendered == 4 and queued.rate == 1.0
