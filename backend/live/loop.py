@@ -37,20 +37,16 @@ from typing import Callable
 
 import numpy as np
 
-from backend.frames import FRAME_NS, SAMPLES_PER_FRAME, FramePlan
-from backend.live.batching import BatchChoice, BatchTimes, choose_batch, spread
+from backend.frames import SAMPLES_PER_FRAME, FramePlan
+from backend.live.batching import BatchChoice, BatchTimes, spread
 from backend.live.clock import Clock
 from backend.live.composer import Composer
 from backend.live.feeder import QueueFeeder
+from backend.live.pacing import Pacer
 from backend.live.stats import LiveStats
 from backend.sources.queue import SpeechQueue
 
 log = logging.getLogger(__name__)
-QUEUED_BUDGET_MS = 300.0  # the lead a batch of audio that is all there may take (it only delays the start)
-# the lead over the measured render time (a call 25 % slower than its mean still makes its pts; measured in
-# serve, the 90th percentile of a call is ~1.15-1.2x its median); each 10 % costs ~12 ms of latency at batch 1
-LEAD_MARGIN = 1.25
-BUSY_MARGIN = 1.1  # a frame is worth rendering when it can be ready this far within its pts (else it repeats)
 POLL_NS = 5_000_000  # the worker looks for new speech, flushes and switches at least this often
 
 
@@ -81,13 +77,10 @@ class LiveLoop:
         self._ka = self._kv = 0  # next audio block / video frame the publisher writes
         self._last_image: np.ndarray | None = None
         self._last_shown: tuple[int, bool] = (0, False)
-        self._idle_ema_ns = 5e6  # an idle frame's render time
-        self.batch_budget_ns = int(batch_budget_ms * 1e6)
-        self.queued_budget_ns = int(QUEUED_BUDGET_MS * 1e6)
-        self.batch_times = BatchTimes(engine.warm_batch or ())  # from the warm-up's measurements, not a guess
+        self.pacer = Pacer(engine.warm_batch, min_lead_ns=self.min_lead_ns, max_lead_ns=self.max_lead_ns,
+                           audio_lead_ns=self.audio_lead_ns, batch_budget_ns=int(batch_budget_ms * 1e6))
         self._busy_until = 0  # the worker's render in progress ends then (virtual time)
         self._in_speech = False  # the last frame planned was a speech frame
-        self._chosen = 1  # frames the latest speech call was chosen to render (batch())
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.composer: Composer | None = None  # real time: compositing on its own thread (start())
@@ -98,7 +91,7 @@ class LiveLoop:
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
-        self.composer = Composer(self.clock.now, self._composed)
+        self.composer = self.pacer.composer = Composer(self.clock.now, self._composed)
         self.workers = max(1, int(getattr(self.engine.generator, "parallel_calls", 1)))
         threads = before = None
         if self.workers > 1:  # one network call per worker, on its share of the threads (module docstring)
@@ -106,9 +99,7 @@ class LiveLoop:
 
             before = thread_count()
             threads = max(1, before // self.workers)
-            # the warm-up timed calls on all threads; a single-threaded one takes about that many times longer
-            for frames in list(self.batch_times.sizes()):
-                self.batch_times.set(frames, self.batch_times.estimate(frames) * self.workers)
+            self.pacer.run_parallel(self.workers)
         ready = threading.Barrier(self.workers + 1)
         self._threads = [threading.Thread(target=self._guard(self._worker_thread), args=(threads, ready),
                                           name=f"s2l-render-{i}", daemon=True) for i in range(self.workers)]
@@ -229,42 +220,24 @@ class LiveLoop:
                 publisher_at = self.publisher_step()
 
     # ------------------------------------------------------------------ render worker
-    def _lead_for(self, render_ns: float, frames: int = 1) -> int:
-        """How long before its pts a call of this render time (and its frames' compositing) starts: both with
-        a margin, and at least the audio lead (+ a margin for the wake-up), since the frame's audio block goes
-        out then."""
-        if self.composer is not None:
-            render_ns += frames * self.composer.per_frame_ns
-        render = min(self.max_lead_ns, max(self.min_lead_ns, LEAD_MARGIN * render_ns + 5e6))
-        return int(max(render, self.audio_lead_ns + self.min_lead_ns))
+    @property
+    def batch_times(self) -> BatchTimes:
+        return self.pacer.batch_times
 
     def batch(self) -> BatchChoice:
-        """The speech call's batch now (measured render times, the latency budget, the engine's batch size)."""
-        return choose_batch(self.batch_times, self.engine.batch_size, self.batch_budget_ns, self._lead_for,
-                            parallel=self.workers,
-                            available=1 if self.feeder.live else self.engine.speech_pending,
-                            queued_budget_ns=self.queued_budget_ns)
+        """The speech call's batch now (backend/live/pacing.py)."""
+        return self.pacer.batch(self.engine.batch_size, self.feeder.live, self.engine.speech_pending)
 
     @property
     def capacity_fps(self) -> float:
         """Distinct speech frames per second the renderer sustains (25 = every frame; below, the rest repeat)."""
         return 25.0 * self.batch().rate
 
-    def _lead_ns(self, speech: bool) -> int:
+    def _lead_ns(self, speech: bool, choice: BatchChoice | None = None) -> int:
+        """How far ahead of its pts the next frame is planned (an idle frame, or speech in `choice`)."""
         if not speech:
-            return self._lead_for(self._idle_ema_ns)
-        choice = self.batch()
-        if not self._in_speech:  # the utterance's first frame
-            return max(self._lead_for(choice.render_ns, choice.rendered), self._start_ns(choice))
-        return self._lead_for(choice.render_ns, choice.rendered)
-
-    def _start_ns(self, choice: BatchChoice) -> int:
-        """How far ahead of its pts an utterance's first frame is planned: the lead, and on a live stream that
-        batches, also the wait for the batch's other frames (they arrive that long before their pts)."""
-        lead = self._lead_for(choice.render_ns, choice.rendered)
-        if self.feeder.live and choice.planned > 1:
-            return (choice.planned - 1) * FRAME_NS + lead
-        return lead
+            return self.pacer.lead(None)
+        return self.pacer.lead(choice or self.batch(), first=not self._in_speech, live=self.feeder.live)
 
     def worker_step(self) -> int:
         """Plan and render the next frames when their time has come; returns when to run again."""
@@ -279,16 +252,16 @@ class LiveLoop:
                 engine.skip_to(self._ka)
             self.feeder.pull(engine, self.want)
             speech = engine.speech_ready
-            due = engine.pts(engine.next_k) - self._lead_ns(speech)
+            choice = self.batch()  # once per step: the lead and the plan use the same
+            due = engine.pts(engine.next_k) - self._lead_ns(speech, choice)
             # within an utterance a full batch may start early (up to max_lead): a worker that waited for the
             # last moment would idle after every frame it had to skip
             early = speech and self._in_speech and engine.pts(engine.next_k) - self.max_lead_ns <= now
             if due > now and not early:
                 return due
-            plans = self._plan(engine, now, speech, force=due <= now)
+            plans = self._plan(engine, now, speech, choice, force=due <= now)
             if not plans:  # early, and no full batch there yet
                 return min(due, now + POLL_NS)
-            chosen = self._chosen
             if self.composer is not None:  # queued in plan order; composed once generated
                 self.composer.put(engine, plans)
         if self.composer is not None and self.composer.error is not None:
@@ -308,15 +281,10 @@ class LiveLoop:
             done = self.clock.now()
             dt = done - started
             self.composer.generated(rendered)
-        if any(p.generate for p in rendered):
-            # only calls of the size chosen update its time: an utterance's last, partial batch is no measure of
-            # its size's steady state (its one fast call would pull the choice towards it)
-            if len(rendered) == chosen:
-                self.batch_times.update(len(rendered), dt)
+        generated = any(p.generate for p in rendered)
+        self.pacer.measured(choice.rendered, len(rendered), generated, dt)
+        if generated:
             self.stats.batches[len(rendered)] += 1
-        elif rendered:
-            ema = self._idle_ema_ns
-            self._idle_ema_ns = 0.8 * ema + 0.2 * dt if dt < 4 * ema else 0.5 * ema + 0.5 * dt
         self.stats.rendered += len(rendered)
         self._busy_until = done
         return done
@@ -324,7 +292,7 @@ class LiveLoop:
     def _composed(self, plan, now_ns: int) -> None:
         self.stats.render_times.append(now_ns)
 
-    def _plan(self, engine, now: int, speech: bool, force: bool = True) -> list[FramePlan]:
+    def _plan(self, engine, now: int, speech: bool, choice: BatchChoice, force: bool = True) -> list[FramePlan]:
         """The next batch (or idle frame), registered for the publisher; [] when not forced and no full speech
         batch is there yet. Called with the lock held.
 
@@ -332,17 +300,10 @@ class LiveLoop:
         rendered; at the start of an utterance one more idle frame is planned instead (speech starts 40 ms
         later rather than on a repeated image). Below 25 fps of capacity, the share of speech frames the renderer
         can do is rendered, evenly (18 fps of capacity shows 18 distinct frames/s) over a batch
-        planned that much wider (`batch()`); the others repeat the previous image."""
-        choice = self.batch()
-        self._chosen = choice.rendered
-        # how long a speech render takes, as far as planning is concerned (a frame that would be ready only
-        # just at its pts is a wasted render when the call runs a little slow): never more than the lead,
-        # else a renderer slower than the lead could never start an utterance (it renders only a share)
-        compose = self.composer.per_frame_ns * choice.rendered if self.composer is not None else 0.0
-        busy = int(min(BUSY_MARGIN * (choice.render_ns + compose) + 2e6,
-                       self._lead_for(choice.render_ns, choice.rendered) - self.min_lead_ns))
+        planned that much wider (`choice`); the others repeat the previous image."""
+        busy = self.pacer.busy(choice)
         # an utterance starts a frame later rather than on a frame it cannot render in time (or, live, batch)
-        wait = self._start_ns(choice) - self._lead_for(choice.render_ns, choice.rendered)
+        wait = self.pacer.wait(choice, self.feeder.live)
         if speech and not self._in_speech and engine.pts(engine.next_k) < now + busy + wait:
             speech = False
         while speech and engine.pts(engine.next_k) < now + busy:

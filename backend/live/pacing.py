@@ -1,0 +1,88 @@
+"""How far ahead of its pts `serve` plans a frame, and how big a speech call is: the live loop's timing policy.
+
+backend/live/loop.py runs the threads and decides *when to act*; this file holds the numbers it acts on,
+from measured render times (backend/live/batching.py):
+
+* **lead**: a call starts its render time (plus its frames' compositing) × LEAD_MARGIN before the pts of its
+  first frame, and never later than the audio lead + a wake-up margin (the frame's audio block goes out then);
+* **busy**: a frame is worth rendering only when it can be ready BUSY_MARGIN × the render time before its pts
+  (else it repeats the previous image and the call would be wasted);
+* **wait**: on a live stream that batches, an utterance's first frame is planned that much further ahead, so
+  the batch's other frames (arriving 40 ms apart) are there in time.
+"""
+from __future__ import annotations
+
+from backend.frames import FRAME_NS
+from backend.live.batching import BatchChoice, BatchTimes, choose_batch
+
+QUEUED_BUDGET_MS = 300.0  # the lead a batch of audio that is all there may take (it only delays the start)
+# the lead over the measured render time (a call 25 % slower than its mean still makes its pts; measured in
+# serve, the 90th percentile of a call is ~1.15-1.2x its median); each 10 % costs ~12 ms of latency at batch 1
+LEAD_MARGIN = 1.25
+BUSY_MARGIN = 1.1  # a frame is worth rendering when it can be ready this far within its pts (else it repeats)
+
+
+class Pacer:
+    """The loop's timing numbers (module docstring). `composer` (per-frame compositing time) and `workers`
+    (calls side by side) are set by the loop when it starts its threads."""
+
+    def __init__(self, warm_batch, *, min_lead_ns: int, max_lead_ns: int, audio_lead_ns: int,
+                 batch_budget_ns: int):
+        self.batch_times = BatchTimes(warm_batch or ())  # from the warm-up's measurements, not a guess
+        self.min_lead_ns, self.max_lead_ns, self.audio_lead_ns = min_lead_ns, max_lead_ns, audio_lead_ns
+        self.batch_budget_ns = batch_budget_ns
+        self.queued_budget_ns = int(QUEUED_BUDGET_MS * 1e6)
+        self.idle_ns = 5e6  # an idle frame's render time
+        self.composer = None
+        self.workers = 1
+
+    def run_parallel(self, workers: int) -> None:
+        """`workers` single-threaded calls side by side from now on: the warm-up timed calls on all threads, a
+        single-threaded one takes about that many times longer."""
+        self.workers = workers
+        for frames in self.batch_times.sizes():
+            self.batch_times.set(frames, self.batch_times.estimate(frames) * workers)
+
+    def lead_for(self, render_ns: float, frames: int = 1) -> int:
+        """How long before its pts a call of this render time (and its frames' compositing) starts."""
+        if self.composer is not None:
+            render_ns += frames * self.composer.per_frame_ns
+        render = min(self.max_lead_ns, max(self.min_lead_ns, LEAD_MARGIN * render_ns + 5e6))
+        return int(max(render, self.audio_lead_ns + self.min_lead_ns))
+
+    def batch(self, max_batch: int, live: bool, available: int) -> BatchChoice:
+        """The speech call's batch now (measured times, the latency budget; a queued file's frames are all
+        there, a live stream's arrive 40 ms apart)."""
+        return choose_batch(self.batch_times, max_batch, self.batch_budget_ns, self.lead_for,
+                            parallel=self.workers, available=1 if live else available,
+                            queued_budget_ns=self.queued_budget_ns)
+
+    def lead(self, choice: BatchChoice | None, first: bool = False, live: bool = False) -> int:
+        """How far ahead of its pts the next frame is planned: an idle one (choice None), a speech call, or an
+        utterance's first frame (plus the wait for its batch on a live stream)."""
+        if choice is None:
+            return self.lead_for(self.idle_ns)
+        lead = self.lead_for(choice.render_ns, choice.rendered)
+        return lead + self.wait(choice, live) if first else lead
+
+    @staticmethod
+    def wait(choice: BatchChoice, live: bool) -> int:
+        """A live stream's wait for the rest of a batch (its frames arrive 40 ms apart); none for queued audio."""
+        return (choice.planned - 1) * FRAME_NS if live and choice.planned > 1 else 0
+
+    def busy(self, choice: BatchChoice) -> int:
+        """How far within its pts a frame must be for this call to be worth it: never more than the lead, else
+        a renderer slower than the lead could never start an utterance (it renders only a share)."""
+        compose = self.composer.per_frame_ns * choice.rendered if self.composer is not None else 0.0
+        return int(min(BUSY_MARGIN * (choice.render_ns + compose) + 2e6,
+                       self.lead_for(choice.render_ns, choice.rendered) - self.min_lead_ns))
+
+    def measured(self, chosen: int, rendered: int, generated: bool, dt: float) -> None:
+        """Fold in a call's time. Only a call of the size chosen updates that size: an utterance's last, partial
+        batch is no measure of its size's steady state (its one fast call would pull the choice towards it)."""
+        if generated:
+            if rendered == chosen:
+                self.batch_times.update(rendered, dt)
+        elif rendered:
+            ema = self.idle_ns
+            self.idle_ns = 0.8 * ema + 0.2 * dt if dt < 4 * ema else 0.5 * ema + 0.5 * dt
