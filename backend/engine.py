@@ -250,15 +250,16 @@ class Engine:
         self.warm_batch = []
         for b in range(1, self.batch_size + 1) if inputs else ():
             batch = [inputs[i % len(inputs)] for i in range(b)]
-            best = None
-            for _ in range(2):
-                t = time.perf_counter_ns()
-                self.generator.generate(batch)
-                best = min(best or 1 << 62, time.perf_counter_ns() - t)
-            self.warm_batch.append((best, b))
+            self.warm_batch.append((min(self._timed(batch) for _ in range(2)), b))
         self.generator.reset()
         if self.compositor.detail is not None:  # its exemplar library (built once per avatar, then cached)
             self.compositor.detail.library
+
+    def _timed(self, batch: list[GeneratorInput]) -> int:
+        """ns the generator takes for `batch`."""
+        t = time.perf_counter_ns()
+        self.generator.generate(batch)
+        return time.perf_counter_ns() - t
 
     def _count(self, name: str, t_ns: int, frames: int) -> None:
         st = self.stats[name]

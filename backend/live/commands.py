@@ -79,6 +79,7 @@ class ServeCommands:
         stats = loop.stats
         now = time.monotonic_ns()
         p50, p95 = stats.percentile(50), stats.percentile(95)
+        choice = loop.batch()
         state = "paused" if app.queue.paused else ("speaking" if loop.speaking else "idle")
         if loop.error is not None:
             state = "error"
@@ -92,8 +93,8 @@ class ServeCommands:
             "frames_published": stats.published,
             "frames_repeated": stats.repeated,
             # below 25, speech shows this many distinct frames a second, evenly, and repeats the others
-            "speech_fps": round(loop.capacity_fps, 1),
-            "batch": loop.batch().rendered,  # frames per network call (within the latency budget)
+            "speech_fps": round(25.0 * choice.rate, 1),
+            "batch": choice.rendered,  # frames per network call (within the latency budget)
             "actions": loop.engine.actions,
             "last_action": self.last_action,
         }

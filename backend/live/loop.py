@@ -228,11 +228,6 @@ class LiveLoop:
         """The speech call's batch now (backend/live/pacing.py)."""
         return self.pacer.batch(self.engine.batch_size, self.feeder.live, self.engine.speech_pending)
 
-    @property
-    def capacity_fps(self) -> float:
-        """Distinct speech frames per second the renderer sustains (25 = every frame; below, the rest repeat)."""
-        return 25.0 * self.batch().rate
-
     def _lead_ns(self, speech: bool, choice: BatchChoice | None = None) -> int:
         """How far ahead of its pts the next frame is planned (an idle frame, or speech in `choice`)."""
         if not speech:
