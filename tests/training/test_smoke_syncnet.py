@@ -2,7 +2,8 @@
 
 Gate: the 20-step mean training BCE is below 0.60 at step 300. That only shows the loop learns (4 clips are
 memorised: a run with audio shifted by 1 s drops as fast), so the offset sweep with the trained expert over
-its training clips must also peak at shift 0 -- misaligned windows would peak elsewhere.
+its training clips must also peak at shift 0 (within a tenth of the peak height: see the test) -- misaligned
+windows would peak a frame or more away.
 Several minutes on 2 free cores: marked slow.
 """
 from __future__ import annotations
@@ -48,4 +49,11 @@ def test_syncnet96_learns_and_peaks_at_zero_offset(media_dir: Path, tmp_path: Pa
     clips = scan_split(data, "train", warn=False).clips
     curve = sweep(expert, clips, max_shift=10, max_windows_per_clip=40)
     print(curve.format())
-    assert curve.best_shift == 0
+    # The peak must sit at shift 0. 300 steps on 4 clips learn the broad audio-visual correlation as well as
+    # the memorised pairs, and these clips' own A/V offset lies between 0 and +1 frame, so on some CPUs (their
+    # rounding) the neighbour wins by a hair (0.5788 vs 0.5770 in one CI run). An off-by-one in the windows
+    # moves the whole curve a frame: shift 0 then loses about a fifth of the peak's height over the median
+    # (0.0256 of 0.122 in that run). So: the best shift is 0 or a neighbour within a tenth of that height.
+    zero = curve.scores[curve.shifts.index(0)]
+    assert abs(curve.best_shift) <= 1
+    assert max(curve.scores) - zero <= 0.1 * curve.confidence, "shift 0 is not the peak"
