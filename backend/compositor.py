@@ -33,7 +33,7 @@ import numpy as np
 
 from backend.frames import FaceFrame, VideoFrame
 from backend.yuv import I420, FramePool, blend_region, decode_jpeg, even_roi, from_bgr
-from backend.placement import (FacePlacement, change_weight, colour_match, frame_to_face_affine, lower_face_mask,
+from backend.placement import (FacePlacement, change_weight, colour_transform, frame_to_face_affine, lower_face_mask,
                                mouth_ring, roi_of_mask)
 from preprocess import landmarks as L
 from preprocess.geometry import apply_affine
@@ -223,8 +223,11 @@ class Compositor:
         original = None
         if self.colour or (self.keep_detail and frame_region is not None):
             original = self.original_face(ff.avatar_index, ff.crop, size)
-        if self.colour:
-            face = colour_match(face, original, placed.ring)
+        table = None
+        if self.colour:  # measured on the network's own face (plain: before the detail stage), applied to both
+            table = colour_transform(face if ff.plain is None or self.enhancer is not None else ff.plain,
+                                     original, placed.ring)
+            face = face if table is None else cv2.LUT(face, table)
         w, h = placed.roi[2], placed.roi[3]
         bgra = cv2.merge([face, placed.mask])  # np.dstack is 5x slower
         warped = cv2.warpAffine(bgra, placed.roi_to_face, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -235,7 +238,7 @@ class Compositor:
             # the upsampled original by design and would otherwise hide the frame's own, exact pixels
             judged = face
             if ff.plain is not None:
-                judged = colour_match(ff.plain, original, placed.ring) if self.colour else ff.plain
+                judged = ff.plain if table is None else cv2.LUT(ff.plain, table)
             layer = cv2.merge([*cv2.split(original), change_weight(judged, original)])
             back = cv2.warpAffine(layer, placed.roi_to_face, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                   borderMode=cv2.BORDER_REPLICATE)

@@ -128,3 +128,16 @@ def use_threads(count: int) -> None:
 
     torch.get_num_threads()  # a thread takes the global count on first use: do that before setting its own
     torch.set_num_threads(max(1, int(count)))
+
+
+def single_threaded_blas() -> None:
+    """numpy's BLAS on one thread from now on, in this process (`render` and `serve` call it).
+
+    Why: the pipeline's numpy matrix work is small (the mel filterbank, colour transforms), and OpenBLAS keeps
+    a thread per core that spins after each call. Measured in `serve` (wav2lip96 fp32, 2 cores, 720p): those
+    threads took 0.06-0.10 of a core from the network during speech; on one thread, 0.01-0.02."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # a machine without it (a bare GPU host): the pool stays as it is
+        return
+    threadpool_limits(1, user_api="blas")

@@ -28,6 +28,7 @@ from dataclasses import replace
 import numpy as np
 
 from backend.compositor import Compositor
+from backend.cpu_streams import thread_count, use_threads
 from backend.features import FeatureStage, SilenceGate
 from backend.frames import (FRAME_NS, SAMPLES_PER_FRAME, AudioOutFrame, FaceFrame, FlushFrame, Frame, FramePlan,
                             StageStats, VideoFrame)
@@ -245,12 +246,21 @@ class Engine:
         probe.push(SpeechEndFrame(pts_ns=0))
         first = probe.plan(force=True)
         probe.render(first)  # the first call pays one-off costs
-        # the generator alone at every batch size up to this engine's (best of two): serve's first estimates
+        # the generator alone at every batch size up to this engine's (best of two), as one of serve's render
+        # workers runs it (on its share of the threads when calls run side by side): serve's first estimates
         inputs = self._inputs([p for p in first if p.generate])
         self.warm_batch = []
-        for b in range(1, self.batch_size + 1) if inputs else ():
-            batch = [inputs[i % len(inputs)] for i in range(b)]
-            self.warm_batch.append((min(self._timed(batch) for _ in range(2)), b))
+        parallel = max(1, int(getattr(self.generator, "parallel_calls", 1)))
+        before = thread_count() if parallel > 1 else None
+        if before is not None:
+            use_threads(max(1, before // parallel))
+        try:
+            for b in range(1, self.batch_size + 1) if inputs else ():
+                batch = [inputs[i % len(inputs)] for i in range(b)]
+                self.warm_batch.append((min(self._timed(batch) for _ in range(2)), b))
+        finally:
+            if before is not None:
+                use_threads(before)
         self.generator.reset()
         if self.compositor.detail is not None:  # its exemplar library (built once per avatar, then cached)
             self.compositor.detail.library

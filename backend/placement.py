@@ -160,23 +160,33 @@ def channel_max(image: np.ndarray) -> np.ndarray:
     return cv2.max(cv2.max(b, g), r)
 
 
-def colour_match(generated: np.ndarray, original: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """Shift/scale each BGR channel of `generated` so its mean/std in `ring` match `original`'s there."""
+def colour_transform(generated: np.ndarray, original: np.ndarray, ring: np.ndarray) -> np.ndarray | None:
+    """The per-channel gain and offset that give `generated` the mean/std of `original` in `ring`, as a
+    (256, 1, 3) uint8 table for cv2.LUT (rounded, saturated; 1.5x cheaper than cv2.transform with a 3x4 matrix on a
+    250 px face); None when there is nothing to match (a tiny ring, or a generator in the footage's colours).
+    Separate from `colour_match` so one measurement serves two faces (the compositor's, with and without
+    the detail stage)."""
     ring8 = ring.view(np.uint8) if ring.dtype == np.bool_ else ring.astype(np.uint8)
     total = cv2.countNonZero(ring8)
     if total < 8:
-        return generated
+        return None
     # a generator that kept most of the ring as the footage's own pixels (the mouth engine) is in the footage's
     # colours already; statistics over a ring that now also holds its new teeth and lips only wash them out
     same = cv2.compare(channel_max(cv2.absdiff(generated, original)), UNTOUCHED_LEVELS, cv2.CMP_LE)
     if cv2.countNonZero(cv2.bitwise_and(same, same, mask=ring8)) >= UNTOUCHED_RING * total:
-        return generated
+        return None
     mg, sg = (v.ravel() for v in cv2.meanStdDev(generated, mask=ring8))
     mo, so = (v.ravel() for v in cv2.meanStdDev(original, mask=ring8))
     gain = np.clip(so / np.maximum(sg, 1.0), 0.7, 1.4)
-    # one pass, rounded and saturated to uint8: out = g * gain + (mo - mg * gain), per channel
-    matrix = np.hstack([np.diag(gain), (mo - mg * gain)[:, None]])
-    return cv2.transform(generated, matrix)
+    # out = g * gain + (mo - mg * gain), per channel
+    levels = np.arange(256, dtype=np.float64)[:, None]
+    return np.clip(np.rint(levels * gain + (mo - mg * gain)), 0, 255).astype(np.uint8).reshape(256, 1, 3)
+
+
+def colour_match(generated: np.ndarray, original: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Shift/scale each BGR channel of `generated` so its mean/std in `ring` match `original`'s there."""
+    table = colour_transform(generated, original, ring)
+    return generated if table is None else cv2.LUT(generated, table)
 
 
 DETAIL_FADE = (3.0, 12.0)  # |generated - original| (grey levels, smoothed) over which the frame's detail fades out

@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from backend.background import parse_background
     from preprocess.actions import parse_action_cue
 
+    from backend.cpu_streams import single_threaded_blas
+
+    single_threaded_blas()
     if args.threads:
         import torch
 

@@ -39,6 +39,7 @@ class ServeApp:
                  mic: str | None = None, mic_gate_db: float = -40.0, play_audio: str | None = None,
                  preview: bool = False, keep_latencies: bool = False, audio_lead_ms: float = 60.0,
                  idle: str = "auto", precision: str = "auto", background=None, detail: str = "auto"):
+        from backend.cpu_streams import single_threaded_blas
         from backend.generators.registry import GeneratorOptions
         from backend.ipc.control import ControlChannel
         from shm_protocol.names import valid_session
@@ -48,7 +49,8 @@ class ServeApp:
         except ValueError as exc:
             raise UserError(f"--session: {exc}") from None
         self.engine_name = engine
-        self.options = GeneratorOptions(checkpoint, device, crop, batch_size, precision=precision)
+        single_threaded_blas()
+        self.options = GeneratorOptions(checkpoint, device, crop, batch_size, precision=precision, parallel_calls=True)
         self.batch_size = batch_size
         self.idle = idle
         self.background = background

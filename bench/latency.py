@@ -51,6 +51,26 @@ def _wait_idle(app, timeout: float) -> None:
     time.sleep(0.3)
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds used so far by each thread of this process, by thread name (Linux /proc; pools unnamed in
+    Python -- OpenMP, ONNX Runtime -- count as 'pool'). Why: which of serve's threads takes the cores from
+    the network is the question a ratio below 1 raises."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = names.get(int(task.name), "pool")
+        name = "s2l-render" if name.startswith("s2l-render") else name
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint: str | None,
             precision: str = "fp32", device: str = "cpu") -> dict:
     from backend.serve_app import ServeApp
@@ -70,12 +90,14 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
         for mode in ("stream", "file"):
             stats.all_latencies_ms.clear()
             pub0, rep0, spk0, batches0 = stats.published, stats.repeated, stats.speech_frames, stats.batches.copy()
-            t0 = time.monotonic()
+            late0 = stats.late
+            t0, cpu0 = time.monotonic(), thread_cpu()
             if mode == "stream":
                 _stream(app, clip)
             else:
                 app.queue.add(clip)
             _wait_idle(app, 60)
+            cpu1, wall = thread_cpu(), time.monotonic() - t0
             lat = np.asarray(stats.all_latencies_ms)
             speech = stats.speech_frames - spk0
             batches = stats.batches - batches0
@@ -85,9 +107,11 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
                 "fps": (stats.published - pub0) / (time.monotonic() - t0),
                 "speech_frames": speech,
                 "repeated": stats.repeated - rep0,
+                "late": stats.late - late0,
                 "distinct": 25.0 * (speech - (stats.repeated - rep0)) / max(1, speech),
                 "batch": batches.most_common(1)[0][0] if batches else 0,
                 "batches": dict(sorted(batches.items())),
+                "cpu": {n: (cpu1[n] - cpu0.get(n, 0.0)) / wall for n in cpu1 if cpu1[n] - cpu0.get(n, 0.0) > 0},
             }
         app.loop.stop()
         if network:
@@ -199,7 +223,7 @@ def main() -> int:
     print(f"clip {Path(args.clip).name} ({clip.size / 16000:.2f} s); avatar {first['size']}; torch threads "
           f"{args.threads}; load average {os.getloadavg()[0]:.2f}")
     print(f"{'generator':<24}{'mode':<8}{'p50 ms':>8}{'p95 ms':>8}{'fps':>7}{'speech fr':>10}{'repeated':>9}"
-          f"{'distinct':>9}{'batch':>6}{'net alone':>10}{'ratio':>7}")
+          f"{'distinct':>9}{'late':>5}{'batch':>6}{'net alone':>10}{'ratio':>7}")
     for name, res in results.items():
         for mode in ("stream", "file"):
             r = res[mode]
@@ -207,10 +231,10 @@ def main() -> int:
             ratio = r["distinct"] / min(25.0, net) if net else None
             label = f"{res['engine']} {res['precision']}" if "network_fps" in res else res["engine"]
             print(f"{label:<24}{mode:<8}{r['p50']:>8.1f}{r['p95']:>8.1f}{r['fps']:>7.2f}{r['speech_frames']:>10d}"
-                  f"{r['repeated']:>9d}{r['distinct']:>9.1f}{r['batch']:>6d}"
+                  f"{r['repeated']:>9d}{r['distinct']:>9.1f}{r['late']:>5d}{r['batch']:>6d}"
                   f"{(f'{net:.1f}' if net else '-'):>10}{(f'{ratio:.2f}' if ratio else '-'):>7}")
     print("fps = frames published per second (the clock); distinct = speech frames showing a new image per second "
-          "of speech (the rest repeat the previous one; audio is never dropped); batch = serve's most common "
+          "of speech (the rest repeat the previous one; audio is never dropped); late = of those, frames showing the frame before's image, which missed its own pts by < 40 ms; batch = serve's most common "
           "frames per network call; net alone = the network alone at that batch, loop stopped; ratio = "
           "distinct / min(25, net alone) (target >= 0.9); latency counts frames showing a new image only")
     for name, res in results.items():
@@ -219,6 +243,11 @@ def main() -> int:
             print(f"{name}: network alone fps by batch ({res['parallel']} call(s) side by side, as serve runs it): "
                   f"{nets}; serve's batches (calls by size): "
                   f"stream {res['stream']['batches']}, file {res['file']['batches']}")
+    print("cores used per thread during speech (CPU s / wall s; 2.0 = both cores of a 2-core CPU):")
+    for name, res in results.items():
+        for mode in ("stream", "file"):
+            cpu = sorted(res[mode]["cpu"].items(), key=lambda kv: -kv[1])
+            print(f"  {name:<6}{mode:<7}" + ", ".join(f"{n} {v:.2f}" for n, v in cpu))
     if "null" in results:
         s = results["null"]["stream"]
         print(f"stream (null): 212.5 ms of the latency is Wav2Lip's mel look-ahead; the pipeline's own share "

@@ -81,6 +81,9 @@ def part1(args, tmp: Path) -> dict:
     from preprocess.package import AvatarPackage
 
     torch.set_num_threads(args.threads)
+    from backend.cpu_streams import single_threaded_blas
+
+    single_threaded_blas()  # as render_cli does
     ckpt = args.checkpoint
     if ckpt is None:
         from models.testing import deterministic_state_dict, save_reference_checkpoint

@@ -84,7 +84,12 @@ class OnnxNetwork:
     def __init__(self, path: Path, threads: int):
         from models.onnx_int8 import OnnxGenerator
 
+        self.path = Path(path)
         self.runner = OnnxGenerator(path, threads=threads)
+
+    def with_threads(self, threads: int) -> "OnnxNetwork":
+        """The same model in a session with `threads` intra-op threads (ONNX Runtime fixes them per session)."""
+        return OnnxNetwork(self.path, threads)
 
     def __call__(self, mel, face):
         import torch

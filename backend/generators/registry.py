@@ -33,6 +33,7 @@ class GeneratorOptions:
     batch_size: int | None = None
     cpu_streams: int | None = 1  # the network's single-threaded CPU streams (None = one per torch thread)
     precision: str = "auto"  # auto | fp32 | int8 | fp16, validated per avatar (backend/generators/precision.py)
+    parallel_calls: bool = False  # serve: single-threaded calls side by side, one per core (backend/live/loop.py)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _build_wav2lip(options: GeneratorOptions, package):
 
     return Wav2LipGenerator(options.checkpoint, device=options.device, crop=options.crop or "head",
                             batch_size=options.batch_size, streams=options.cpu_streams,
-                            precision=options.precision, package=package)
+                            precision=options.precision, package=package, parallel=options.parallel_calls)
 
 
 def _build_mouth(options: GeneratorOptions, package):

@@ -67,11 +67,13 @@ class Wav2LipGenerator(Generator):
     needs_calibration = False
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", crop: str = "head", batch_size: int | None = None,
-                 streams: int | None = 1, precision: str = "fp32", package=None):
+                 streams: int | None = 1, precision: str = "fp32", package=None, parallel: bool = False):
         """streams: CPU streams a batch is split into (1 = one call on torch's threads, None = one stream per
         torch thread on the CPU). `serve` keeps one call: measured there, streams cut the streamed p95 latency
         (357 -> 318 ms) but raised the queued-file one (76 -> 87 ms) and repeated more frames; a mixed result.
-        precision: auto | fp32 | int8 | fp16, decided and validated on `package` (backend/generators/precision.py)."""
+        precision: auto | fp32 | int8 | fp16, decided and validated on `package` (backend/generators/precision.py).
+        parallel: the caller (serve) runs one single-threaded call per CPU thread side by side
+        (`parallel_calls`); an int8 session is then opened single-threaded."""
         from backend.cpu_streams import CpuStreams, default_stream_count
 
         self.model, self.info, self.device = load_generator_network(checkpoint, device)
@@ -86,12 +88,17 @@ class Wav2LipGenerator(Generator):
         self.precision, self.precision_reason, self._validated_on_avatar = "fp32", "fp32", False
         if precision != "fp32":
             self._choose_precision(precision, checkpoint, package)
-        # a torch network on a multi-core CPU, one call at a time: `serve` may run one single-threaded call per
-        # thread side by side (backend/live/loop.py); ONNX Runtime's int8 keeps its own threads
+        # on a multi-core CPU `serve` runs one single-threaded call per thread side by side (backend/live/loop.py):
+        # a call on all threads waits at every layer for the slowest one, and something always interrupts one.
+        # ONNX Runtime's pool the same: int8, 2 EPYC cores, B1 22.6 fps as one 2-thread call, 33.4 as two
+        # 1-thread calls (docs/benchmarks.md)
         import torch
 
-        if self.device.type == "cpu" and self.streams is None and self.precision != "int8":
-            self.parallel_calls = max(1, min(4, torch.get_num_threads()))
+        threads = torch.get_num_threads()
+        if parallel and self.device.type == "cpu" and self.streams is None and threads > 1:
+            if self.precision == "int8":
+                self.model = self.model.with_threads(1)
+            self.parallel_calls = min(4, threads)
 
     def _choose_precision(self, precision: str, checkpoint, package) -> None:
         """Swap the network for a validated lower-precision one when it is safe and useful (precision.py)."""

@@ -13,9 +13,12 @@ frames (rate = capacity / 25), so the network still runs full batches while the 
 evenly and the ones between repeat; the spread frames count in the wait too. A batch of one needs no
 spreading: the loop starts the next call at once, on the next frame that can still be ready in time.
 
-`BatchTimes` keeps one running mean of render time per batch size; a size not tried yet is interpolated
-between measured sizes (or scaled from the nearest one) (the warm-up measures batch 1 and the full batch, so both ends
-are known before the first utterance).
+`BatchTimes` keeps the render time of every batch size as the warm-up measured it alone (best of two, a clean
+shape: interpolated between measured sizes, scaled from the nearest beyond), times one running factor that
+every call of the chosen size updates (how much slower than alone the network runs inside `serve`, with the
+compositing and the publisher beside it). Why one factor and not a mean per size: a size not chosen is never
+measured again, so one slow early call of batch 2 kept batch 2 looking slower than batch 1 for the rest of
+the run (int8 streamed at batch 1: 19-21 distinct fps where batch 2 gives 25, measured).
 """
 from __future__ import annotations
 
@@ -25,27 +28,29 @@ from backend.frames import FRAME_NS
 
 
 class BatchTimes:
-    """Measured render time (ns) of a speech batch by the number of frames it rendered."""
+    """Render time (ns) of a speech batch by the number of frames it renders: a measured shape times a factor."""
 
     def __init__(self, measured: list[tuple[int, int]] = ()):
-        self._ns: dict[int, float] = {}
+        self._ns: dict[int, float] = {}  # the shape: each size's time as measured alone (or set)
         for ns, frames in measured:
             self._ns[max(1, int(frames))] = float(ns)
         if not self._ns:  # nothing measured (a loop without a warm-up): 10 ms a call + 25 ms a frame
             self._ns = {1: 35e6, 4: 110e6}
+        self.factor = 1.0  # measured time / the shape's, a running mean over the calls made
 
     def update(self, frames: int, ns: float) -> None:
-        """Fold in one render; an outlier (4x the mean: a stall) moves the mean halfway, not all the way."""
-        frames = max(1, int(frames))
-        old = self._ns.get(frames)
-        if old is None:
-            self._ns[frames] = float(ns)
-        else:
-            self._ns[frames] = 0.8 * old + 0.2 * ns if ns < 4 * old else 0.5 * old + 0.5 * ns
+        """Fold in one render of `frames`; an outlier (4x the mean: a stall) moves the mean halfway."""
+        ratio = float(ns) / self._shape(frames)
+        old = self.factor
+        self.factor = 0.8 * old + 0.2 * ratio if ratio < 4 * old else 0.5 * old + 0.5 * ratio
 
     def estimate(self, frames: int) -> float:
-        """Render time of a batch of `frames`: measured; else between two measured sizes, on the line through
-        them; else scaled from the nearest measured size in proportion."""
+        """Render time of a batch of `frames` now."""
+        return self._shape(frames) * self.factor
+
+    def _shape(self, frames: int) -> float:
+        """Measured alone; else between two measured sizes, on the line through them; else scaled from the
+        nearest measured size in proportion."""
         frames = max(1, int(frames))
         if frames in self._ns:
             return self._ns[frames]
@@ -62,8 +67,8 @@ class BatchTimes:
         return sorted(self._ns)
 
     def set(self, frames: int, ns: float) -> None:
-        """Replace the measurement of one size (tests, a known cost)."""
-        self._ns[max(1, int(frames))] = float(ns)
+        """Make one size's estimate `ns` now (tests, a known cost)."""
+        self._ns[max(1, int(frames))] = float(ns) / self.factor
 
 
 class BatchChoice(NamedTuple):

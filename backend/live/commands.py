@@ -92,6 +92,7 @@ class ServeCommands:
             "queue_ms": round(loop.queued_samples() / 16.0, 1),
             "frames_published": stats.published,
             "frames_repeated": stats.repeated,
+            "frames_late": stats.late,
             # below 25, speech shows this many distinct frames a second, evenly, and repeats the others
             "speech_fps": round(25.0 * choice.rate, 1),
             "batch": choice.rendered,  # frames per network call (within the latency budget)

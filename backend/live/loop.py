@@ -19,7 +19,8 @@ Why it is shaped like this (what frames show is decided by backend/engine.py; th
   whose wait for audio plus lead fits `batch_budget_ms` (backend/live/batching.py): batch 1 for wav2lip96
   fp32 on 2 CPU cores, bigger for int8, a GPU or the mouth engine.
 * **Never stretch audio.** A frame not rendered by its pts is published with the previous image and its own
-  audio block (a late frame is repeated). A renderer slower than 25 fps renders the share of frames it can,
+  audio block (a late frame is repeated); a face that missed its pts by less than a frame is shown at the
+  next pts instead of a repeat there (40 ms late beats the older image a repeat shows, and the call counts). A renderer slower than 25 fps renders the share of frames it can,
   spread evenly over a batch planned that much wider, and the frames between repeat;
   the worker never waits while speech is due, so the network runs back to back. A stalled stream gets idle
   frames (a pause), never stretched audio.
@@ -77,6 +78,7 @@ class LiveLoop:
         self._ka = self._kv = 0  # next audio block / video frame the publisher writes
         self._last_image: np.ndarray | None = None
         self._last_shown: tuple[int, bool] = (0, False)
+        self._late: FramePlan | None = None  # the last frame whose image missed its pts (shown next, if ready)
         self.pacer = Pacer(engine.warm_batch, min_lead_ns=self.min_lead_ns, max_lead_ns=self.max_lead_ns,
                            audio_lead_ns=self.audio_lead_ns, batch_budget_ns=int(batch_budget_ms * 1e6))
         self._busy_until = 0  # the worker's render in progress ends then (virtual time)
@@ -371,7 +373,14 @@ class LiveLoop:
         fresh = plan.image is not None and not plan.skip and plan.rendered_ns <= now
         image = plan.image if fresh else None
         plan.shown_index, plan.shown_generated = plan.avatar_index, fresh and plan.face is not None
-        if image is None:
+        late, shown = self._late, plan  # shown: whose image goes out (its latency is the one measured)
+        self._late = plan if plan.generate and not plan.skip and not fresh else None
+        if image is None and plan.generate and late is not None and late.image is not None \
+                and late.rendered_ns <= now:  # the frame before missed its pts by < 40 ms: show it now
+            image, shown = late.image, late
+            plan.shown_index, plan.shown_generated = late.avatar_index, late.face is not None
+            self.stats.late += 1
+        elif image is None:
             if not plan.generate or self._last_image is None:
                 image = self.engine.footage(plan)
                 plan.shown_generated = False
@@ -385,13 +394,14 @@ class LiveLoop:
         for sink in self.sinks:
             sink(plan, image)
         self.stats.published += 1
-        if fresh or not plan.generate:
+        new = not plan.repeated  # a new image: its own, a late one, or footage
+        if new:
             self.stats.publish_times.append(now)
         self.speaking = plan.speech
         if plan.speech:
             self.stats.speech_frames += 1
-            if plan.entered_ns is not None and (fresh or not plan.generate):  # a repeat is not "its frame"
-                lat = (now - plan.entered_ns) / 1e6
+            if shown.entered_ns is not None and new:  # a repeat is not "its frame"
+                lat = (now - shown.entered_ns) / 1e6
                 self.stats.latencies_ms.append(lat)
                 if self.stats.keep_all:
                     self.stats.all_latencies_ms.append(lat)

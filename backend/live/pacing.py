@@ -37,11 +37,8 @@ class Pacer:
         self.workers = 1
 
     def run_parallel(self, workers: int) -> None:
-        """`workers` single-threaded calls side by side from now on: the warm-up timed calls on all threads, a
-        single-threaded one takes about that many times longer."""
+        """`workers` calls side by side from now on (the warm-up timed one as a worker runs it)."""
         self.workers = workers
-        for frames in self.batch_times.sizes():
-            self.batch_times.set(frames, self.batch_times.estimate(frames) * workers)
 
     def lead_for(self, render_ns: float, frames: int = 1) -> int:
         """How long before its pts a call of this render time (and its frames' compositing) starts."""
@@ -78,8 +75,8 @@ class Pacer:
                        self.lead_for(choice.render_ns, choice.rendered) - self.min_lead_ns))
 
     def measured(self, chosen: int, rendered: int, generated: bool, dt: float) -> None:
-        """Fold in a call's time. Only a call of the size chosen updates that size: an utterance's last, partial
-        batch is no measure of its size's steady state (its one fast call would pull the choice towards it)."""
+        """Fold in a call's time. Only a call of the size chosen counts: an utterance's last, partial batch is no
+        measure of the steady state (its one fast call would pull the estimates down)."""
         if generated:
             if rendered == chosen:
                 self.batch_times.update(rendered, dt)

@@ -11,6 +11,7 @@ import numpy as np
 class LiveStats:
     published: int = 0
     repeated: int = 0  # published with the previous image (not rendered in time)
+    late: int = 0  # published with the frame before's image, which missed its own pts by less than a frame
     skipped: int = 0  # planned but deliberately not rendered (could not be in time, or over capacity)
     rendered: int = 0
     speech_frames: int = 0

@@ -287,7 +287,9 @@ def test_registry_passes_precision_and_the_package_to_the_network(monkeypatch):
     monkeypatch.setattr("backend.generators.wav2lip.Wav2LipGenerator", Fake)
     package = object()
     registry.make_generator("wav2lip", package, registry.GeneratorOptions("w.pth", precision="int8"))
-    assert captured["precision"] == "int8" and captured["package"] is package
+    assert captured["precision"] == "int8" and captured["package"] is package and not captured["parallel"]
+    registry.make_generator("wav2lip", package, registry.GeneratorOptions("w.pth", parallel_calls=True))
+    assert captured["parallel"], "serve asks for calls side by side"
 
 
 def test_obs_panel_and_supervisor_pass_precision(tmp_path):
@@ -349,6 +351,11 @@ def test_wav2lip96_int8_validates_on_the_avatar_and_refuses_bad_weights(w96_chec
     from backend.generators.precision_data import lower_face_psnr
 
     assert lower_face_psnr(fp32.forward(faces, mels), again.forward(faces, mels))[0] >= 35
+    # serve's way: one single-threaded session per call, two calls side by side (the same numbers)
+    live = Wav2LipGenerator(good, device="cpu", precision="int8", package=avatar, parallel=True)
+    assert live.precision == "int8" and live.parallel_calls == 2 and again.parallel_calls == 1
+    assert live.model.runner.session.get_session_options().intra_op_num_threads == 1
+    np.testing.assert_allclose(live.forward(faces, mels), again.forward(faces, mels), atol=2)
     with caplog.at_level(logging.WARNING, logger="stream_wav2lip.precision"):
         refused = Wav2LipGenerator(bad, device="cpu", precision="int8", package=avatar)
     assert refused.precision == "fp32" and not refused.per_avatar

@@ -10,7 +10,7 @@ def lead(render_ns: float, frames: int) -> float:
     return 1.5 * render_ns + 5e6
 
 
-def test_times_are_measured_per_size_and_estimated_between_or_beyond_them():
+def test_times_are_measured_per_size_and_estimated_between_or_beyond_them_times_a_running_factor():
     t = BatchTimes([(250e6, 4), (74e6, 1)])
     assert t.estimate(1) == 74e6 and t.estimate(4) == 250e6
     assert t.estimate(2) == pytest.approx(74e6 + 176e6 / 3), "on the line between measured sizes"
@@ -20,6 +20,20 @@ def test_times_are_measured_per_size_and_estimated_between_or_beyond_them():
     t.update(1, 1e9)  # a stall moves the mean halfway
     assert t.estimate(1) == pytest.approx(0.5 * (0.8 * 74e6 + 0.2 * 84e6) + 0.5e9)
     assert BatchTimes().estimate(4) == pytest.approx(110e6), "no measurement: 10 ms a call + 25 ms a frame"
+
+
+def test_calls_of_one_size_rescale_every_size_so_a_size_not_chosen_is_not_stuck_with_an_old_time():
+    """int8 on 2 cores: alone, batch 2 is 25 % faster per frame than batch 1. Inside serve everything runs
+    ~20 % slower; the calls of batch 1 that show it must not leave batch 2 at its alone time (nor, after one
+    slow batch-2 call, at that call's time forever)."""
+    t = BatchTimes([(40e6, 1), (64e6, 2)])
+    for _ in range(30):
+        t.update(1, 48e6)
+    assert t.estimate(1) == pytest.approx(48e6, rel=0.01)
+    assert t.estimate(2) == pytest.approx(64e6 * 1.2, rel=0.01), "the same slow-down for every size"
+    assert choose_batch(t, 2, 1e9, lead).rendered == 2
+    t.set(2, 70e6)
+    assert t.estimate(2) == pytest.approx(70e6) and t.estimate(1) == pytest.approx(48e6, rel=0.01)
 
 
 def test_a_slow_cpu_network_renders_one_frame_a_call_within_the_budget():

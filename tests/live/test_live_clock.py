@@ -128,6 +128,29 @@ def test_a_renderer_slower_than_25fps_repeats_frames_evenly_but_never_audio(pkg)
     assert np.diff(fresh[5:]).max() <= 3, f"rendered frames are spread out, not bursts and freezes: {fresh}"
 
 
+def test_a_face_that_misses_its_pts_by_less_than_a_frame_is_shown_next_instead_of_a_repeat(pkg):
+    calls = []
+
+    def cost(plans):  # a renderer below 25 fps (so it never runs ahead) whose every fourth call takes 75 ms
+        if not any(p.generate and not p.skip for p in plans):  # where 45 are expected: that frame is late
+            return 1_000_000
+        calls.append(1)
+        return 75_000_000 if len(calls) % 4 == 0 else 45_000_000
+
+    loop, q, rec = _loop(pkg, cost=cost, batch_size=1)
+    loop.batch_times.set(1, 45e6)
+    clip = _speech(2.0, seed=5)
+    q.add(clip)
+    loop.run_virtual(70)
+    speech = [p for p, _i, _t in rec.video if p.speech]
+    np.testing.assert_array_equal(np.concatenate([p.audio for p in speech])[:clip.size], clip)
+    assert loop.stats.late > 0
+    for (before, _img0, _t0), (plan, image, _t) in zip(rec.video, rec.video[1:]):
+        if plan.generate and not plan.repeated and plan.shown_index != plan.avatar_index:  # a late face shown
+            assert image is before.image and plan.shown_index == before.avatar_index and plan.shown_generated
+            assert before.repeated, "its own slot had repeated the image before it"
+
+
 def test_audio_goes_out_a_lead_ahead_and_a_flush_keeps_only_what_is_out(pkg):
     """audio_lead_ms=100: audio block k goes out 100 ms before pts_k, stamped pts_k; video k at pts_k. Every
     frame's audio exactly once, in order; a flush re-plans only frames whose audio is not out yet."""
