@@ -9,6 +9,7 @@ mel windows of the avatar that will be driven, and check `psnr()` against the fp
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -64,19 +65,35 @@ def quantize_generator_int8(fp32_path: str | Path, int8_path: str | Path,
                             calibration: Iterable[tuple[np.ndarray, np.ndarray]], *, reduce_range: bool = True,
                             per_channel: bool = True) -> Path:
     """Static QDQ int8 (uint8 activations, int8 per-channel weights, MinMax calibration)."""
+    int8_path = Path(int8_path)
+    quiet = _QuantizerInfo()  # its per-tensor notes go to the root logger at INFO: 40 lines in serve's log
+    logging.getLogger().addFilter(quiet)
+    try:
+        _quantize(fp32_path, int8_path, calibration, reduce_range, per_channel)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    return int8_path
+
+
+class _QuantizerInfo(logging.Filter):
+    """Drops ONNX Runtime's quantizer INFO records (warnings and errors pass)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or "onnxruntime" not in record.pathname
+
+
+def _quantize(fp32_path, int8_path: Path, calibration, reduce_range: bool, per_channel: bool) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from stream_wav2lip.atomic import atomic_path
 
-    int8_path = Path(int8_path)
     with atomic_path(int8_path.with_suffix(".pre.onnx")) as pre, atomic_path(int8_path) as tmp:
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(tmp), _Calibration(calibration), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
                         reduce_range=reduce_range, calibrate_method=CalibrationMethod.MinMax)
     int8_path.with_suffix(".pre.onnx").unlink(missing_ok=True)
-    return int8_path
 
 
 class OnnxGenerator:
