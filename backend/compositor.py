@@ -159,7 +159,15 @@ class Compositor:
             self.detail.reset()
         if ff.face is None or ff.blend <= 0.0 or ff.clip is not None:
             return ff
-        return replace(ff, face=self.detail.apply(ff.face, ff.avatar_index), plain=self.detail.plain)
+        face, matched = ff.face, self.colour and self.enhancer is None
+        if matched:  # at the network's own size, before the stage: ~10x fewer pixels than at the stage's size,
+            # and the band the stage adds is the footage's own, in the footage's colours already
+            size = face.shape[0]
+            table = colour_transform(face, self.original_face(ff.avatar_index, ff.crop, size),
+                                     self.placement(ff.avatar_index, ff.crop, size).ring)
+            face = face if table is None else cv2.LUT(face, table)
+        return replace(ff, face=self.detail.apply(face, ff.avatar_index), plain=self.detail.plain,
+                       colour_matched=matched)
 
     def _paste(self, out: np.ndarray, ff: FaceFrame) -> np.ndarray:
         """The generated face of `ff` blended into `out` (a frame of this compositor's package), in place."""
@@ -224,9 +232,8 @@ class Compositor:
         if self.colour or (self.keep_detail and frame_region is not None):
             original = self.original_face(ff.avatar_index, ff.crop, size)
         table = None
-        if self.colour:  # measured on the network's own face (plain: before the detail stage), applied to both
-            table = colour_transform(face if ff.plain is None or self.enhancer is not None else ff.plain,
-                                     original, placed.ring)
+        if self.colour and not ff.colour_matched:  # (matched before the detail stage unless an enhancer ran)
+            table = colour_transform(face, original, placed.ring)  # applied to the plain face too, below
             face = face if table is None else cv2.LUT(face, table)
         w, h = placed.roi[2], placed.roi[3]
         bgra = cv2.merge([face, placed.mask])  # np.dstack is 5x slower

@@ -90,6 +90,7 @@ class FaceFrame(Frame):
     other_clip: str | None = None  # the clip other_index belongs to
     first: bool = False  # the first frame of an utterance: stages with temporal state start afresh
     plain: np.ndarray | None = None  # the face before the detail stage (the compositor's change weight judges it)
+    colour_matched: bool = False  # the compositor matched its colours already (before the detail stage)
 
 
 @dataclass(frozen=True, slots=True)

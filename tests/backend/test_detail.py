@@ -227,3 +227,27 @@ def test_the_callers_face_is_never_written():
         before = face.copy()
         out = stage.apply(face, 2)
         assert np.array_equal(face, before) and out is not face
+
+
+def test_the_compositor_matches_colours_at_the_network_size_before_the_stage():
+    """Once, on the network's own face (a tenth of the stage's pixels), so the band the stage adds -- the
+    footage's own, in its colours -- is not rescaled and the compositor does not match the big face again."""
+    from backend.compositor import Compositor
+    from backend.frames import FaceFrame
+
+    pkg = _package(6)
+    comp = Compositor(pkg)
+    comp.detail = DetailStage(pkg, "head", NATIVE, size=SIZE)
+    small = cv2.resize(_real(pkg, 2), (NATIVE, NATIVE), interpolation=cv2.INTER_AREA)
+    tinted = np.clip(small.astype(np.int16) + np.array([25, -15, 10], np.int16), 0, 255).astype(np.uint8)
+    seen, apply = [], comp.detail.apply
+    comp.detail.apply = lambda face, index: seen.append(face) or apply(face, index)
+    ff = comp._with_detail(FaceFrame(pts_ns=0, index=2, avatar_index=2, face=tinted))
+    assert ff.colour_matched and seen[0].shape[:2] == (NATIVE, NATIVE) and ff.face.shape[:2] == (SIZE, SIZE)
+
+    def off(face):
+        return np.abs(face.reshape(-1, 3).mean(0) - small.reshape(-1, 3).mean(0)).max()
+
+    assert off(seen[0]) < off(tinted) / 3, "the tint is gone before the stage sees the face"
+    out = comp.compose(FaceFrame(pts_ns=0, index=2, avatar_index=2, face=tinted))
+    assert out.shape == pkg.frame(2).shape
