@@ -234,7 +234,8 @@ def main() -> int:
                   f"{r['repeated']:>9d}{r['distinct']:>9.1f}{r['late']:>5d}{r['batch']:>6d}"
                   f"{(f'{net:.1f}' if net else '-'):>10}{(f'{ratio:.2f}' if ratio else '-'):>7}")
     print("fps = frames published per second (the clock); distinct = speech frames showing a new image per second "
-          "of speech (the rest repeat the previous one; audio is never dropped); late = of those, frames showing the frame before's image, which missed its own pts by < 40 ms; batch = serve's most common "
+          "of speech (the rest repeat the previous one; audio is never dropped); late = of those, frames "
+          "showing the frame before's image, which missed its own pts by < 40 ms; batch = serve's most common "
           "frames per network call; net alone = the network alone at that batch, loop stopped; ratio = "
           "distinct / min(25, net alone) (target >= 0.9); latency counts frames showing a new image only")
     for name, res in results.items():

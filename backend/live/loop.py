@@ -11,20 +11,19 @@ Why it is shaped like this (what frames show is decided by backend/engine.py; th
   engine has one, else an idle frame. Speech arriving now starts about one lead later. Within an utterance a
   full batch may start earlier (up to `max_lead_ms` ahead), so a renderer slower than 25 fps never waits.
 * **Parallel calls.** A network on a multi-core CPU (torch fp32, ONNX Runtime int8) runs as one
-  single-threaded call per core, each on
-  its own render worker, side by side (`Generator.parallel_calls`): a call with all threads waits at every
-  layer for the slowest of them, and in `serve` something always interrupts one (the publisher, the
-  compositing, OBS); independent calls only lose the time taken from them. Plans stay in order: the
-  composer composes each frame once its face is there.
+  single-threaded call per core, each on its own render worker, side by side (`Generator.parallel_calls`):
+  a call with all threads waits at every layer for the slowest of them, and in `serve` something always
+  interrupts one (the publisher, the compositing, OBS); independent calls only lose the time taken from
+  them. Plans stay in order: the composer composes each frame once its face is there.
 * **Batch within the latency budget.** Each speech call renders the batch with the best measured throughput
   whose wait for audio plus lead fits `batch_budget_ms` (backend/live/batching.py): batch 1 for wav2lip96
   on 2 CPU cores streamed (fp32 and int8), bigger for queued audio, a GPU or the mouth engine.
 * **Never stretch audio.** A frame not rendered by its pts is published with the previous image and its own
   audio block (a late frame is repeated); a face that missed its pts by less than a frame is shown at the
-  next pts instead of a repeat there (40 ms late beats the older image a repeat shows, and the call counts). A renderer slower than 25 fps renders the share of frames it can,
-  spread evenly over a batch planned that much wider, and the frames between repeat;
-  the worker never waits while speech is due, so the network runs back to back. A stalled stream gets idle
-  frames (a pause), never stretched audio.
+  next pts instead of a repeat there (40 ms late beats the older image a repeat shows, and the call counts).
+  A renderer slower than 25 fps renders the share of frames it can, spread evenly over a batch planned that
+  much wider, and the frames between repeat; the worker never waits while speech is due, so the network
+  runs back to back. A stalled stream gets idle frames (a pause), never stretched audio.
 * **Barge-in.** `flush()` empties the queue and the engine and re-plans every frame whose audio is not out
   yet as idle; published audio cannot be taken back, so up to `audio_lead` of old speech still plays.
 
