@@ -33,7 +33,7 @@ import numpy as np
 
 from backend.frames import FaceFrame, VideoFrame
 from backend.yuv import I420, FramePool, blend_region, decode_jpeg, even_roi, from_bgr
-from backend.placement import (FacePlacement, change_weight, colour_transform, frame_to_face_affine, lower_face_mask,
+from backend.placement import (FacePlacement, change_weight, colour_matched, frame_to_face_affine, lower_face_mask,
                                mouth_ring, roi_of_mask)
 from preprocess import landmarks as L
 from preprocess.geometry import apply_affine
@@ -163,9 +163,8 @@ class Compositor:
         if matched:  # at the network's own size, before the stage: ~10x fewer pixels than at the stage's size,
             # and the band the stage adds is the footage's own, in the footage's colours already
             size = face.shape[0]
-            table = colour_transform(face, self.original_face(ff.avatar_index, ff.crop, size),
-                                     self.placement(ff.avatar_index, ff.crop, size).ring)
-            face = face if table is None else cv2.LUT(face, table)
+            face, _ = colour_matched(face, self.original_face(ff.avatar_index, ff.crop, size),
+                                      self.placement(ff.avatar_index, ff.crop, size).ring)
         return replace(ff, face=self.detail.apply(face, ff.avatar_index), plain=self.detail.plain,
                        colour_matched=matched)
 
@@ -233,8 +232,7 @@ class Compositor:
             original = self.original_face(ff.avatar_index, ff.crop, size)
         table = None
         if self.colour and not ff.colour_matched:  # (matched before the detail stage unless an enhancer ran)
-            table = colour_transform(face, original, placed.ring)  # applied to the plain face too, below
-            face = face if table is None else cv2.LUT(face, table)
+            face, table = colour_matched(face, original, placed.ring)  # the table serves the plain face too
         w, h = placed.roi[2], placed.roi[3]
         bgra = cv2.merge([face, placed.mask])  # np.dstack is 5x slower
         warped = cv2.warpAffine(bgra, placed.roi_to_face, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,

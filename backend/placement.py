@@ -164,8 +164,7 @@ def colour_transform(generated: np.ndarray, original: np.ndarray, ring: np.ndarr
     """The per-channel gain and offset that give `generated` the mean/std of `original` in `ring`, as a
     (256, 1, 3) uint8 table for cv2.LUT (rounded, saturated; 1.5x cheaper than cv2.transform with a 3x4 matrix on a
     250 px face); None when there is nothing to match (a tiny ring, or a generator in the footage's colours).
-    Separate from `colour_match` so one measurement serves two faces (the compositor's, with and without
-    the detail stage)."""
+    A table rather than a matrix so one measurement can serve two faces (`colour_matched`)."""
     ring8 = ring.view(np.uint8) if ring.dtype == np.bool_ else ring.astype(np.uint8)
     total = cv2.countNonZero(ring8)
     if total < 8:
@@ -183,10 +182,17 @@ def colour_transform(generated: np.ndarray, original: np.ndarray, ring: np.ndarr
     return np.clip(np.rint(levels * gain + (mo - mg * gain)), 0, 255).astype(np.uint8).reshape(256, 1, 3)
 
 
-def colour_match(generated: np.ndarray, original: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """Shift/scale each BGR channel of `generated` so its mean/std in `ring` match `original`'s there."""
+def colour_matched(generated: np.ndarray, original: np.ndarray,
+                   ring: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """`generated` with each BGR channel shifted/scaled so its mean/std in `ring` match `original`'s there, and
+    the table that did it (None: nothing to match), which may serve another face of the same frame."""
     table = colour_transform(generated, original, ring)
-    return generated if table is None else cv2.LUT(generated, table)
+    return (generated if table is None else cv2.LUT(generated, table)), table
+
+
+def colour_match(generated: np.ndarray, original: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """`colour_matched` without the table."""
+    return colour_matched(generated, original, ring)[0]
 
 
 DETAIL_FADE = (3.0, 12.0)  # |generated - original| (grey levels, smoothed) over which the frame's detail fades out

@@ -74,7 +74,7 @@ class Wav2LipGenerator(Generator):
         precision: auto | fp32 | int8 | fp16, decided and validated on `package` (backend/generators/precision.py).
         parallel: the caller (serve) runs one single-threaded call per CPU thread side by side
         (`parallel_calls`); an int8 session is then opened single-threaded."""
-        from backend.cpu_streams import CpuStreams, default_stream_count
+        from backend.cpu_streams import CpuStreams, default_stream_count, thread_count
 
         self.model, self.info, self.device = load_generator_network(checkpoint, device)
         count = default_stream_count(self.device.type) if streams is None else max(1, int(streams))
@@ -92,9 +92,7 @@ class Wav2LipGenerator(Generator):
         # a call on all threads waits at every layer for the slowest one, and something always interrupts one.
         # ONNX Runtime's pool the same: int8, 2 EPYC cores, B1 22.6 fps as one 2-thread call, 33.4 as two
         # 1-thread calls (docs/benchmarks.md)
-        import torch
-
-        threads = torch.get_num_threads()
+        threads = thread_count()
         if parallel and self.device.type == "cpu" and self.streams is None and threads > 1:
             if self.precision == "int8":
                 self.model = self.model.with_threads(1)

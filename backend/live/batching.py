@@ -62,10 +62,6 @@ class BatchTimes:
         nearest = max(below) if below else min(above)
         return self._ns[nearest] * frames / nearest
 
-    def sizes(self) -> list[int]:
-        """The batch sizes measured so far."""
-        return sorted(self._ns)
-
     def set(self, frames: int, ns: float) -> None:
         """Make one size's estimate `ns` now (tests, a known cost)."""
         self._ns[max(1, int(frames))] = float(ns) / self.factor

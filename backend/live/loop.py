@@ -19,11 +19,11 @@ Why it is shaped like this (what frames show is decided by backend/engine.py; th
   whose wait for audio plus lead fits `batch_budget_ms` (backend/live/batching.py): batch 1 for wav2lip96
   on 2 CPU cores streamed (fp32 and int8), bigger for queued audio, a GPU or the mouth engine.
 * **Never stretch audio.** A frame not rendered by its pts is published with the previous image and its own
-  audio block (a late frame is repeated); a face that missed its pts by less than a frame is shown at the
-  next pts instead of a repeat there (40 ms late beats the older image a repeat shows, and the call counts).
-  A renderer slower than 25 fps renders the share of frames it can, spread evenly over a batch planned that
-  much wider, and the frames between repeat; the worker never waits while speech is due, so the network
-  runs back to back. A stalled stream gets idle frames (a pause), never stretched audio.
+  audio block, or with the frame before's image when that missed its own pts by less than a frame
+  (backend/live/shown.py). A renderer slower than 25 fps renders the share of frames it can, spread evenly
+  over a batch planned that much wider, and the frames between repeat; the worker never waits while speech
+  is due, so the network runs back to back. A stalled stream gets idle frames (a pause), never stretched
+  audio.
 * **Barge-in.** `flush()` empties the queue and the engine and re-plans every frame whose audio is not out
   yet as idle; published audio cannot be taken back, so up to `audio_lead` of old speech still plays.
 
@@ -36,7 +36,6 @@ import logging
 import threading
 from typing import Callable
 
-import numpy as np
 
 from backend.frames import SAMPLES_PER_FRAME, FramePlan
 from backend.live.batching import BatchChoice, BatchTimes, spread
@@ -44,6 +43,7 @@ from backend.live.clock import Clock
 from backend.live.composer import Composer
 from backend.live.feeder import QueueFeeder
 from backend.live.pacing import Pacer
+from backend.live.shown import ShownImages
 from backend.live.stats import LiveStats
 from backend.sources.queue import SpeechQueue
 
@@ -73,12 +73,10 @@ class LiveLoop:
         self.audio_lead_ns = int(audio_lead_ms * 1e6)
         self.min_lead_ns, self.max_lead_ns = int(min_lead_ms * 1e6), int(max_lead_ms * 1e6)
         self.stats = LiveStats()
+        self.shown = ShownImages(self.stats)  # what each published frame shows (backend/live/shown.py)
         self._lock = threading.Lock()
         self._planned: dict[int, FramePlan] = {}
         self._ka = self._kv = 0  # next audio block / video frame the publisher writes
-        self._last_image: np.ndarray | None = None
-        self._last_shown: tuple[int, bool] = (0, False)
-        self._late: FramePlan | None = None  # the last frame whose image missed its pts (shown next, if ready)
         self.pacer = Pacer(engine.warm_batch, min_lead_ns=self.min_lead_ns, max_lead_ns=self.max_lead_ns,
                            audio_lead_ns=self.audio_lead_ns, batch_budget_ns=int(batch_budget_ms * 1e6))
         self._busy_until = 0  # the worker's render in progress ends then (virtual time)
@@ -101,7 +99,7 @@ class LiveLoop:
 
             before = thread_count()
             threads = max(1, before // self.workers)
-            self.pacer.run_parallel(self.workers)
+            self.pacer.workers = self.workers
         ready = threading.Barrier(self.workers + 1)
         self._threads = [threading.Thread(target=self._guard(self._worker_thread), args=(threads, ready),
                                           name=f"s2l-render-{i}", daemon=True) for i in range(self.workers)]
@@ -370,27 +368,7 @@ class LiveLoop:
         now = self.clock.now()
         with self._lock:
             plan = self._planned.pop(k)  # its audio went out first, so it is planned
-        fresh = plan.image is not None and not plan.skip and plan.rendered_ns <= now
-        image = plan.image if fresh else None
-        plan.shown_index, plan.shown_generated = plan.avatar_index, fresh and plan.face is not None
-        late, shown = self._late, plan  # shown: whose image goes out (its latency is the one measured)
-        self._late = plan if plan.generate and not plan.skip and not fresh else None
-        if image is None and plan.generate and late is not None and late.image is not None \
-                and late.rendered_ns <= now:  # the frame before missed its pts by < 40 ms: show it now
-            image, shown = late.image, late
-            plan.shown_index, plan.shown_generated = late.avatar_index, late.face is not None
-            self.stats.late += 1
-        elif image is None:
-            if not plan.generate or self._last_image is None:
-                image = self.engine.footage(plan)
-                plan.shown_generated = False
-            else:  # not rendered in time: the previous image again, the audio goes on
-                image = self._last_image
-                plan.shown_index, plan.shown_generated = self._last_shown
-                plan.repeated = True
-                self.stats.repeated += 1
-        self._last_shown = (plan.shown_index, plan.shown_generated)
-        self._last_image = image
+        image, shown = self.shown.image_for(plan, now, self.engine.footage)
         for sink in self.sinks:
             sink(plan, image)
         self.stats.published += 1

@@ -34,11 +34,7 @@ class Pacer:
         self.queued_budget_ns = int(QUEUED_BUDGET_MS * 1e6)
         self.idle_ns = 5e6  # an idle frame's render time
         self.composer = None
-        self.workers = 1
-
-    def run_parallel(self, workers: int) -> None:
-        """`workers` calls side by side from now on (the warm-up timed one as a worker runs it)."""
-        self.workers = workers
+        self.workers = 1  # calls side by side (the warm-up timed one as a worker runs it)
 
     def lead_for(self, render_ns: float, frames: int = 1) -> int:
         """How long before its pts a call of this render time (and its frames' compositing) starts."""
