@@ -17,6 +17,8 @@ Why it looks like this:
   generated + (1 - changed) * (frame - original crop), both crops warped to the frame, where `changed` rises
   from 0 to 1 as |generated - original| grows (change_weight): unchanged pixels come back as the frame itself,
   changed ones as the generator drew them (issue 19).
+* A face the detail stage made larger than the network's (backend/detail/) is placed at the network's size
+  (`layer_size`): mask, change weight and original crop stay small, only its pixels are warped from its own size.
 * `compose_i420` does the same blend on I420 planes (backend/yuv.py) for mp4-only renders, so frames go from
   the avatar's JPEG (or its decoded-frame cache) to the encoder without a trip through BGR.
 
@@ -165,12 +167,14 @@ class Compositor:
             size = face.shape[0]
             face, _ = colour_matched(face, self.original_face(ff.avatar_index, ff.crop, size),
                                       self.placement(ff.avatar_index, ff.crop, size).ring)
-        return replace(ff, face=self.detail.apply(face, ff.avatar_index), plain=self.detail.plain,
-                       colour_matched=matched)
+        detailed = self.detail.apply(face, ff.avatar_index)
+        # the change weight judges the face before the stage, at the network's own size when its colours are
+        # matched already (the keep-detail layer is then built there too: _face_layer)
+        return replace(ff, face=detailed, plain=face if matched else self.detail.plain, colour_matched=matched)
 
     def _paste(self, out: np.ndarray, ff: FaceFrame) -> np.ndarray:
         """The generated face of `ff` blended into `out` (a frame of this compositor's package), in place."""
-        placed = self.placement(ff.avatar_index, ff.crop, ff.face.shape[0])
+        placed = self.placement(ff.avatar_index, ff.crop, layer_size(ff))
         x, y, w, h = placed.roi
         if w == 0:
             return out
@@ -202,7 +206,7 @@ class Compositor:
         return self._source(ff.clip)._paste_i420(base, ff)
 
     def _paste_i420(self, base: I420, ff: FaceFrame) -> I420:
-        placed = self.placement(ff.avatar_index, ff.crop, ff.face.shape[0])
+        placed = self.placement(ff.avatar_index, ff.crop, layer_size(ff))
         if placed.roi[2] == 0:
             return base
         x, y, w, h = placed.roi
@@ -222,9 +226,14 @@ class Compositor:
                     frame_region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The generated face warped into the placement's frame region: BGR pixels and blend weights
         (float32, mask × blend, 0 outside the mask). With `frame_region` (the frame's BGR pixels there) and
-        keep_detail, unchanged parts of the face carry the frame's own detail (module docstring)."""
+        keep_detail, unchanged parts of the face carry the frame's own detail (module docstring).
+
+        `placed` is at `layer_size(ff)`: the face's own size, or the network's when the detail stage made the
+        face larger. Then only the face's pixels are warped from its size; the mask, the change weight and the
+        original crop stay at the network's size (smooth weights and a crop of that resolution: warping them
+        from there is the same image, and the per-face work does not grow with the stage's size)."""
         face = np.ascontiguousarray(ff.face)
-        size = face.shape[0]
+        size = placed.size
         if self.enhancer is not None:
             face = self.enhancer(face)
         original = None
@@ -234,10 +243,16 @@ class Compositor:
         if self.colour and not ff.colour_matched:  # (matched before the detail stage unless an enhancer ran)
             face, table = colour_matched(face, original, placed.ring)  # the table serves the plain face too
         w, h = placed.roi[2], placed.roi[3]
-        bgra = cv2.merge([face, placed.mask])  # np.dstack is 5x slower
-        warped = cv2.warpAffine(bgra, placed.roi_to_face, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        generated = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)  # a SIMD copy; numpy's strided one is 100x slower
+        warp = dict(flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if face.shape[0] == size:
+            bgra = cv2.merge([face, placed.mask])  # np.dstack is 5x slower
+            warped = cv2.warpAffine(bgra, placed.roi_to_face, (w, h), **warp)
+            generated = cv2.cvtColor(warped, cv2.COLOR_BGRA2BGR)  # a SIMD copy; numpy's strided one is 100x slower
+            weight = cv2.extractChannel(warped, 3)
+        else:  # a face larger than the placement (the detail stage's): the same geometry, scaled
+            to_face = np.diag([face.shape[0] / size, face.shape[0] / size]) @ placed.roi_to_face
+            generated = cv2.warpAffine(face, to_face, (w, h), **warp)
+            weight = cv2.warpAffine(placed.mask, placed.roi_to_face, (w, h), **warp)
         if self.keep_detail and frame_region is not None:
             # what the generator changed is judged on its own face: the detail stage's band is a difference from
             # the upsampled original by design and would otherwise hide the frame's own, exact pixels
@@ -251,8 +266,13 @@ class Compositor:
             kept = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(back, 3)), cv2.COLOR_GRAY2BGR)  # 255 = unchanged
             detail = cv2.multiply(detail, kept, scale=1 / 255.0, dtype=cv2.CV_16S)  # rounds
             generated = cv2.add(generated, detail, dtype=cv2.CV_8U)  # saturates
-        alpha = np.multiply(cv2.extractChannel(warped, 3), np.float32(min(1.0, ff.blend) / 255.0), dtype=np.float32)
+        alpha = np.multiply(weight, np.float32(min(1.0, ff.blend) / 255.0), dtype=np.float32)
         return generated, alpha
+
+
+def layer_size(ff: FaceFrame) -> int:
+    """The face-space size the compositor places `ff` at: that of the face before the detail stage, if any."""
+    return (ff.plain if ff.plain is not None else ff.face).shape[0]
 
 
 def load_i420(path) -> I420:

@@ -248,6 +248,8 @@ class LiveLoop:
             self.feeder.pull(engine, self.want)
             speech = engine.speech_ready
             choice = self.batch()  # once per step: the lead and the plan use the same
+            if speech and self._in_speech:  # a smaller call rather than skipping frames a big one cannot reach
+                choice = self.pacer.fitting(choice, engine.pts(engine.next_k) - now, self.feeder.live)
             due = engine.pts(engine.next_k) - self._lead_ns(speech, choice)
             # within an utterance a full batch may start early (up to max_lead): a worker that waited for the
             # last moment would idle after every frame it had to skip

@@ -7,6 +7,7 @@ from measured render times (backend/live/batching.py):
   first frame, and never later than the audio lead + a wake-up margin (the frame's audio block goes out then);
 * **busy**: a frame is worth rendering only when it can be ready BUSY_MARGIN × the render time before its pts
   (else it repeats the previous image and the call would be wasted);
+* **fitting**: a call no larger than its first frame's time left allows (a smaller call, not skipped frames);
 * **wait**: on a live stream that batches, an utterance's first frame is planned that much further ahead, so
   the batch's other frames (arriving 40 ms apart) are there in time.
 """
@@ -49,6 +50,15 @@ class Pacer:
         return choose_batch(self.batch_times, max_batch, self.batch_budget_ns, self.lead_for,
                             parallel=self.workers, available=1 if live else available,
                             queued_budget_ns=self.queued_budget_ns)
+
+    def fitting(self, choice: BatchChoice, time_left_ns: int, live: bool) -> BatchChoice:
+        """`choice`, or the largest smaller call whose first frame can still be ready in time (`time_left_ns`
+        to its pts) when `choice`'s cannot. Why: at an utterance's end the rest of its audio is all there at
+        once and a queued-size batch becomes the best rate, but its first frame is already close: skipping
+        frames for a call size the next one could not reach repeated the last 1-4 frames of every utterance."""
+        while choice.rendered > 1 and self.busy(choice) > time_left_ns:
+            choice = self.batch(choice.rendered - 1, live, choice.rendered - 1)
+        return choice
 
     def lead(self, choice: BatchChoice | None, first: bool = False, live: bool = False) -> int:
         """How far ahead of its pts the next frame is planned: an idle one (choice None), a speech call, or an

@@ -251,3 +251,24 @@ def test_the_compositor_matches_colours_at_the_network_size_before_the_stage():
     assert off(seen[0]) < off(tinted) / 3, "the tint is gone before the stage sees the face"
     out = comp.compose(FaceFrame(pts_ns=0, index=2, avatar_index=2, face=tinted))
     assert out.shape == pkg.frame(2).shape
+
+
+def test_a_face_larger_than_its_placement_lands_where_the_network_size_face_does():
+    """With the stage the compositor places the face at the network's size (mask, change weight, original crop
+    stay small) and warps only the detailed face's pixels from the stage's size: the same geometry."""
+    from backend.compositor import Compositor
+    from backend.frames import FaceFrame
+
+    pkg = _package(6)
+    comp = Compositor(pkg)
+    small = cv2.resize(_real(pkg, 2), (NATIVE, NATIVE), interpolation=cv2.INTER_AREA)
+    small = np.clip(small.astype(np.int16) + 12, 0, 255).astype(np.uint8)  # a change the layer must show
+    big = cv2.resize(small, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC)
+    scaled = comp.compose(FaceFrame(pts_ns=0, index=2, avatar_index=2, face=big, plain=small, colour_matched=True))
+    assert {key[2] for key in comp._cache} == {NATIVE}, "every placement at the network's size"
+    # the same face placed at its own size (mask and change weight at SIZE): the same picture
+    placed = Compositor(pkg).compose(FaceFrame(pts_ns=0, index=2, avatar_index=2, face=big, colour_matched=True))
+    changed = np.any(placed != pkg.frame(2), axis=2)
+    assert changed.sum() > 100
+    err = placed[changed].astype(np.float64) - scaled[changed]
+    assert 10 * np.log10(255.0 ** 2 / max(1e-9, float(np.mean(err ** 2)))) > 35.0

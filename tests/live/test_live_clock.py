@@ -254,3 +254,34 @@ def test_lead_and_arguments(pkg):
     assert lead._lead_ns(False) >= 100e6 + lead.min_lead_ns, "frames are planned before their audio is due"
     with pytest.raises(ValueError):
         _loop(pkg, audio_lead_ms=-1)
+
+
+def test_the_end_of_a_live_stream_is_rendered_not_repeated(pkg):
+    """When a stream ends, the rest of its audio is there at once and a batch of queued size has the best rate,
+    but the first of those frames is already close to its pts: the call shrinks (Pacer.fitting) instead of
+    skipping frames for a call size it could not reach (it repeated the last frames of every utterance)."""
+    def per_call(b):  # one frame a call live (a batch of 4 cheaper per frame, but its wait for audio is too long)
+        return {1: 36e6, 2: 72e6, 3: 108e6, 4: 120e6}[b]
+
+    loop, q, rec = _loop(pkg, cost=lambda plans: int(per_call(max(1, sum(p.generate and not p.skip for p in plans)))))
+    for b in range(1, 5):
+        loop.batch_times.set(b, per_call(b))
+    clip = _speech(1.6, seed=6)
+    u = q.open("pcm")
+    chunk = SAMPLES_PER_FRAME // 2  # 20 ms
+    start = loop.clock.now()
+
+    def arrive(loop_):  # 20 ms chunks every 21 ms (a stream a little slower than real time, so its last frames
+        sent = arrive.sent  # are ready closer to their pts than a call of 4 needs); it ends with its last chunk
+        while sent < clip.size and loop_.clock.now() >= start + (sent // chunk) * 21_000_000:
+            u.append(clip[sent:sent + chunk])
+            sent += chunk
+            if sent >= clip.size:
+                u.end()
+        arrive.sent = sent
+    arrive.sent = 0
+    loop.run_virtual(80, arrive)
+    speech = [p for p, _i, _t in rec.video if p.speech]
+    assert len(speech) >= clip.size // SAMPLES_PER_FRAME
+    assert loop.stats.repeated == 0 and not any(p.repeated for p in speech), \
+        [p.k for p in speech if p.repeated]
