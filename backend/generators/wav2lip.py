@@ -94,10 +94,10 @@ class Wav2LipGenerator(Generator):
         # ONNX Runtime's pool the same: int8, 2 EPYC cores, B1 22.6 fps as one 2-thread call, 33.4 as two
         # 1-thread calls (docs/benchmarks.md)
         threads = thread_count()
-        self.runtime = "torch"
+        self.runtime = "onnxruntime" if self.precision == "int8" else "torch"  # what runs the network
         if parallel and self.device.type == "cpu" and self.streams is None and threads > 1:
             if self.precision == "int8":
-                self.model, self.runtime = self.model.with_threads(1), "onnxruntime"
+                self.model = self.model.with_threads(1)
             elif self.precision == "fp32":  # the same fp32 network ~20 % faster (backend/generators/onnx_fp32.py)
                 from backend.generators.onnx_fp32 import fp32_session
 
