@@ -146,7 +146,10 @@ def test_kill9_backend_is_restarted_while_obs_keeps_rendering(obs):
                        what="a new backend")
     restart_s = time.monotonic() - t0
     obs.wait_status(obs.name, "running", timeout=10)
-    c1 = decode_counter(obs.screenshot(obs.name))
+    # the first screenshot may still show the killed backend's last frame (the new one counts from 0 again)
+    first = decode_counter(obs.screenshot(obs.name))
+    c1 = obs.wait_for(lambda: (c := decode_counter(obs.screenshot(obs.name))) != first and c, 3, interval=0.05,
+                      what="a frame from the new backend")
     time.sleep(0.5)
     c2 = decode_counter(obs.screenshot(obs.name))
     assert c2 > c1, "frames from the new backend"
