@@ -236,11 +236,12 @@ class Compositor:
         size = placed.size
         if self.enhancer is not None:
             face = self.enhancer(face)
+        match = self.colour and not ff.colour_matched  # (matched before the detail stage unless an enhancer ran)
         original = None
-        if self.colour or (self.keep_detail and frame_region is not None):
+        if match or (self.keep_detail and frame_region is not None):
             original = self.original_face(ff.avatar_index, ff.crop, size)
         table = None
-        if self.colour and not ff.colour_matched:  # (matched before the detail stage unless an enhancer ran)
+        if match:
             face, table = colour_matched(face, original, placed.ring)  # the table serves the plain face too
         w, h = placed.roi[2], placed.roi[3]
         warp = dict(flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)

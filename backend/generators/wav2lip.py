@@ -101,8 +101,8 @@ class Wav2LipGenerator(Generator):
             elif self.precision == "fp32":  # the same fp32 network ~20 % faster (backend/generators/onnx_fp32.py)
                 from backend.generators.onnx_fp32 import fp32_session
 
-                session = fp32_session(self.model, self._forward_with, checkpoint=checkpoint, package=package,
-                                       crop=self.crop, size=self.face_size)
+                session = fp32_session(self.model, self._forward_with, package=package, crop=self.crop,
+                                       size=self.face_size)
                 if session is not None:
                     self.model, self.runtime = session, "onnxruntime"
             self.parallel_calls = min(4, threads)

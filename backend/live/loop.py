@@ -10,7 +10,7 @@ Why it is shaped like this (what frames show is decided by backend/engine.py; th
   (the measured render time, or the audio lead plus a margin, whichever is longer): a speech batch when the
   engine has one, else an idle frame. Speech arriving now starts about one lead later. Within an utterance a
   full batch may start earlier (up to `max_lead_ms` ahead), so a renderer slower than 25 fps never waits.
-* **Parallel calls.** A network on a multi-core CPU (torch fp32, ONNX Runtime int8) runs as one
+* **Parallel calls.** A network on a multi-core CPU (fp32 and int8, ONNX Runtime sessions) runs as one
   single-threaded call per core, each on its own render worker, side by side (`Generator.parallel_calls`):
   a call with all threads waits at every layer for the slowest of them, and in `serve` something always
   interrupts one (the publisher, the compositing, OBS); independent calls only lose the time taken from

@@ -1,5 +1,5 @@
 """fp32 through ONNX Runtime for serve's single-threaded CPU calls (backend/generators/onnx_fp32.py): exported
-once and cached, used only when it draws torch's faces (within a grey level), torch otherwise and remembered."""
+at start into memory, used only when it draws torch's faces (within a grey level), torch otherwise."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,36 +12,29 @@ pytest.importorskip("onnxruntime")
 from tests.backend.test_precision import TinyGenerator, avatar, network_forward  # noqa: E402,F401 - fixture
 
 
-def _session(model, avatar, tmp_path, forward=network_forward):
+def _session(model, avatar, forward=network_forward):
     from backend.generators.onnx_fp32 import fp32_session
 
-    checkpoint = tmp_path / "ckpt.pth"
-    if not checkpoint.exists():
-        torch.save(model.state_dict(), checkpoint)  # only hashed here
-    return fp32_session(model, forward, checkpoint=checkpoint, package=avatar, crop="head", size=96)
+    return fp32_session(model, forward, package=avatar, crop="head", size=96)
 
 
-def test_the_session_draws_torchs_faces_and_is_exported_once(avatar, tmp_path, monkeypatch):
+def test_the_session_draws_torchs_faces_and_leaves_no_file_behind(avatar):
     from backend.generators import onnx_fp32
-    from backend.generators.precision import OnnxNetwork, avatar_samples, cache_folder
+    from backend.generators.precision import OnnxNetwork, avatar_samples
 
     model = TinyGenerator().eval()
-    network = _session(model, avatar, tmp_path)
+    network = _session(model, avatar)
     assert isinstance(network, OnnxNetwork)
     assert network.runner.session.get_session_options().intra_op_num_threads == 1
-    path = cache_folder(avatar, tmp_path / "ckpt.pth", "head") / "fp32.onnx"
-    assert network.path == path and path.is_file()
+    assert not network.path.exists(), "the session is in memory; the export was temporary"
+    assert not (avatar.root / ".cache" / "precision").exists(), "nothing cached next to the avatar"
     faces, mels = avatar_samples(avatar, "head", 96, 6)
     apart = np.abs(network_forward(model, faces, mels).astype(np.int16) - network_forward(network, faces, mels))
     assert apart.max() <= onnx_fp32.MAX_LEVELS
-    monkeypatch.setattr("models.onnx_int8.export_generator_onnx",
-                        lambda *a, **k: pytest.fail("exported again instead of loading the cached session"))
-    assert isinstance(_session(model, avatar, tmp_path), OnnxNetwork)
 
 
-def test_a_session_that_differs_from_torch_is_refused_and_remembered(avatar, tmp_path, monkeypatch, caplog):
+def test_a_session_that_differs_from_torch_is_refused(avatar, caplog):
     from backend.generators import onnx_fp32
-    from backend.generators.precision import cache_folder
 
     model = TinyGenerator().eval()
 
@@ -50,28 +43,21 @@ def test_a_session_that_differs_from_torch_is_refused_and_remembered(avatar, tmp
         return out if network is model else np.clip(out.astype(np.int16) + 3, 0, 255).astype(np.uint8)
 
     with caplog.at_level("WARNING", logger=onnx_fp32.log.name):
-        assert _session(model, avatar, tmp_path, drifting) is None
+        assert _session(model, avatar, drifting) is None
     assert any("3 grey levels" in r.message for r in caplog.records)
-    folder = cache_folder(avatar, tmp_path / "ckpt.pth", "head")
-    assert (folder / onnx_fp32.REFUSED).is_file() and not (folder / "fp32.onnx").exists()
-    monkeypatch.setattr("models.onnx_int8.export_generator_onnx",
-                        lambda *a, **k: pytest.fail("a refused session is not exported at every start"))
-    assert _session(model, avatar, tmp_path) is None
 
 
-def test_a_failing_export_or_nothing_to_check_on_means_torch(avatar, tmp_path, monkeypatch, caplog):
+def test_a_failing_export_or_nothing_to_check_on_means_torch(avatar, monkeypatch, caplog):
     from backend.generators.onnx_fp32 import fp32_session
 
     model = TinyGenerator().eval()
-    assert fp32_session(model, network_forward, checkpoint=None, package=avatar, crop="head", size=96) is None
-    assert fp32_session(model, network_forward, checkpoint=tmp_path / "x.pth", package=None, crop="head",
-                        size=96) is None
+    assert fp32_session(model, network_forward, package=None, crop="head", size=96) is None
 
     def broken(*_a, **_k):
         raise RuntimeError("exporter crashed")
     monkeypatch.setattr("models.onnx_int8.export_generator_onnx", broken)
     with caplog.at_level("WARNING"):
-        assert _session(model, avatar, tmp_path) is None
+        assert _session(model, avatar) is None
     assert any("exporter crashed" in r.message and "running torch" in r.message for r in caplog.records)
 
 
