@@ -14,6 +14,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("S2L_SHARED_DIR", REPO.parent / "shared"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory):
+    """The user cache folder (exported fp32 ONNX networks, backend/generators/onnx_fp32.py) of this test
+    session, shared by every test and every backend it starts: never the developer's ~/.cache."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():

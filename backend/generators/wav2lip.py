@@ -102,7 +102,7 @@ class Wav2LipGenerator(Generator):
                 from backend.generators.onnx_fp32 import fp32_session
 
                 session = fp32_session(self.model, self._forward_with, package=package, crop=self.crop,
-                                       size=self.face_size)
+                                       size=self.face_size, checkpoint=checkpoint)
                 if session is not None:
                     self.model, self.runtime = session, "onnxruntime"
             self.parallel_calls = min(4, threads)

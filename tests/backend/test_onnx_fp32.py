@@ -1,5 +1,6 @@
 """fp32 through ONNX Runtime for serve's single-threaded CPU calls (backend/generators/onnx_fp32.py): exported
-at start into memory, used only when it draws torch's faces (within a grey level), torch otherwise."""
+once per checkpoint into the user's cache folder (or a temporary one), checked at every start, used only when it
+draws torch's faces (within a grey level), torch otherwise."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,10 +13,10 @@ pytest.importorskip("onnxruntime")
 from tests.backend.test_precision import TinyGenerator, avatar, network_forward  # noqa: E402,F401 - fixture
 
 
-def _session(model, avatar, forward=network_forward):
+def _session(model, avatar, forward=network_forward, checkpoint=None):
     from backend.generators.onnx_fp32 import fp32_session
 
-    return fp32_session(model, forward, package=avatar, crop="head", size=96)
+    return fp32_session(model, forward, package=avatar, crop="head", size=96, checkpoint=checkpoint)
 
 
 def test_the_session_draws_torchs_faces_and_leaves_no_file_behind(avatar):
@@ -26,7 +27,7 @@ def test_the_session_draws_torchs_faces_and_leaves_no_file_behind(avatar):
     network = _session(model, avatar)
     assert isinstance(network, OnnxNetwork)
     assert network.runner.session.get_session_options().intra_op_num_threads == 1
-    assert not network.path.exists(), "the session is in memory; the export was temporary"
+    assert not network.path.exists(), "no checkpoint to key a cache on: the export was temporary"
     assert not (avatar.root / ".cache" / "precision").exists(), "nothing cached next to the avatar"
     faces, mels = avatar_samples(avatar, "head", 96, 6)
     apart = np.abs(network_forward(model, faces, mels).astype(np.int16) - network_forward(network, faces, mels))
@@ -59,6 +60,45 @@ def test_a_failing_export_or_nothing_to_check_on_means_torch(avatar, monkeypatch
     with caplog.at_level("WARNING"):
         assert _session(model, avatar) is None
     assert any("exporter crashed" in r.message and "running torch" in r.message for r in caplog.records)
+
+
+def test_an_export_is_cached_per_checkpoint_reused_repaired_and_pruned(avatar, tmp_path, monkeypatch):
+    from backend.generators import onnx_fp32
+    from backend.generators.precision import OnnxNetwork
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    model = TinyGenerator().eval()
+    checkpoints = []
+    for i in range(3):
+        checkpoints.append(tmp_path / f"w{i}.pth")
+        checkpoints[-1].write_bytes(b"weights %d" % i)  # the key is the file's content (and torch's version)
+    first = _session(model, avatar, checkpoint=checkpoints[0])
+    cached = sorted(onnx_fp32.cache_folder().iterdir())
+    assert [p.suffix for p in cached] == [".onnx"] and first.path == cached[0], "one file, no temporary left"
+
+    def broken(*_a, **_k):
+        raise RuntimeError("exported again")
+    with monkeypatch.context() as m:  # a second start loads the file: no export
+        m.setattr("models.onnx_int8.export_generator_onnx", broken)
+        assert _session(model, avatar, checkpoint=checkpoints[0]).path == cached[0]
+
+    cached[0].write_bytes(b"half a file")  # damaged (a full disk, a killed copy): exported again, then used
+    repaired = _session(model, avatar, checkpoint=checkpoints[0])
+    assert isinstance(repaired, OnnxNetwork) and repaired.path == cached[0] and cached[0].stat().st_size > 1000
+
+    _session(model, avatar, checkpoint=checkpoints[1])
+    _session(model, avatar, checkpoint=checkpoints[2])
+    kept = sorted(onnx_fp32.cache_folder().glob("*.onnx"))
+    assert len(kept) == onnx_fp32.CACHE_KEEP and cached[0] not in kept, "the least recently used one goes"
+
+
+def test_an_unwritable_cache_means_a_temporary_export(avatar, tmp_path, monkeypatch):
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-folder"))
+    checkpoint = tmp_path / "w.pth"
+    checkpoint.write_bytes(b"weights")
+    network = _session(TinyGenerator().eval(), avatar, checkpoint=checkpoint)
+    assert network is not None and not network.path.exists()
 
 
 @pytest.mark.slow

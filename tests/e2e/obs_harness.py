@@ -263,17 +263,41 @@ class ObsSession:
             print(self.crash_report())
         return self.obs.returncode
 
+    def exited_cleanly(self, code: int | None) -> bool:
+        """Whether OBS's exit (code from `stop_obs`) shows our plugin shutting down completely.
+
+        0 is clean. One crash is tolerated, loudly: a SIGSEGV in OBS's UI thread while Qt delivers a posted
+        event *after* our script had unloaded (its last log line) and OBS had cleared its scene data: seen once
+        in CI (2026-12-03), four frames above Qt's sendPostedEvents -- too shallow for one of our ctypes
+        callbacks -- and never in local runs (docs/obs.md, "Known problems"). Our part (no backend and no
+        segment left) is still asserted by the callers."""
+        if code == 0:
+            return True
+        log = self.log_text()
+        unloaded = log.rfind("[stream-wav2lip] unloaded: backends stopped, segments freed")
+        if code == -signal.SIGSEGV and unloaded >= 0 and log.find("All scene data cleared", unloaded) > 0:
+            import warnings
+
+            warnings.warn("OBS crashed at exit after our plugin had unloaded and its scene data was cleared "
+                          "(the crash report is printed above)")
+            return True
+        return False
+
     def crash_report(self) -> str:
         """What is known about a crashed OBS: the ends of its log and stdout, and a backtrace of every
         thread from its core file when gdb is present (so that a crash seen once in CI can be diagnosed)."""
         parts = [f"OBS exited with {self.obs.returncode if self.obs else None}",
-                 "--- OBS log (end) ---", self.log_text()[-4000:]]
+                 "--- OBS log (end) ---", self.log_text()[-2500:]]
         out = self.tmp / "obs-stdout.txt"
-        if out.exists():
-            parts += ["--- OBS stdout (end) ---", out.read_text(errors="replace")[-3000:]]
+        if out.exists():  # what OBS printed outside its log (e.g. ffmpeg, Qt warnings)
+            lines = [ln for ln in out.read_text(errors="replace").splitlines()
+                     if not ln.startswith(("info:", "warning:", "debug:", "\t"))]
+            parts += ["--- OBS stdout, lines not in its log (end) ---", "\n".join(lines[-15:])]
         cores = sorted(self.tmp.glob("core*"), key=lambda p: p.stat().st_mtime)
         if cores:
-            parts += ["--- backtrace (core) ---", _gdb([OBS_BIN, str(cores[-1])])]
+            # last, so that a CI log that keeps only its tail still shows the crashing thread
+            parts += ["--- backtrace (core): the crashing thread, then one line per thread ---",
+                      _gdb([OBS_BIN, str(cores[-1])], crashed=True)]
             for core in cores:
                 core.unlink(missing_ok=True)
         else:
@@ -317,12 +341,15 @@ class ObsSession:
         self.close()
 
 
-def _gdb(target: list[str]) -> str:
-    """Every thread's backtrace of a live OBS (["-p", pid]) or of a core file ([binary, core])."""
+def _gdb(target: list[str], crashed: bool = False) -> str:
+    """Every thread's backtrace of a live OBS (["-p", pid]); for a core file ([binary, core],
+    `crashed`), the backtrace of the thread that received the signal (gdb's current thread in a core)
+    and then one line per thread, short enough to survive a CI log's truncation."""
     if not shutil.which("gdb"):
         return "(gdb is not installed: no backtrace)"
+    commands = ["-ex", "bt 40", "-ex", "info threads"] if crashed else ["-ex", "thread apply all bt 30"]
     try:
-        out = subprocess.run(["gdb", "-batch", "-nx", "-ex", "thread apply all bt 30", *target],
+        out = subprocess.run(["gdb", "-batch", "-nx", *commands, *target],
                              capture_output=True, text=True, timeout=120).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"(gdb failed: {exc})"

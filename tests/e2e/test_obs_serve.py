@@ -169,6 +169,7 @@ def _cmdline(pid: int) -> list[str]:
 
 def test_obs_exit_stops_real_backend(obs):
     assert obs.backend_pid()
-    assert obs.stop_obs() == 0
+    code = obs.stop_obs()
+    assert obs.exited_cleanly(code), f"OBS exited with {code}"
     assert obs.backend_pids(obs.session) == []
     assert obs.segments(obs.session) == []
