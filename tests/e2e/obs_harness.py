@@ -267,10 +267,10 @@ class ObsSession:
         """Whether OBS's exit (code from `stop_obs`) shows our plugin shutting down completely.
 
         0 is clean. One crash is tolerated, loudly: a SIGSEGV in OBS's UI thread while Qt delivers a posted
-        event *after* our script had unloaded (its last log line) and OBS had cleared its scene data: seen once
-        in CI (2026-12-03), four frames above Qt's sendPostedEvents -- too shallow for one of our ctypes
-        callbacks -- and never in local runs (docs/obs.md, "Known problems"). Our part (no backend and no
-        segment left) is still asserted by the callers."""
+        event, or in obs-websocket's accept, *after* our script had unloaded (its last log line) and OBS had
+        cleared its scene data: about 1 exit in 10 with our source in the scene, none of our code on the stack
+        (docs/obs.md, "Known problem"). Our part (no backend and no segment left) is still asserted by the
+        callers."""
         if code == 0:
             return True
         log = self.log_text()
