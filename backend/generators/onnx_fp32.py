@@ -19,6 +19,7 @@ mismatch -- keeps torch, with one log line.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -93,10 +94,12 @@ def _open(model, checkpoint, *, fresh: bool):
             if path.exists() and not fresh:
                 try:
                     network = OnnxNetwork(path, threads=1)
-                    os.utime(path)  # most recently used
-                    return network, True
                 except Exception:  # noqa: BLE001 - damaged (e.g. a full disk): export again
                     path.unlink(missing_ok=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.utime(path)  # most recently used
+                    return network, True
             path.parent.mkdir(parents=True, exist_ok=True)
             log.info("exporting the network for ONNX Runtime (once per checkpoint, kept in %s)", path.parent)
             export_generator_onnx(model, path)  # temporary name, then rename
@@ -125,9 +128,12 @@ def _prune(folder: Path) -> None:
             mtime = p.stat().st_mtime
         except OSError:
             continue
-        if p.suffix == ".onnx" and not p.name.startswith("."):
+        if p.name.startswith(".tmp-"):  # stream_wav2lip.atomic's temporary name
+            if now - mtime > 3600:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+        elif p.suffix == ".onnx":
             entries.append((mtime, p))
-        elif now - mtime > 3600:
-            p.unlink(missing_ok=True)
     for _, p in sorted(entries, reverse=True)[CACHE_KEEP:]:
-        p.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. open in another serve on Windows: pruned next time
+            p.unlink()
