@@ -168,9 +168,11 @@ class Compositor:
             face, _ = colour_matched(face, self.original_face(ff.avatar_index, ff.crop, size),
                                       self.placement(ff.avatar_index, ff.crop, size).ring)
         detailed = self.detail.apply(face, ff.avatar_index)
-        # the change weight judges the face before the stage, at the network's own size when its colours are
-        # matched already (the keep-detail layer is then built there too: _face_layer)
-        return replace(ff, face=detailed, plain=face if matched else self.detail.plain, colour_matched=matched)
+        # the change weight judges the face before the stage, at the network's own size (the layer is placed
+        # there: layer_size); only a colour match still to come after an enhancer needs the face and its plain
+        # twin at the stage's size, where _face_layer matches the enhanced face
+        late_match = self.colour and not matched
+        return replace(ff, face=detailed, plain=self.detail.plain if late_match else face, colour_matched=matched)
 
     def _paste(self, out: np.ndarray, ff: FaceFrame) -> np.ndarray:
         """The generated face of `ff` blended into `out` (a frame of this compositor's package), in place."""

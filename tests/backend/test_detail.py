@@ -272,3 +272,20 @@ def test_a_face_larger_than_its_placement_lands_where_the_network_size_face_does
     assert changed.sum() > 100
     err = placed[changed].astype(np.float64) - scaled[changed]
     assert 10 * np.log10(255.0 ** 2 / max(1e-9, float(np.mean(err ** 2)))) > 35.0
+
+
+def test_without_colour_matching_the_detailed_face_is_still_placed_at_the_network_size():
+    """The small layer (layer_size) does not depend on the colour match: only a match still to come after an
+    enhancer needs the stage-size layer."""
+    from backend.compositor import Compositor
+    from backend.frames import FaceFrame
+
+    pkg = _package(6)
+    comp = Compositor(pkg, colour=False)
+    comp.detail = DetailStage(pkg, "head", NATIVE, size=SIZE)
+    small = cv2.resize(_real(pkg, 2), (NATIVE, NATIVE), interpolation=cv2.INTER_AREA)
+    ff = comp._with_detail(FaceFrame(pts_ns=0, index=2, avatar_index=2, face=small))
+    assert ff.face.shape[:2] == (SIZE, SIZE) and ff.plain.shape[:2] == (NATIVE, NATIVE)
+    out = comp.compose(FaceFrame(pts_ns=0, index=2, avatar_index=2, face=small))
+    assert out.shape == pkg.frame(2).shape
+    assert {key[2] for key in comp._cache} == {NATIVE}, "every placement at the network's size"

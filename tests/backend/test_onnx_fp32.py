@@ -117,3 +117,23 @@ def test_serve_runs_wav2lip96_fp32_through_the_session(avatar, tmp_path):
     faces = np.stack([avatar.face(i) for i in range(4)])
     mels = np.zeros((4, 80, 16), np.float32) - 2
     assert np.abs(live.forward(faces, mels).astype(np.int16) - plain.forward(faces, mels)).max() <= 1
+
+
+def test_a_checkpoint_is_hashed_once_per_process_until_it_changes(tmp_path, monkeypatch):
+    """int8's cache and the fp32 export are both keyed by the checkpoint's hash: read once, re-read when the
+    file changes."""
+    import os
+
+    from backend.generators import precision_data
+
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"first")
+    first = precision_data.file_sha256(path)
+    reads = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda *a, **k: reads.append(a[0]) or real_open(*a, **k))
+    assert precision_data.file_sha256(path) == first and not reads, "the second call reads nothing"
+    monkeypatch.undo()
+    path.write_bytes(b"second, longer")
+    os.utime(path, ns=(1, 1))
+    assert precision_data.file_sha256(path) != first
