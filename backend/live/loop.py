@@ -68,6 +68,7 @@ class LiveLoop:
         self.queue = queue
         self.clock = clock or Clock()
         self.feeder = QueueFeeder(queue, now=self.clock.now)
+        self._spans: list[tuple[int, object]] = []  # (first frame, engine) of every adopted engine still in use
         self.engine = self._adopt(engine, 0)
         self.sinks, self.audio_sinks = list(sinks), list(audio_sinks)
         self.audio_lead_ns = int(audio_lead_ms * 1e6)
@@ -166,7 +167,17 @@ class LiveLoop:
     def _adopt(self, engine, k: int):
         engine.t0_ns = self.clock.t0
         engine.first_k = engine.next_k = int(k)
+        self._spans.append((int(k), engine))
         return engine
+
+    def _planner_of(self, k: int):
+        """The engine that planned frame k (under the lock). After an avatar switch, frames planned before it
+        are still published (their audio is out): their footage must come from the old avatar's package, whose
+        frame indices they carry (the new one's would be another picture, or past its last frame). Spans of
+        engines no frame will be published from again are dropped here."""
+        while len(self._spans) > 1 and self._spans[1][0] <= k:
+            self._spans.pop(0)
+        return self._spans[0][1]
 
     def _drop_planned(self) -> None:
         first = self._ka  # frames whose audio is out play as planned
@@ -370,7 +381,8 @@ class LiveLoop:
         now = self.clock.now()
         with self._lock:
             plan = self._planned.pop(k)  # its audio went out first, so it is planned
-        image, shown = self.shown.image_for(plan, now, self.engine.footage)
+            engine = self._planner_of(k)
+        image, shown = self.shown.image_for(plan, now, engine.footage)
         for sink in self.sinks:
             sink(plan, image)
         self.stats.published += 1

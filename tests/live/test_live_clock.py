@@ -285,3 +285,27 @@ def test_the_end_of_a_live_stream_is_rendered_not_repeated(pkg):
     assert len(speech) >= clip.size // SAMPLES_PER_FRAME
     assert loop.stats.repeated == 0 and not any(p.repeated for p in speech), \
         [p.k for p in speech if p.repeated]
+
+
+def test_frames_planned_before_an_avatar_switch_show_the_old_avatar(pkg, tmp_path):
+    """Frames whose audio is out when the avatar switches still go out as planned: their footage comes from the
+    old package (whose frame indices they carry), not from the new one, which may have fewer frames (the clock
+    thread crashed on a missing frame file and the backend restarted: seen in the OBS switch test)."""
+    from preprocess.package import AvatarPackage
+    from preprocess.synthetic import write_synthetic_package
+
+    big = AvatarPackage.open(write_synthetic_package(tmp_path / "big", frames=60))
+    loop, _q, rec = _loop(big, audio_lead_ms=200.0)
+    switched = []
+
+    def switch(loop_):
+        if not switched and loop_.clock.now() >= loop_.clock.pts(40):
+            switched.append(max(loop_._planned))  # frames up to here were planned with the big avatar
+            loop_.switch_avatar(Engine(pkg, NullGenerator(pkg.face_size)))
+    loop.run_virtual(70, switch)
+    assert loop.error is None and switched
+    old = [(p, image) for p, image, _t in rec.video if p.k <= switched[0]]
+    assert any(p.avatar_index >= pkg.frame_count for p, _i in old), "old frames past the new avatar's last one"
+    for p, image in old:
+        assert np.array_equal(image, big.frame(p.avatar_index)), p.k
+    assert rec.video[-1][1].shape == pkg.frame(0).shape, "then the new avatar"
