@@ -16,7 +16,8 @@ before each frame's pts. Both get the same frames for the same input and start s
 
 Driving it: `push()` speech frames in; `plan()` returns the next speech batch (or [] when none may go yet),
 `plan_idle()` one idle frame; `render(plans)` (generate + compose, BGR) or `generate(plans)` + `pair(plan)`
-(compose later on another thread, render's mp4 path). Output frame k has pts = t0 + k · 40 ms and carries
+(compose later on another thread, render's mp4 path); `serve` composes I420 frames from the avatar's
+decoded-frame cache instead of BGR (`show_i420`: the same picture, no JPEG decoded while live). Output frame k has pts = t0 + k · 40 ms and carries
 the 640 samples planned for it, so audio and video cannot drift. Plans must be taken and rendered in order
 from one thread; `push`/`flush` may come from the same thread only (serve holds a lock around both).
 """
@@ -37,6 +38,7 @@ from backend.action_walk import with_actions
 from backend.idle_walk import make_walk
 from backend.planner import Planner, SpeechItem
 from backend.schedule import LOOP_MODES
+from backend.yuv import I420, FramePool
 
 SILENCE = np.zeros(SAMPLES_PER_FRAME, np.float32)
 SILENCE.setflags(write=False)
@@ -89,6 +91,7 @@ class Engine:
         self._reset_due = True  # the generator is reset before the next generated frame
         self.warm_batch: list[tuple[int, int]] = []  # (ns, frames): the generator alone, measured by warm_up()
         self.stats = {name: StageStats() for name in ("features", "generate", "compositor")}
+        self.i420 = False  # compose/footage return I420 frames (show_i420)
 
     # ------------------------------------------------------------------ input
     def push(self, frame: Frame) -> None:
@@ -204,18 +207,34 @@ class Engine:
                          other_weight=plan.other_weight, clip=plan.clip, other_clip=plan.other_clip,
                          first=plan.first)
 
-    def compose(self, plan: FramePlan) -> np.ndarray:
-        """The finished BGR frame (a read-only view of the footage when nothing is blended)."""
+    def show_i420(self, frame_cache) -> bool:
+        """Compose and show frames as I420 from the package's decoded-frame cache (`serve`; backend/yuv.py):
+        `compose` and `footage` then return `I420` frames (packed: one conversion into OBS's ring). Only where
+        nothing is laid behind the person (a backdrop works on BGR pixels). True when switched."""
+        comp = self.compositor
+        if frame_cache is None or comp.backdrop is not None:
+            return False
+        comp.frame_cache, comp.frame_pool = frame_cache, FramePool(packed=True)
+        self.i420 = True
+        return True
+
+    def compose(self, plan: FramePlan) -> np.ndarray | I420:
+        """The finished frame: BGR (a read-only view of the footage when nothing is blended), or I420 after
+        `show_i420`."""
         t = time.perf_counter_ns()
-        image = self.compositor.compose(self.face_frame(plan))
+        image = self._draw(self.face_frame(plan))
         self._count("compositor", t, 1)
         return image
 
-    def footage(self, plan: FramePlan) -> np.ndarray:
+    def footage(self, plan: FramePlan) -> np.ndarray | I420:
         """The frame as it looks without a generated mouth (serve's stand-in for a frame it could not render):
         the walk's footage, cross-faded and over the backdrop as a rendered one would be. Touches no cache the
-        render thread writes, so the publisher may call it."""
-        return self.compositor.compose(replace(self.face_frame(plan), face=None, blend=0.0))
+        render thread writes and no state of the composing thread's (`first` is left to it), so the publisher
+        may call it."""
+        return self._draw(replace(self.face_frame(plan), face=None, blend=0.0, first=False))
+
+    def _draw(self, ff: FaceFrame) -> np.ndarray | I420:
+        return self.compositor.compose_i420(ff) if self.i420 else self.compositor.compose(ff)
 
     def render(self, plans: list[FramePlan]) -> None:
         """generate + compose: fills `plan.image` of every plan not marked `skip`."""

@@ -125,8 +125,9 @@ class FramePlan:
     audio: the 640 samples that play with the frame (silence for idle frames); `samples` of them are real
     (fewer only in the last frame of an utterance). generate: the generator runs for this frame; first: the
     first frame of an utterance (the generator is reset before the utterance's first generated frame).
-    The render fills `face` (the generated crop) and `image` (the composed BGR frame); a driver that chooses
-    not to render a frame (serve, behind its clock) sets `skip` and shows the previous image instead.
+    The render fills `face` (the generated crop) and `image` (the composed frame: BGR, or I420 where the engine
+    shows its frame cache, `Engine.show_i420`); a driver that chooses not to render a frame (serve, behind its
+    clock) sets `skip` and shows the previous image instead.
     """
 
     k: int
@@ -146,7 +147,7 @@ class FramePlan:
     speech_id: int = 0
     package: object = None  # the avatar package it was planned on (serve may switch avatars meanwhile)
     face: np.ndarray | None = None
-    image: np.ndarray | None = None
+    image: object = None  # np.ndarray (BGR) | backend.yuv.I420
     skip: bool = False
     rendered_ns: int = 0
     # serve's publisher: what was actually shown (differs from the plan when a frame was repeated)

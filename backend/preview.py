@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from backend.yuv import I420
+
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +34,8 @@ class PreviewSink:
             while not self._stop.is_set():
                 if self._event.wait(0.1):
                     self._event.clear()
-                    cv2.imshow(self.title, self._latest)
+                    image = self._latest
+                    cv2.imshow(self.title, image.to_bgr() if isinstance(image, I420) else image)
                 if cv2.waitKey(1) in (27, ord("q")):
                     break
             cv2.destroyWindow(self.title)

@@ -17,11 +17,10 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from backend.live.commands import ServeCommands
 from backend.live.loop import LiveLoop
 from backend.sources.queue import SpeechQueue
+from backend.yuv import frame_size
 from stream_wav2lip.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -88,10 +87,34 @@ class ServeApp:
             generator = make_generator(self.engine_name, package, self.options)
         engine = Engine(package, generator, crop=self.options.crop, batch_size=self.batch_size, loop=self.idle,
                         background=self.background, detail=self.detail)
+        kinds = (engine.crop,) if self._frames_from_cache(engine) else ("bg", engine.crop)
         if package.frame_count * package.width * package.height * 3 <= PRELOAD_LIMIT_BYTES:
-            package.preload(("bg", engine.crop))
+            package.preload(kinds)
         engine.warm_up()
         return engine
+
+    @staticmethod
+    def _frames_from_cache(engine) -> bool:
+        """Show the avatar's frames from its decoded-frame cache (I420, memory-mapped; built on the first start,
+        like `render` does), so no frame is decoded from JPEG on the real-time path however long the avatar is
+        (backend/yuv.py). With a backdrop (BGR pixels laid over a colour, a picture or transparency) the frames
+        are converted from the cache to BGR instead of decoded. False when the frames stay BGR, and where there
+        is no cache (an odd size, too large, no disk space) they are decoded from their JPEGs; either way up
+        front when they fit in PRELOAD_LIMIT_BYTES."""
+        from backend.frame_cache import FrameCache
+
+        package = engine.package
+        cache = FrameCache.open(package)
+        if cache is None:
+            if FrameCache.unsuitable(package) is None:
+                log.info("%s: decoding the avatar's %d frames once into %s (later starts and renders read them "
+                         "from there)", package.root.name, package.frame_count, Path(package.root) / ".cache")
+            cache = FrameCache.open_or_build(package, log=log.info)
+        if engine.show_i420(cache):
+            return True
+        if cache is not None:
+            package.decode_frames_with(lambda i: cache.frame(i).to_bgr())
+        return False
 
     def _open(self, avatar, api_port, mic, mic_gate_db, play_audio, preview, keep_latencies) -> None:
         from backend.ipc.rings import AudioRingSink, VideoRingSink
@@ -189,10 +212,11 @@ class ServeApp:
                 log.exception("while closing")
 
     # ------------------------------------------------------------------ sinks (publisher thread)
-    def _ring_sink(self, plan, image: np.ndarray) -> None:
+    def _ring_sink(self, plan, image) -> None:
         """Video frame k at pts_k (its audio block went out `audio_lead_ms` earlier, see `_audio_sink`)."""
-        if image.shape[:2] != (self.video.height, self.video.width):
-            self._resize_video_ring(image.shape[1], image.shape[0])
+        height, width = frame_size(image)
+        if (height, width) != (self.video.height, self.video.width):
+            self._resize_video_ring(width, height)
         self.video.publish(plan.pts_ns, plan.shown_index, image, plan.shown_generated, plan.repeated)
 
     def _audio_sink(self, plan) -> None:

@@ -1,4 +1,4 @@
-"""Frames as I420 planes (limited-range BT.601), the mp4 fast path of `render`.
+"""Frames as I420 planes (limited-range BT.601): the mp4 fast path of `render`, and `serve`'s frames.
 
 Why: an avatar frame is stored as a JPEG, which is already YCbCr 4:2:0 inside, and H.264 wants YCbCr 4:2:0.
 Decoding it to BGR, compositing the whole frame in BGR and converting it back costs a colour conversion each
@@ -9,11 +9,16 @@ limited range, kept like any decoded frame, and only the face region is converte
 The blend is the compositor's (same mask, same warp, same colour match); it is done per plane with the
 mask averaged over each 2x2 block for the chroma planes. Where the mask is 0 a luma sample is bit-identical
 to the avatar frame's, and so is a chroma sample whose four pixels are all outside the mask.
+
+`serve` shows the same I420 frames: from the decoded-frame cache (backend/frame_cache.py) through the same
+blend into packed frames (`packed_i420`), converted to BGRA once, by the publisher, straight into the ring
+slot OBS reads (`I420.to_bgra`). Why: an avatar of 30 s or more is too large to hold decoded as BGR, and
+decoding a 1080p JPEG for every frame, idle or speaking, costs ~12 ms of a core (the conversion 1.6 ms).
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -57,10 +62,37 @@ class I420:
             np.copyto(view, data)
         return out
 
+    def packed(self) -> np.ndarray | None:
+        """The frame as one (H*3/2, W) array, OpenCV's I420 layout, without a copy: when the three planes lie one
+        after another in one buffer (a frame-cache frame, `packed_i420`); else None."""
+        h, w = self.height, self.width
+        planes = (self.y, self.u, self.v)
+        if not all(p.flags.c_contiguous for p in planes):
+            return None
+        at = [p.__array_interface__["data"][0] for p in planes]
+        if at[1] != at[0] + h * w or at[2] != at[1] + (h // 2) * (w // 2):
+            return None
+        return np.lib.stride_tricks.as_strided(self.y, shape=(h * 3 // 2, w), strides=(w, 1), writeable=False)
+
+    def _layout(self) -> np.ndarray:
+        flat = self.packed()
+        if flat is None:
+            flat = np.concatenate([self.y.ravel(), self.u.ravel(), self.v.ravel()]).reshape(self.height * 3 // 2,
+                                                                                            self.width)
+        return flat
+
     def to_bgr(self) -> np.ndarray:
-        """BGR image (for tests and previews; the fast path never needs it)."""
-        return cv2.cvtColor(np.concatenate([self.y.ravel(), self.u.ravel(), self.v.ravel()]).reshape(
-            self.height * 3 // 2, self.width), cv2.COLOR_YUV2BGR_I420)
+        """BGR image (tests, the preview window)."""
+        return cv2.cvtColor(self._layout(), cv2.COLOR_YUV2BGR_I420)
+
+    def to_bgra(self, dst: np.ndarray | None = None) -> np.ndarray:
+        """BGRA image (alpha 255), written into `dst` (H, W, 4) when given: `serve`'s ring slot, one pass."""
+        return cv2.cvtColor(self._layout(), cv2.COLOR_YUV2BGRA_I420, dst=dst)
+
+
+def packed_i420(width: int, height: int, pool: "FramePool | None" = None) -> I420:
+    """A new I420 frame whose planes lie one after another in one numpy buffer (`I420.packed()` works)."""
+    return replace(split_planes(np.empty(width * height * 3 // 2, np.uint8), height, width), pool=pool)
 
 
 def new_av_i420(width: int, height: int, pool: "FramePool | None" = None) -> I420:
@@ -82,8 +114,9 @@ class FramePool:
     frames back (libx264 does; see Mp4Sink); frames never given back are simply garbage-collected.
     """
 
-    def __init__(self, keep: int = 24):
+    def __init__(self, keep: int = 24, packed: bool = False):
         self.keep = keep
+        self.packed = packed  # frames in one numpy buffer (`packed_i420`: serve) instead of av.VideoFrames
         self.made = 0  # frames allocated (the rest of the takes were reuses)
         self._free: list[I420] = []
         self._lock = threading.Lock()
@@ -95,7 +128,7 @@ class FramePool:
                 if self._free[k].y.shape == (height, width):
                     return self._free.pop(k)
             self.made += 1
-        return new_av_i420(width, height, pool=self)
+        return (packed_i420 if self.packed else new_av_i420)(width, height, pool=self)
 
     def give(self, yuv: I420) -> None:
         """Take back a frame from `take` once nothing reads or will read it (others are ignored)."""
@@ -104,6 +137,11 @@ class FramePool:
         with self._lock:
             if len(self._free) < self.keep and all(f is not yuv for f in self._free):
                 self._free.append(yuv)
+
+
+def frame_size(image: "np.ndarray | I420") -> tuple[int, int]:
+    """(height, width) of a BGR/BGRA array or an I420 frame."""
+    return (image.height, image.width) if isinstance(image, I420) else image.shape[:2]
 
 
 def from_bgr(image: np.ndarray) -> I420:

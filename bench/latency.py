@@ -72,12 +72,12 @@ def thread_cpu() -> dict[str, float]:
 
 
 def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint: str | None,
-            precision: str = "fp32", device: str = "cpu") -> dict:
+            precision: str = "fp32", device: str = "cpu", detail: str = "auto") -> dict:
     from backend.serve_app import ServeApp
 
     session = f"bench{os.getpid()}{label}"
     app = ServeApp(session, str(avatar), engine=engine, checkpoint=checkpoint, device=device, api_port=None,
-                   keep_latencies=True, precision=precision)
+                   keep_latencies=True, precision=precision, detail=detail)
     out = {"engine": app.engine.generator.name, "precision": getattr(app.engine.generator, "precision", "-"),
            "size": f"{app.engine.package.width}x{app.engine.package.height}"}
     network = engine == "wav2lip"
@@ -86,6 +86,11 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
         app.start()
         out["parallel"] = app.loop.workers
         time.sleep(1.0)
+        t0, cpu0 = time.monotonic(), thread_cpu()  # idle: the footage alone (decoding, converting, publishing)
+        time.sleep(3.0)
+        cpu1, wall = thread_cpu(), time.monotonic() - t0
+        out["idle_cpu"] = {n: (cpu1[n] - cpu0.get(n, 0.0)) / wall for n in cpu1 if cpu1[n] - cpu0.get(n, 0.0) > 0}
+        out["frames_from"] = "frame cache (I420)" if app.engine.i420 else "BGR"
         stats = app.loop.stats
         for mode in ("stream", "file"):
             stats.all_latencies_ms.clear()
@@ -194,6 +199,7 @@ def main() -> int:
                          "default null,mouth,fp32,int8 on the CPU, null,fp32,fp16 on CUDA")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--precision", help="shorthand: run wav2lip96 in this precision only (fp32 | int8 | auto)")
+    ap.add_argument("--detail", default="auto", choices=("auto", "off"), help="serve's detail stage (default auto)")
     args = ap.parse_args()
     import torch
 
@@ -218,9 +224,9 @@ def main() -> int:
         for name in names:
             engine, precision = RUNS.get(name, ("wav2lip", name))
             results[name] = measure(name, avatar, clip, engine, ckpt if engine == "wav2lip" else None,
-                                    precision or "fp32", args.device)
+                                    precision or "fp32", args.device, args.detail)
     first = next(iter(results.values()))
-    print(f"clip {Path(args.clip).name} ({clip.size / 16000:.2f} s); avatar {first['size']}; torch threads "
+    print(f"clip {Path(args.clip).name} ({clip.size / 16000:.2f} s); avatar {first['size']}; detail {args.detail}; torch threads "
           f"{args.threads}; load average {os.getloadavg()[0]:.2f}")
     print(f"{'generator':<24}{'mode':<8}{'p50 ms':>8}{'p95 ms':>8}{'fps':>7}{'speech fr':>10}{'repeated':>9}"
           f"{'distinct':>9}{'late':>5}{'batch':>6}{'net alone':>10}{'ratio':>7}")
@@ -244,6 +250,10 @@ def main() -> int:
             print(f"{name}: network alone fps by batch ({res['parallel']} call(s) side by side, as serve runs it): "
                   f"{nets}; serve's batches (calls by size): "
                   f"stream {res['stream']['batches']}, file {res['file']['batches']}")
+    print("cores used per thread while idle (3 s of footage before the speech):")
+    for name, res in results.items():
+        cpu = sorted(res["idle_cpu"].items(), key=lambda kv: -kv[1])
+        print(f"  {name:<13}" + ", ".join(f"{n} {v:.3f}" for n, v in cpu) + f" (frames from {res['frames_from']})")
     print("cores used per thread during speech (CPU s / wall s; 2.0 = both cores of a 2-core CPU):")
     for name, res in results.items():
         for mode in ("stream", "file"):

@@ -1,14 +1,15 @@
 """Sinks that publish finished frames and audio blocks into the shared-memory rings that OBS reads.
 
 The byte layout lives in `shm_protocol` (shared with the OBS side); these classes only add what
-the backend needs: BGR→BGRA conversion written straight into the slot (no intermediate copy) and the
-`speech` flag. Neither sink ever waits for a reader.
+the backend needs: the BGR→BGRA (or I420→BGRA) conversion written straight into the slot (no intermediate
+copy) and the `speech` flag. Neither sink ever waits for a reader.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from backend.frames import SAMPLE_RATE, SAMPLES_PER_FRAME
+from backend.yuv import I420, frame_size
 from shm_protocol.layout import FLAG_REPEAT, FLAG_SPEECH, audio_header, video_header
 from shm_protocol.names import audio_name, video_name
 from shm_protocol.writer import RingWriter
@@ -21,18 +22,21 @@ class VideoRingSink:
         self.width, self.height = width, height
         self.writer = RingWriter(video_name(session), video_header(width, height, slots))
 
-    def publish(self, pts_ns: int, avatar_index: int, image_bgr: np.ndarray, speech: bool = False,
+    def publish(self, pts_ns: int, avatar_index: int, image: "np.ndarray | I420", speech: bool = False,
                 repeated: bool = False) -> int:
-        """Frame at pts; `avatar_index`/`speech` describe the image shown (for a repeat: the earlier frame's)."""
+        """Frame at pts (BGR, BGRA or I420); `avatar_index`/`speech` describe the image shown (for a repeat: the
+        earlier frame's)."""
         import cv2
 
-        if image_bgr.shape[:2] != (self.height, self.width):
-            raise ValueError(f"frame {image_bgr.shape[:2]} does not match the ring {self.height}x{self.width}")
+        if frame_size(image) != (self.height, self.width):
+            raise ValueError(f"frame {frame_size(image)} does not match the ring {self.height}x{self.width}")
         view = self.writer.video_view(self.writer.published)
-        if image_bgr.ndim == 3 and image_bgr.shape[2] == 4:
-            fill = lambda _flat: np.copyto(view, image_bgr)  # noqa: E731
+        if isinstance(image, I420):
+            fill = lambda _flat: image.to_bgra(dst=view)  # noqa: E731
+        elif image.ndim == 3 and image.shape[2] == 4:
+            fill = lambda _flat: np.copyto(view, image)  # noqa: E731
         else:
-            fill = lambda _flat: cv2.cvtColor(image_bgr, cv2.COLOR_BGR2BGRA, dst=view)  # noqa: E731
+            fill = lambda _flat: cv2.cvtColor(image, cv2.COLOR_BGR2BGRA, dst=view)  # noqa: E731
         flags = (FLAG_SPEECH if speech else 0) | (FLAG_REPEAT if repeated else 0)
         return self.writer.publish(pts_ns, avatar_index, flags, fill=fill)
 

@@ -18,8 +18,10 @@ from tests.backend.helpers import speech_like
 
 @pytest.fixture()
 def avatar(synthetic_avatar, tmp_path):
-    """A private copy: these tests write into the package."""
-    return AvatarPackage.open(shutil.copytree(synthetic_avatar, tmp_path / "avatar"))
+    """A private copy without the caches other tests' runs built (serve builds the frame cache): these tests
+    write into the package."""
+    return AvatarPackage.open(shutil.copytree(synthetic_avatar, tmp_path / "avatar",
+                                              ignore=shutil.ignore_patterns(".cache")))
 
 
 def test_built_cache_holds_the_decoded_planes(avatar):

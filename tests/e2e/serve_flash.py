@@ -19,6 +19,7 @@ LOUD = 0.2
 
 def install_flash() -> None:
     from backend import serve_app
+    from backend.yuv import frame_size
 
     original = serve_app.ServeApp._ring_sink
     state = {"left": 0, "prev_loud": False}
@@ -33,7 +34,7 @@ def install_flash() -> None:
         state["prev_loud"] = bool(loud.size)
         if state["left"] > 0:
             state["left"] -= 1
-            image = np.full_like(image, 255)
+            image = np.full((*frame_size(image), 3), 255, np.uint8)  # BGR or I420 (serve's frame cache)
         return original(self, plan, image)
 
     serve_app.ServeApp._ring_sink = ring_sink_with_flash

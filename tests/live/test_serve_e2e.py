@@ -13,7 +13,7 @@ import pytest
 from backend.frames import FRAME_NS, SAMPLES_PER_FRAME
 import shm_protocol as C
 import shm_protocol as S
-from tests.live.serve_harness import REPO, Capture, ServeProcess, collect, open_readers, segments
+from tests.live.serve_harness import REPO, Capture, ServeProcess, collect, open_readers, segments, shown_footage
 
 pytestmark = pytest.mark.e2e
 CLIP = "tts_espeakng_en.wav"
@@ -79,8 +79,9 @@ def test_idle_loop_at_25fps_equals_the_footage_and_a_reader_that_stalls_slows_no
     pts = np.array([s.pts_ns for s in cap.video])
     assert 27 <= len(pts) <= 33 and (np.diff(pts) == FRAME_NS).all()
     assert [s.sequence for s in cap.video] == list(range(cap.video[0].sequence, cap.video[-1].sequence + 1))
+    footage = shown_footage(package)
     for slot in cap.video:
-        assert np.array_equal(_bgr(video, slot), package.frame(slot.index)), "idle frames are the footage"
+        assert np.array_equal(_bgr(video, slot), footage(slot.index)), "idle frames are the footage"
         assert (video.video_array(slot)[:, :, 3] == 255).all()
     # while nobody read for 1.5 s the writer kept going at 25 fps, then we resume at the newest frames
     assert cap2.video[0].pts_ns - cap.video[-1].pts_ns >= 1.4e9
@@ -110,12 +111,12 @@ def test_say_a_clip_changes_only_the_mouth_area_and_audio_is_the_clip(serve, pac
     # every audio block has the pts of a video frame (same clock, same frame), published ahead of it
     vpts = {s.pts_ns for s in cap.video}
     assert all(s.pts_ns in vpts for s in cap.audio if cap.video[0].pts_ns <= s.pts_ns <= cap.video[-1].pts_ns)
-    comp = Compositor(package)
+    comp, footage = Compositor(package), shown_footage(package)
     talking = [s for s in cap.video if s.flags & S.FLAG_SPEECH]
     span = [s for s in cap.video if s.pts_ns >= min(a.pts_ns for a in cap.audio if a.flags & 1)]
     assert len(talking) >= 0.3 * n_frames, (len(talking), len(span), sum(1 for s in span if s.flags & 2))
     for slot in talking:  # the null generator hands back the footage's own crop: the composite is lossless
-        frame, ref = _bgr(video, slot), package.frame(slot.index)
+        frame, ref = _bgr(video, slot), footage(slot.index)
         x, y, w, h = comp.placement(slot.index, "head", package.face_size).roi
         outside = np.ones(ref.shape[:2], bool)
         outside[y:y + h, x:x + w] = False
@@ -188,8 +189,9 @@ def test_switch_avatar_of_another_size_recreates_the_video_ring(serve, synthetic
     assert (video.header.width, video.header.height) == (400, 240)
     cap = collect(video, audio, 0.6)
     assert len(cap.video) >= 10
+    footage = shown_footage(other)
     for slot in cap.video:
-        assert np.array_equal(_bgr(video, slot), other.frame(slot.index))
+        assert np.array_equal(_bgr(video, slot), footage(slot.index))
     video.close(), audio.close()
     C.ControlClient(serve.session).post("switch_avatar", avatar=str(synthetic_avatar))  # the OBS way, back
     deadline = time.monotonic() + 20
@@ -212,7 +214,8 @@ def test_real_avatar_idle_is_the_footage_and_speech_changes_only_the_mouth(small
         proc.wait_ready()
         video, audio = open_readers(session)
         idle = collect(video, audio, 0.5)
-        assert all(np.array_equal(_bgr(video, s), pkg.frame(s.index)) for s in idle.video)
+        footage = shown_footage(pkg)
+        assert all(np.array_equal(_bgr(video, s), footage(s.index)) for s in idle.video)
         monkeypatch.setenv("S2L_RUNTIME_DIR", str(tmp_path))
         ApiClient(session).say([str(media_dir / CLIP)])
         cap = collect(video, audio, 4.0)
@@ -220,7 +223,7 @@ def test_real_avatar_idle_is_the_footage_and_speech_changes_only_the_mouth(small
         talking = [s for s in cap.video if s.flags & S.FLAG_SPEECH and not s.flags & S.FLAG_REPEAT]
         assert len(talking) > 30
         for slot in talking:
-            frame, ref = _bgr(video, slot), pkg.frame(slot.index)
+            frame, ref = _bgr(video, slot), footage(slot.index)
             x, y, w, h = comp.placement(slot.index, "head", pkg.face_size).roi
             outside = np.ones(ref.shape[:2], bool)
             outside[y:y + h, x:x + w] = False

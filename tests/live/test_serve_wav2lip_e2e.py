@@ -15,7 +15,7 @@ import pytest
 
 from backend.frames import FRAME_NS, SAMPLES_PER_FRAME
 import shm_protocol as S
-from tests.live.serve_harness import REPO, ServeProcess, collect, open_readers, segments
+from tests.live.serve_harness import REPO, ServeProcess, collect, open_readers, segments, shown_footage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -55,11 +55,11 @@ def test_network_backend_keeps_the_clock_and_changes_only_the_mouth(synthetic_av
         pts = np.array([s.pts_ns for s in cap.video])
         seq = np.array([s.sequence for s in cap.video])  # a reader starved by a busy machine may miss a slot
         assert (np.diff(pts) == FRAME_NS * np.diff(seq)).all(), "25 fps on the clock even when the network is slower"
-        comp = Compositor(pkg)
+        comp, footage = Compositor(pkg), shown_footage(pkg)
         generated = [s for s in cap.video if s.flags & S.FLAG_SPEECH and not s.flags & S.FLAG_REPEAT]
         assert generated, "at least some speech frames were rendered by the network"
         for slot in generated:
-            frame, ref = video.video_array(slot)[:, :, :3], pkg.frame(slot.index)
+            frame, ref = video.video_array(slot)[:, :, :3], footage(slot.index)
             x, y, w, h = comp.placement(slot.index, "head", pkg.face_size).roi
             outside = np.ones(ref.shape[:2], bool)
             outside[y:y + h, x:x + w] = False
