@@ -207,12 +207,13 @@ class Engine:
                          other_weight=plan.other_weight, clip=plan.clip, other_clip=plan.other_clip,
                          first=plan.first)
 
-    def show_i420(self, frame_cache) -> bool:
-        """Compose and show frames as I420 from the package's decoded-frame cache (`serve`; backend/yuv.py):
-        `compose` and `footage` then return `I420` frames (packed: one conversion into OBS's ring). Only where
-        nothing is laid behind the person (a backdrop works on BGR pixels). True when switched."""
-        comp = self.compositor
-        if frame_cache is None or comp.backdrop is not None:
+    def show_i420(self, frame_cache=None) -> bool:
+        """Compose and show frames as I420 (`serve`; backend/yuv.py): from the package's decoded-frame cache, or
+        without one decoded from the JPEGs straight to I420; `compose` and `footage` then return `I420` frames
+        (one conversion into OBS's ring). Only for an even frame size where nothing is laid behind the person
+        (a backdrop works on BGR pixels). True when switched."""
+        comp, package = self.compositor, self.package
+        if comp.backdrop is not None or package.width % 2 or package.height % 2:
             return False
         comp.frame_cache, comp.frame_pool = frame_cache, FramePool(packed=True)
         self.i420 = True

@@ -87,20 +87,19 @@ class ServeApp:
             generator = make_generator(self.engine_name, package, self.options)
         engine = Engine(package, generator, crop=self.options.crop, batch_size=self.batch_size, loop=self.idle,
                         background=self.background, detail=self.detail)
-        kinds = (engine.crop,) if self._frames_from_cache(engine) else ("bg", engine.crop)
-        if package.frame_count * package.width * package.height * 3 <= PRELOAD_LIMIT_BYTES:
-            package.preload(kinds)
+        self._prepare_frames(engine)
         engine.warm_up()
         return engine
 
     @staticmethod
-    def _frames_from_cache(engine) -> bool:
-        """Show the avatar's frames from its decoded-frame cache (I420, memory-mapped; built on the first start,
-        like `render` does), so no frame is decoded from JPEG on the real-time path however long the avatar is
-        (backend/yuv.py). With a backdrop (BGR pixels laid over a colour, a picture or transparency) the frames
-        are converted from the cache to BGR instead of decoded. False when the frames stay BGR, and where there
-        is no cache (an odd size, too large, no disk space) they are decoded from their JPEGs; either way up
-        front when they fit in PRELOAD_LIMIT_BYTES."""
+    def _prepare_frames(engine) -> None:
+        """Where the avatar's full frames come from while live, so none is decoded from a JPEG to BGR per frame.
+
+        The decoded-frame cache (I420, memory-mapped; built on the first start, shared with `render`): I420
+        frames composed and converted once into OBS's ring slot (backend/yuv.py); with a backdrop (BGR pixels
+        laid over a colour, a picture or transparency) BGR frames converted from it. Without a cache (too large,
+        an odd size, no disk space) JPEGs are decoded straight to I420, or to BGR with a backdrop. Frames are
+        decoded up front when they all fit in PRELOAD_LIMIT_BYTES."""
         from backend.frame_cache import FrameCache
 
         package = engine.package
@@ -110,11 +109,19 @@ class ServeApp:
                 log.info("%s: decoding the avatar's %d frames once into %s (later starts and renders read them "
                          "from there)", package.root.name, package.frame_count, Path(package.root) / ".cache")
             cache = FrameCache.open_or_build(package, log=log.info)
+        pixels = package.frame_count * package.width * package.height
         if engine.show_i420(cache):
-            return True
-        if cache is not None:
-            package.decode_frames_with(lambda i: cache.frame(i).to_bgr())
-        return False
+            if cache is None and pixels * 1.5 <= PRELOAD_LIMIT_BYTES:
+                package.keep(("bg_i420", engine.crop))
+                for i in range(package.frame_count):
+                    engine.compositor.background_i420(i)
+            kinds = (engine.crop,)
+        else:
+            if cache is not None:
+                package.decode_frames_with(lambda i: cache.frame(i).to_bgr())
+            kinds = ("bg", engine.crop)
+        if pixels * 3 <= PRELOAD_LIMIT_BYTES:
+            package.preload(kinds)
 
     def _open(self, avatar, api_port, mic, mic_gate_db, play_audio, preview, keep_latencies) -> None:
         from backend.ipc.rings import AudioRingSink, VideoRingSink

@@ -157,9 +157,12 @@ def split_planes(flat: np.ndarray, h: int, w: int) -> I420:
 
 
 def decode_jpeg(data: bytes) -> I420 | None:
-    """JPEG bytes → I420 without going through RGB; None if it is not decodable or has odd dimensions."""
-    import av
-
+    """JPEG bytes → I420 without going through RGB; None if it is not decodable or has odd dimensions, or without
+    PyAV (a bare GPU host: the caller decodes to BGR and converts)."""
+    try:
+        import av
+    except ImportError:
+        return None
     ctx = getattr(_local, "mjpeg", None)
     if ctx is None:  # one decoder per thread: decoding runs on the prefetch and the compositing threads
         ctx = _local.mjpeg = av.CodecContext.create("mjpeg", "r")

@@ -173,17 +173,21 @@ def _checkpoint(tmp: Path) -> str:
     return str(path)
 
 
-def _avatar(tmp: Path) -> Path:
-    """720p real footage (bench/render.py's avatar), else a synthetic 1280x720 one."""
+def _avatar(tmp: Path, height: int = 720, seconds: float = 4.0) -> Path:
+    """Real footage (bench/render.py's: 720x1280, or 1080x1920 with `height` 1080), its first `seconds`, else a
+    synthetic landscape one of the same size. A long 1080p one (`--footage 1080 --seconds 10`) is too large to
+    hold decoded as BGR: what serve does with a streamer's real avatar."""
     sys.path.insert(0, str(REPO / "bench"))
     from render import real_or_synthetic_avatar
 
     try:
-        return real_or_synthetic_avatar(tmp, 720, seconds=4.0)
-    except ImportError:  # no MediaPipe (a GPU machine without it): a synthetic 720p avatar
+        return real_or_synthetic_avatar(tmp, height, seconds=seconds)
+    except ImportError:  # no MediaPipe (a GPU machine without it): a synthetic one
         from preprocess.synthetic import write_synthetic_package
 
-        return write_synthetic_package(tmp / "synthetic720", frames=100, width=1280, height=720, head_size=256)
+        width = {720: 1280, 1080: 1920}[height]
+        return write_synthetic_package(tmp / f"synthetic{height}", frames=int(25 * seconds), width=width,
+                                       height=height, head_size=256)
 
 
 RUNS = {"null": ("null", None), "mouth": ("mouth", None), "fp32": ("wav2lip", "fp32"), "int8": ("wav2lip", "int8")}
@@ -191,7 +195,10 @@ RUNS = {"null": ("null", None), "mouth": ("mouth", None), "fp32": ("wav2lip", "f
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--avatar", help="avatar package (default: 720p real footage preprocessed here)")
+    ap.add_argument("--avatar", help="avatar package (default: real footage preprocessed here, see --footage)")
+    ap.add_argument("--footage", type=int, default=720, choices=(720, 1080),
+                    help="the default avatar's height: 720x1280 or 1080x1920 real footage (default 720)")
+    ap.add_argument("--seconds", type=float, default=4.0, help="the default avatar's length (default 4 s)")
     ap.add_argument("--clip", default=str(REPO.parent / "shared" / "media" / "tts_espeakng_en.wav"))
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--engines", default=None,
@@ -218,7 +225,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         os.environ.setdefault("S2L_RUNTIME_DIR", str(tmp / "run"))
-        avatar = Path(args.avatar) if args.avatar else _avatar(tmp)
+        avatar = Path(args.avatar) if args.avatar else _avatar(tmp, args.footage, args.seconds)
         ckpt = _checkpoint(tmp)
         results = {}
         for name in names:

@@ -60,7 +60,9 @@ def test_a_packed_pool_blends_into_frames_serve_converts_in_one_pass():
 
 @pytest.fixture()
 def avatar(synthetic_avatar, tmp_path):
-    return AvatarPackage.open(shutil.copytree(synthetic_avatar, tmp_path / "avatar"))
+    """A private copy without the caches other tests built (serve builds the frame cache on its first start)."""
+    return AvatarPackage.open(shutil.copytree(synthetic_avatar, tmp_path / "avatar",
+                                              ignore=shutil.ignore_patterns(".cache")))
 
 
 def test_the_engine_shows_the_frame_cache_as_i420_and_draws_the_same_picture(avatar):
@@ -84,24 +86,47 @@ def test_the_engine_shows_the_frame_cache_as_i420_and_draws_the_same_picture(ava
         assert np.array_equal(composed.to_bgra()[:, :, :3], composed.to_bgr())
 
 
-def test_no_i420_without_a_cache_or_with_a_backdrop(avatar):
+def test_without_a_cache_jpegs_decode_straight_to_i420_and_a_backdrop_or_odd_size_keeps_bgr(avatar, tmp_path):
+    from preprocess.synthetic import write_synthetic_package
+
     engine = Engine(avatar, NullGenerator(96), detail="off")
-    assert not engine.show_i420(None)
-    assert isinstance(engine.footage(engine.plan_idle()), np.ndarray)
+    assert engine.show_i420(None) and FrameCache.open(avatar) is None  # no cache: PyAV's MJPEG decoder, no BGR
+    plan = engine.plan_idle()
+    cache = FrameCache.open_or_build(avatar, log=pytest.fail)  # built from the same decoder: the same planes
+    assert np.array_equal(engine.footage(plan).to_bgr(), cache.frame(plan.avatar_index).to_bgr())
+    engine = Engine(avatar, NullGenerator(96), detail="off")
     engine.compositor.backdrop = object()  # a colour, picture or transparency behind the person: BGR(A) pixels
-    assert not engine.show_i420(FrameCache.open_or_build(avatar, log=pytest.fail))
+    assert not engine.show_i420(cache) and not engine.i420
+    odd = AvatarPackage.open(write_synthetic_package(tmp_path / "odd", frames=4, width=322, height=241))
+    assert not Engine(odd, NullGenerator(96), detail="off").show_i420(None)
 
 
-def test_serve_takes_frames_from_the_cache_and_with_a_backdrop_converts_them_to_bgr(avatar):
+def test_serve_prepares_frames_from_the_cache_and_with_a_backdrop_converts_them_to_bgr(avatar):
     from backend.serve_app import ServeApp
 
     engine = Engine(avatar, NullGenerator(96), detail="off")
-    assert ServeApp._frames_from_cache(engine) and engine.i420  # built on the first start
-    assert FrameCache.open(avatar) is not None
+    ServeApp._prepare_frames(engine)
+    assert engine.i420 and FrameCache.open(avatar) is not None  # built on the first start
     other = AvatarPackage.open(avatar.root)
     engine = Engine(other, NullGenerator(96), detail="off")
     engine.compositor.backdrop = object()
-    assert not ServeApp._frames_from_cache(engine) and not engine.i420
+    ServeApp._prepare_frames(engine)
+    assert not engine.i420
     cache = FrameCache.open(other)
     assert np.array_equal(other.frame(3), cache.frame(3).to_bgr())  # converted, not decoded from the JPEG
     assert not np.array_equal(other.frame(3), AvatarPackage.open(avatar.root).frame(3))
+
+
+def test_a_read_only_avatar_is_served_as_i420_decoded_up_front(avatar, monkeypatch):
+    from backend import frame_cache
+    from backend.serve_app import ServeApp
+
+    def refuse(*_a, **_k):
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(frame_cache.FrameCache, "build", staticmethod(refuse))
+    engine = Engine(avatar, NullGenerator(96), detail="off")
+    ServeApp._prepare_frames(engine)
+    assert engine.i420 and FrameCache.open(avatar) is None
+    monkeypatch.setattr("backend.compositor.load_i420", lambda _path: pytest.fail("decoded again while live"))
+    assert isinstance(engine.footage(engine.plan_idle()), I420)
