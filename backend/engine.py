@@ -17,9 +17,10 @@ before each frame's pts. Both get the same frames for the same input and start s
 Driving it: `push()` speech frames in; `plan()` returns the next speech batch (or [] when none may go yet),
 `plan_idle()` one idle frame; `render(plans)` (generate + compose, BGR) or `generate(plans)` + `pair(plan)`
 (compose later on another thread, render's mp4 path); `serve` composes I420 frames from the avatar's
-decoded-frame cache instead of BGR (`show_i420`: the same picture, no JPEG decoded while live). Output frame k has pts = t0 + k · 40 ms and carries
-the 640 samples planned for it, so audio and video cannot drift. Plans must be taken and rendered in order
-from one thread; `push`/`flush` may come from the same thread only (serve holds a lock around both).
+decoded-frame cache instead of BGR (`show_i420`: the same picture, no JPEG decoded while live). Output frame k
+has pts = t0 + k · 40 ms and carries the 640 samples planned for it, so audio and video cannot drift. Plans
+must be taken and rendered in order from one thread; `push`/`flush` may come from the same thread only (serve
+holds a lock around both).
 """
 from __future__ import annotations
 

@@ -233,8 +233,8 @@ def main() -> int:
             results[name] = measure(name, avatar, clip, engine, ckpt if engine == "wav2lip" else None,
                                     precision or "fp32", args.device, args.detail)
     first = next(iter(results.values()))
-    print(f"clip {Path(args.clip).name} ({clip.size / 16000:.2f} s); avatar {first['size']}; detail {args.detail}; torch threads "
-          f"{args.threads}; load average {os.getloadavg()[0]:.2f}")
+    print(f"clip {Path(args.clip).name} ({clip.size / 16000:.2f} s); avatar {first['size']}; detail {args.detail}; "
+          f"torch threads {args.threads}; load average {os.getloadavg()[0]:.2f}")
     print(f"{'generator':<24}{'mode':<8}{'p50 ms':>8}{'p95 ms':>8}{'fps':>7}{'speech fr':>10}{'repeated':>9}"
           f"{'distinct':>9}{'late':>5}{'batch':>6}{'net alone':>10}{'ratio':>7}")
     for name, res in results.items():
