@@ -130,3 +130,16 @@ def test_a_read_only_avatar_is_served_as_i420_decoded_up_front(avatar, monkeypat
     assert engine.i420 and FrameCache.open(avatar) is None
     monkeypatch.setattr("backend.compositor.load_i420", lambda _path: pytest.fail("decoded again while live"))
     assert isinstance(engine.footage(engine.plan_idle()), I420)
+
+
+def test_without_pyav_frames_still_decode_through_bgr(avatar, monkeypatch):
+    """A bare GPU host has no PyAV: the I420 path decodes to BGR and converts instead of failing."""
+    import sys
+
+    from backend.compositor import load_i420
+    from backend.yuv import decode_jpeg
+
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
+    assert decode_jpeg(avatar.image_path("bg", 0).read_bytes()) is None
+    yuv = load_i420(avatar.image_path("bg", 0))
+    assert yuv.packed() is not None and _psnr(yuv.to_bgr(), avatar.frame(0)) > 40
