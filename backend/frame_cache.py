@@ -65,9 +65,11 @@ class FrameCache:
             return None
 
     @classmethod
-    def open_or_build(cls, package, *, build: bool = True, progress: bool = False,
-                      log=print) -> "FrameCache | None":
-        """Open the cache, or (if `build`) build it when it is worth it and possible; None: decode on the fly."""
+    def open_or_build(cls, package, *, build: bool = True, progress: bool = False, log=print,
+                      note=None) -> "FrameCache | None":
+        """Open the cache, or (if `build`) build it when it is worth it and possible; None: decode on the fly.
+        `log` says why there is none; `note`, if given, that one is being built (serve's log; render shows a
+        progress bar instead)."""
         cache = cls.open(package)
         if cache is not None or not build:
             return cache
@@ -75,6 +77,9 @@ class FrameCache:
         if why is not None:
             log(f"{package.root}: decoding frames on the fly ({why})")
             return None
+        if note is not None:
+            note(f"{Path(package.root).name}: decoding the avatar's {package.frame_count} frames once into "
+                 f"{Path(package.root) / CACHE_FOLDER} (later renders and starts read them from there)")
         try:
             cls.build(package, progress=progress)
         except OSError as exc:  # read-only package, disk full: render without it

@@ -103,12 +103,7 @@ class ServeApp:
         from backend.frame_cache import FrameCache
 
         package = engine.package
-        cache = FrameCache.open(package)
-        if cache is None:
-            if FrameCache.unsuitable(package) is None:
-                log.info("%s: decoding the avatar's %d frames once into %s (later starts and renders read them "
-                         "from there)", package.root.name, package.frame_count, Path(package.root) / ".cache")
-            cache = FrameCache.open_or_build(package, log=log.info)
+        cache = FrameCache.open_or_build(package, log=log.info, note=log.info)
         pixels = package.frame_count * package.width * package.height
         if engine.show_i420(cache):
             if cache is None and pixels * 1.5 <= PRELOAD_LIMIT_BYTES:

@@ -28,8 +28,9 @@ class VideoRingSink:
         earlier frame's)."""
         import cv2
 
-        if frame_size(image) != (self.height, self.width):
-            raise ValueError(f"frame {frame_size(image)} does not match the ring {self.height}x{self.width}")
+        size = frame_size(image)
+        if size != (self.height, self.width):
+            raise ValueError(f"frame {size} does not match the ring {self.height}x{self.width}")
         view = self.writer.video_view(self.writer.published)
         if isinstance(image, I420):
             fill = lambda _flat: image.to_bgra(dst=view)  # noqa: E731

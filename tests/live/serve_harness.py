@@ -97,13 +97,10 @@ def shown_footage(package):
     """What `serve` shows of avatar frame i: the frame from the package's decoded-frame cache (I420, which serve
     builds on its first start), converted to BGR as serve converts it into the ring. That is the JPEG's picture
     up to chroma rounding and upsampling (checked here once per package: >= 40 dB; real footage 48-50 dB)."""
-    import numpy as np
-
     from backend.frame_cache import FrameCache
+    from models.onnx_int8 import psnr
 
     cache = FrameCache.open(package)
     assert cache is not None, f"{package.root}: serve did not build the decoded-frame cache"
-    first = cache.frame(0).to_bgr().astype(np.float64)
-    mse = np.mean((first - package.frame(0)) ** 2)
-    assert mse == 0 or 10 * np.log10(255.0 ** 2 / mse) >= 40.0
+    assert psnr(cache.frame(0).to_bgr(), package.frame(0), peak=255.0) >= 40.0
     return lambda i: cache.frame(i).to_bgr()
