@@ -11,6 +11,9 @@ What it measures (one process per generator, the real `serve` wiring: ServeApp w
   * the network alone at every batch size up to serve's, timed on the same avatar's crops while the loop is
     not running (before it starts and after it stops, alternating; best of each), so serve's ratio is
     against the network at the batch serve used, measured in the same run.
+  * why a ratio is below 1, in two factors: the network's speed inside serve (frames per second of its calls'
+    own time, all workers: what the compositing, the clock and the rest of the machine left it) against alone,
+    and the share of the speech's duration the workers spent in network calls (the rest: planning, waiting).
 For the null generator (the pipeline's own share), the mouth engine, and wav2lip96 (deterministic weights)
 in fp32 and int8, on a 720p avatar of real footage (preprocessed here) unless --avatar is given.
 
@@ -95,7 +98,7 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
         for mode in ("stream", "file"):
             stats.all_latencies_ms.clear()
             pub0, rep0, spk0, batches0 = stats.published, stats.repeated, stats.speech_frames, stats.batches.copy()
-            late0 = stats.late
+            late0, gen0, gen_ns0 = stats.late, stats.generated, stats.generate_ns
             t0, cpu0 = time.monotonic(), thread_cpu()
             if mode == "stream":
                 _stream(app, clip)
@@ -116,6 +119,11 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
                 "distinct": 25.0 * (speech - (stats.repeated - rep0)) / max(1, speech),
                 "batch": batches.most_common(1)[0][0] if batches else 0,
                 "batches": dict(sorted(batches.items())),
+                # the network inside serve (frames per second of call time, all workers) and how busy the
+                # workers were over the speech's duration: the two factors of the ratio
+                "net_in_serve": (stats.generated - gen0) * 1e9 * app.loop.workers
+                / max(1, stats.generate_ns - gen_ns0),
+                "busy": (stats.generate_ns - gen_ns0) / 1e9 / app.loop.workers / max(1e-9, speech / 25.0),
                 "cpu": {n: (cpu1[n] - cpu0.get(n, 0.0)) / wall for n in cpu1 if cpu1[n] - cpu0.get(n, 0.0) > 0},
             }
         app.loop.stop()
@@ -257,6 +265,14 @@ def main() -> int:
             print(f"{name}: network alone fps by batch ({res['parallel']} call(s) side by side, as serve runs it): "
                   f"{nets}; serve's batches (calls by size): "
                   f"stream {res['stream']['batches']}, file {res['file']['batches']}")
+    print("why a ratio is below 1 -- the network's speed inside serve (frames per second of its calls' time, "
+          "all workers) against alone, and the share of the speech's duration its workers were computing:")
+    for name, res in results.items():
+        for mode in ("stream", "file"):
+            r, net = res[mode], res.get("network_fps", {}).get(res[mode]["batch"])
+            if net and r["net_in_serve"]:
+                print(f"  {name:<6}{mode:<7}in serve {r['net_in_serve']:.1f} fps = {r['net_in_serve'] / net:.2f} of "
+                      f"alone; workers busy {r['busy']:.2f} of the speech")
     print("cores used per thread while idle (3 s of footage before the speech):")
     for name, res in results.items():
         cpu = sorted(res["idle_cpu"].items(), key=lambda kv: -kv[1])

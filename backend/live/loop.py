@@ -293,6 +293,8 @@ class LiveLoop:
         self.pacer.measured(choice.rendered, len(rendered), generated, dt)
         if generated:
             self.stats.batches[len(rendered)] += 1
+            self.stats.generated += len(rendered)
+            self.stats.generate_ns += dt
         self.stats.rendered += len(rendered)
         self._busy_until = done
         return done

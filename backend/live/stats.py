@@ -21,6 +21,11 @@ class LiveStats:
     render_times: deque = field(default_factory=lambda: deque(maxlen=64))
     keep_all: bool = False
     batches: Counter = field(default_factory=Counter)  # speech calls by frames rendered (the batch serve uses)
+    # the network's share of the work: frames generated and the wall time of their calls, summed over workers.
+    # Why: distinct fps / the network alone splits into the network's speed inside serve (generated frames per
+    # second of a worker's call time, × workers: what the cores left it) and how busy the loop kept the workers
+    generated: int = 0
+    generate_ns: int = 0
 
     def percentile(self, q: float) -> float | None:
         if not self.latencies_ms:
