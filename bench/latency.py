@@ -74,6 +74,12 @@ def thread_cpu() -> dict[str, float]:
     return out
 
 
+def cores_used(before: dict[str, float], after: dict[str, float], wall_s: float) -> dict[str, float]:
+    """Cores each thread used between two `thread_cpu()` readings `wall_s` apart (threads that used any)."""
+    used = {n: after[n] - before.get(n, 0.0) for n in after}
+    return {n: v / wall_s for n, v in used.items() if v > 0}
+
+
 def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint: str | None,
             precision: str = "fp32", device: str = "cpu", detail: str = "auto") -> dict:
     from backend.serve_app import ServeApp
@@ -92,7 +98,7 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
         t0, cpu0 = time.monotonic(), thread_cpu()  # idle: the footage alone (decoding, converting, publishing)
         time.sleep(3.0)
         cpu1, wall = thread_cpu(), time.monotonic() - t0
-        out["idle_cpu"] = {n: (cpu1[n] - cpu0.get(n, 0.0)) / wall for n in cpu1 if cpu1[n] - cpu0.get(n, 0.0) > 0}
+        out["idle_cpu"] = cores_used(cpu0, cpu1, wall)
         out["frames_from"] = "frame cache (I420)" if app.engine.i420 else "BGR"
         stats = app.loop.stats
         for mode in ("stream", "file"):
@@ -124,7 +130,7 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
                 "net_in_serve": (stats.generated - gen0) * 1e9 * app.loop.workers
                 / max(1, stats.generate_ns - gen_ns0),
                 "busy": (stats.generate_ns - gen_ns0) / 1e9 / app.loop.workers / max(1e-9, speech / 25.0),
-                "cpu": {n: (cpu1[n] - cpu0.get(n, 0.0)) / wall for n in cpu1 if cpu1[n] - cpu0.get(n, 0.0) > 0},
+                "cpu": cores_used(cpu0, cpu1, wall),
             }
         app.loop.stop()
         if network:

@@ -291,11 +291,7 @@ class LiveLoop:
             self.composer.generated(rendered)
         generated = any(p.generate for p in rendered)
         self.pacer.measured(choice.rendered, len(rendered), generated, dt)
-        if generated:
-            self.stats.batches[len(rendered)] += 1
-            self.stats.generated += len(rendered)
-            self.stats.generate_ns += dt
-        self.stats.rendered += len(rendered)
+        self.stats.call(len(rendered), generated, dt)
         self._busy_until = done
         return done
 

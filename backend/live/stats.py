@@ -27,6 +27,14 @@ class LiveStats:
     generated: int = 0
     generate_ns: int = 0
 
+    def call(self, frames: int, generated: bool, dt_ns: int) -> None:
+        """Count one render call of `frames` frames that took dt_ns (a speech call when `generated`)."""
+        if generated:
+            self.batches[frames] += 1
+            self.generated += frames
+            self.generate_ns += dt_ns
+        self.rendered += frames
+
     def percentile(self, q: float) -> float | None:
         if not self.latencies_ms:
             return None
