@@ -187,10 +187,12 @@ class Compositor:
         return out
 
     def background_i420(self, index: int) -> I420:
-        """Avatar frame `index` as I420 planes (from the frame cache, else decoded straight from the JPEG and
-        kept like BGR frames)."""
+        """Avatar frame `index` as I420 planes (from the frame cache, else -- no cache, or a frame past a partial
+        one -- decoded straight from the JPEG and kept like BGR frames)."""
         if self.frame_cache is not None:
-            return self.frame_cache.frame(index)
+            cached = self.frame_cache.frame(index)
+            if cached is not None:
+                return cached
         return self.package.cached(("bg_i420", index), lambda: self._load_i420(index))
 
     def _load_i420(self, index: int) -> I420:

@@ -4,11 +4,16 @@ Why: a 1080p background JPEG (quality >= 95) costs ~7.5 ms of CPU to decode, as 
 around the network together, and `render` needs one per output frame, again on every ping-pong pass and
 every render of the same avatar. Raw planes are read through a memory map: the first render of an avatar
 decodes each frame once while writing this file, later ones (and later passes) cost a page-cache read.
-1.5 bytes per pixel: 0.8 GB for 10 s of 1080p, so it is built only under a size cap and when the disk has room.
+1.5 bytes per pixel: 0.8 GB for 10 s of 1080p, so it holds at most MAX_BYTES and leaves room on the disk.
+Longer footage (over ~55 s of 1080p, ~2 min of 720p) is cached as far as the cap goes -- its first frames --
+and the rest decode on the fly: every frame served from the map is a decode saved, and a partial cache is
+worth the same per frame as a whole one (a 2-minute 1080p avatar in `serve`: 43 % of its frames, ~4 ms of
+a core per frame on average).
 
 Layout (inside the package, so it goes away with it): `.cache/bg_i420.raw` = frame 0 (Y H×W, U and V
 H/2×W/2, limited-range BT.601 as backend.yuv decodes them), frame 1, ...; `.cache/bg_i420.json` says what it
-was built from (size, frame count, the manifest's size and mtime). Both are written under temporary names and
+was built from (size, frame count, the manifest's size and mtime) and how many frames it holds (`cached`;
+caches from before partial ones have no such key and hold them all). Both are written under temporary names and
 renamed, the JSON last, so a cache is either complete and current or ignored.
 """
 from __future__ import annotations
@@ -26,12 +31,14 @@ from backend.yuv import I420, split_planes
 CACHE_FOLDER = ".cache"
 RAW_NAME, META_NAME = "bg_i420.raw", "bg_i420.json"
 FORMAT = "i420-bt601-limited/1"
-MAX_BYTES = 4 << 30  # larger avatars are decoded on the fly
+MAX_BYTES = 4 << 30  # frames past this are decoded on the fly
 FREE_MARGIN = 1 << 30  # leave this much disk free
+MIN_FRAMES = 25  # a cache of fewer frames than this (a second) is not worth its file
 
 
 class FrameCache:
-    """Read-only, memory-mapped I420 frames of one package. `open_or_build(package)` to get one."""
+    """Read-only, memory-mapped I420 frames of one package: its first `count` frames (all of them unless the
+    footage is over the cap). `open_or_build(package)` to get one."""
 
     def __init__(self, raw: Path, width: int, height: int, count: int):
         self.width, self.height, self.count = width, height, count
@@ -43,10 +50,18 @@ class FrameCache:
             raise ValueError(f"{raw}: {len(self._map)} bytes, expected {self.frame_bytes * count}")
         self._data = np.frombuffer(self._map, np.uint8)
 
-    def frame(self, i: int) -> I420:
-        """Frame i as read-only views into the map (nothing is copied until the encoder's frame is made)."""
+    def frame(self, i: int) -> I420 | None:
+        """Frame i as read-only views into the map (nothing is copied until the encoder's frame is made); None
+        past the frames the cache holds (the caller decodes that one)."""
+        if not 0 <= i < self.count:
+            return None
         base = i * self.frame_bytes
         return split_planes(self._data[base:base + self.frame_bytes], self.height, self.width)
+
+    def bgr(self, i: int) -> np.ndarray | None:
+        """Frame i converted to BGR (serve with a backdrop), or None past the frames the cache holds."""
+        planes = self.frame(i)
+        return None if planes is None else planes.to_bgr()
 
     # ------------------------------------------------------------------ opening / building
     @classmethod
@@ -57,10 +72,13 @@ class FrameCache:
             meta = json.loads((folder / META_NAME).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if meta != _stamp(package):
+        if not isinstance(meta, dict):
+            return None
+        cached = meta.pop("cached", package.frame_count)
+        if meta != _stamp(package) or not isinstance(cached, int) or not 0 < cached <= package.frame_count:
             return None
         try:
-            return cls(folder / RAW_NAME, package.width, package.height, package.frame_count)
+            return cls(folder / RAW_NAME, package.width, package.height, cached)
         except (OSError, ValueError):
             return None
 
@@ -73,40 +91,54 @@ class FrameCache:
         cache = cls.open(package)
         if cache is not None or not build:
             return cache
-        why = cls.unsuitable(package)
-        if why is not None:
+        count, why = cls.cacheable(package)
+        if not count:
             log(f"{package.root}: decoding frames on the fly ({why})")
             return None
         if note is not None:
-            note(f"{Path(package.root).name}: decoding the avatar's {package.frame_count} frames once into "
-                 f"{Path(package.root) / CACHE_FOLDER} (later renders and starts read them from there)")
+            some = f"the first {count} of the avatar's {package.frame_count} frames ({why})" if why else (
+                f"the avatar's {package.frame_count} frames")
+            note(f"{Path(package.root).name}: decoding {some} once into {Path(package.root) / CACHE_FOLDER} "
+                 f"(later renders and starts read them from there)")
+        elif why:
+            log(f"{package.root}: caching the first {count} of {package.frame_count} frames ({why}); the rest "
+                f"decode on the fly")
         try:
-            cls.build(package, progress=progress)
+            cls.build(package, progress=progress, count=count)
         except OSError as exc:  # read-only package, disk full: render without it
             log(f"{package.root}: cannot write the frame cache ({exc}); decoding frames on the fly")
             return None
         return cls.open(package)
 
     @staticmethod
-    def unsuitable(package) -> str | None:
+    def cacheable(package) -> tuple[int, str]:
+        """How many of the package's frames a cache should hold (0: none) and, when not all, why."""
         if package.width % 2 or package.height % 2:
-            return "odd frame size"
-        size = package.width * package.height * 3 // 2 * package.frame_count
-        if size > MAX_BYTES:
-            return f"a frame cache would take {size / 2**30:.1f} GB"
+            return 0, "odd frame size"
+        frame_bytes = package.width * package.height * 3 // 2
         try:
             free = shutil.disk_usage(package.root).free
         except OSError:
-            return "cannot tell the free disk space"
-        if free < size + FREE_MARGIN:
-            return f"only {free / 2**30:.1f} GB free on disk"
-        return None
+            return 0, "cannot tell the free disk space"
+        count, why = package.frame_count, ""
+        if frame_bytes * count > MAX_BYTES:
+            count = MAX_BYTES // frame_bytes
+            why = (f"all would take {frame_bytes * package.frame_count / 2**30:.1f} GB, the cap is "
+                   f"{MAX_BYTES / 2**30:.0f} GB")
+        if frame_bytes * count + FREE_MARGIN > free:
+            count = max(0, (free - FREE_MARGIN) // frame_bytes)
+            why = f"only {free / 2**30:.1f} GB free on disk"
+        if count < min(MIN_FRAMES, package.frame_count):
+            return 0, why
+        return int(count), why
 
     @staticmethod
-    def build(package, *, progress: bool = False) -> None:
-        """Decode every background frame once and write the cache (temporary names, then rename)."""
+    def build(package, *, progress: bool = False, count: int | None = None) -> None:
+        """Decode the first `count` background frames (default all) once and write the cache (temporary names,
+        then rename)."""
         from backend.compositor import load_i420
 
+        count = package.frame_count if count is None else int(count)
         folder = Path(package.root) / CACHE_FOLDER
         folder.mkdir(exist_ok=True)
         raw_tmp, meta_tmp = folder / f".tmp-{os.getpid()}-{RAW_NAME}", folder / f".tmp-{os.getpid()}-{META_NAME}"
@@ -114,18 +146,18 @@ class FrameCache:
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=package.frame_count, unit="frame", desc="caching decoded frames", dynamic_ncols=True)
+            bar = tqdm(total=count, unit="frame", desc="caching decoded frames", dynamic_ncols=True)
         try:
             (folder / META_NAME).unlink(missing_ok=True)  # an old cache is invalid from here on
             with open(raw_tmp, "wb") as f:
-                for i in range(package.frame_count):
+                for i in range(count):
                     yuv = load_i420(package.image_path("bg", i))
                     for plane in (yuv.y, yuv.u, yuv.v):
                         f.write(np.ascontiguousarray(plane).data)
                     if bar is not None:
                         bar.update(1)
             os.replace(raw_tmp, folder / RAW_NAME)
-            meta_tmp.write_text(json.dumps(_stamp(package)), encoding="utf-8")
+            meta_tmp.write_text(json.dumps({**_stamp(package), "cached": count}), encoding="utf-8")
             os.replace(meta_tmp, folder / META_NAME)
         finally:
             if bar is not None:

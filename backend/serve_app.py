@@ -97,9 +97,10 @@ class ServeApp:
 
         The decoded-frame cache (I420, memory-mapped; built on the first start, shared with `render`): I420
         frames composed and converted once into OBS's ring slot (backend/yuv.py); with a backdrop (BGR pixels
-        laid over a colour, a picture or transparency) BGR frames converted from it. Without a cache (too large,
-        an odd size, no disk space) JPEGs are decoded straight to I420, or to BGR with a backdrop. Frames are
-        decoded up front when they all fit in PRELOAD_LIMIT_BYTES."""
+        laid over a colour, a picture or transparency) BGR frames converted from it. Without a cache (an odd size,
+        no disk space), and past the first frames of footage too long for a whole one, JPEGs are decoded straight
+        to I420, or to BGR with a backdrop. Frames are decoded up front when they all fit in
+        PRELOAD_LIMIT_BYTES."""
         from backend.frame_cache import FrameCache
 
         package = engine.package
@@ -113,7 +114,7 @@ class ServeApp:
             kinds = (engine.crop,)
         else:
             if cache is not None:
-                package.decode_frames_with(lambda i: cache.frame(i).to_bgr())
+                package.decode_frames_with(cache.bgr)
             kinds = ("bg", engine.crop)
         if pixels * 3 <= PRELOAD_LIMIT_BYTES:
             package.preload(kinds)
