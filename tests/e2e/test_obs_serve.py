@@ -133,14 +133,19 @@ def test_av_sync_real_backend_pipeline(obs, tmp_path):
     serve_args = os.environ.get("S2L_TEST_AV_SERVE_ARGS", "")
     obs.client.set_input_settings(obs.name, {"backend_python": str(wrapper), "avatar": "face",
                                              "serve_args": serve_args}, True)
-    obs.wait_for(lambda: any("serve_flash" in " ".join(_cmdline(p)) for p in obs.backend_pids(obs.session)), 20,
+    # only the flash backend left, and it answers: the source's status can still read "running" from the old
+    # backend for a moment, while the new one has not published its session file yet (a full run saw `say` fail)
+    obs.wait_for(lambda: (pids := obs.backend_pids(obs.session)) and all("serve_flash" in " ".join(_cmdline(p))
+                                                                          for p in pids), 20,
                  what="the backend restarted with the flash wrapper")
     obs.wait_status(obs.name, "running", timeout=START_TIMEOUT_S)
+    say = [str(VENV_PY), "-m", "stream_wav2lip", "say", "--session", obs.session]
+    obs.wait_for(lambda: subprocess.run([*say, "--status"], capture_output=True, timeout=30, env=obs.env).returncode == 0,
+                 START_TIMEOUT_S, interval=0.5, what="the flash backend answering `say --status`")
     h, w = obs.screenshot(obs.name).shape[:2]
     obs.client.start_record()
     time.sleep(0.5)
-    out = subprocess.run([str(VENV_PY), "-m", "stream_wav2lip", "say", "--session", obs.session, str(beeps)],
-                         capture_output=True, text=True, timeout=60, env=obs.env)
+    out = subprocess.run([*say, str(beeps)], capture_output=True, text=True, timeout=60, env=obs.env)
     assert out.returncode == 0, out.stderr
     time.sleep(RECORD_S)
     path = obs.client.stop_record().output_path
