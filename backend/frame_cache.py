@@ -12,8 +12,8 @@ a core per frame on average).
 
 Layout (inside the package, so it goes away with it): `.cache/bg_i420.raw` = frame 0 (Y H×W, U and V
 H/2×W/2, limited-range BT.601 as backend.yuv decodes them), frame 1, ...; `.cache/bg_i420.json` says what it
-was built from (size, frame count, the manifest's size and mtime) and how many frames it holds (`cached`;
-caches from before partial ones have no such key and hold them all). Both are written under temporary names and
+was built from (size, frame count, the frames' folder and its first and last JPEG: `_stamp`) and how many frames
+it holds (`cached`). `preprocess` builds it as the package's last step. Both are written under temporary names and
 renamed, the JSON last, so a cache is either complete and current or ignored.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from backend.yuv import I420, split_planes
 
 CACHE_FOLDER = ".cache"
 RAW_NAME, META_NAME = "bg_i420.raw", "bg_i420.json"
-FORMAT = "i420-bt601-limited/1"
+FORMAT = "i420-bt601-limited/2"  # /2: stamped by the frames, not the manifest
 MAX_BYTES = 4 << 30  # frames past this are decoded on the fly
 FREE_MARGIN = 1 << 30  # leave this much disk free
 MIN_FRAMES = 25  # a cache of fewer frames than this (a second) is not worth its file
@@ -70,12 +70,13 @@ class FrameCache:
         folder = Path(package.root) / CACHE_FOLDER
         try:
             meta = json.loads((folder / META_NAME).read_text(encoding="utf-8"))
+            stamp = _stamp(package)
         except (OSError, ValueError):
             return None
         if not isinstance(meta, dict):
             return None
         cached = meta.pop("cached", package.frame_count)
-        if meta != _stamp(package) or not isinstance(cached, int) or not 0 < cached <= package.frame_count:
+        if meta != stamp or not isinstance(cached, int) or not 0 < cached <= package.frame_count:
             return None
         try:
             return cls(folder / RAW_NAME, package.width, package.height, cached)
@@ -167,6 +168,13 @@ class FrameCache:
 
 
 def _stamp(package) -> dict:
-    manifest = os.stat(Path(package.root) / "manifest.json")
+    """What the cached planes were decoded from: the frames' folder and its first and last JPEG (sizes and
+    times; a rebuilt package has new ones). Not the manifest: adding an action clip or a matte rewrites it
+    but leaves the footage as it was, and a cache built by `preprocess` should survive both."""
+    def stat(path: Path) -> list[int]:
+        st = os.stat(path)
+        return [st.st_size, st.st_mtime_ns]
+
+    first = Path(package.image_path("bg", 0))
     return {"format": FORMAT, "width": package.width, "height": package.height, "frame_count": package.frame_count,
-            "manifest_size": manifest.st_size, "manifest_mtime_ns": manifest.st_mtime_ns}
+            "frames": [*stat(first.parent), *stat(first), *stat(package.image_path("bg", package.frame_count - 1))]}

@@ -113,6 +113,7 @@ def build_package(path: str | Path, out_root: str | Path, face_size: int = 96, h
                workers or min(2, os.cpu_count() or 1), progress, report, matte)
         _prepare_generators(final, report)
         _write_idle_graph(final, report)
+        _cache_frames(final, report, progress)
     import json
 
     manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))
@@ -343,6 +344,19 @@ def _write_idle_graph(package_dir: Path, report: PackageReport) -> None:
         write_to_package(package_dir)
     except Exception as exc:  # noqa: BLE001 - an optional derived table must not fail the package
         report.warnings.append(f"idle jump table not written: {type(exc).__name__}: {exc}")
+
+
+def _cache_frames(package_dir: Path, report: PackageReport, progress: bool) -> None:
+    """Decode the new package's frames once into its frame cache (backend/frame_cache.py) now, so the first
+    `serve` start (a streamer pressing Start in OBS) does not spend ~3 s per 10 s of 1080p footage on it. No
+    room, or too long for a whole cache: the reason is a warning line; serve and render decode the rest."""
+    from backend.frame_cache import FrameCache
+    from preprocess.package import AvatarPackage
+
+    try:
+        FrameCache.open_or_build(AvatarPackage.open(package_dir), progress=progress, log=report.warnings.append)
+    except Exception as exc:  # noqa: BLE001 - a derived cache must not fail the package
+        report.warnings.append(f"frame cache not written: {type(exc).__name__}: {exc}")
 
 
 def _prepare_generators(package_dir: Path, report: PackageReport) -> None:

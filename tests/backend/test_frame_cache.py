@@ -42,7 +42,11 @@ def test_a_changed_or_damaged_package_invalidates_it(avatar):
     FrameCache.build(avatar)
     manifest = avatar.root / "manifest.json"
     st = os.stat(manifest)
-    os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # package rewritten
+    os.utime(manifest, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # an action or a matte added
+    assert FrameCache.open(avatar) is not None  # the footage is the same
+    last = avatar.image_path("bg", avatar.frame_count - 1)
+    st = os.stat(last)
+    os.utime(last, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # frames rewritten
     assert FrameCache.open(avatar) is None
     FrameCache.build(avatar)
     raw = avatar.root / ".cache" / "bg_i420.raw"
@@ -125,12 +129,12 @@ def test_footage_over_the_cap_caches_its_first_frames_and_decodes_the_rest(avata
     assert all(np.array_equal(a, b) for a, b in zip(outs["plain"], outs["partial"]))
 
 
-def test_caches_from_before_partial_ones_still_open_whole_and_a_bad_count_is_ignored(avatar):
+def test_a_cache_without_a_count_opens_whole_and_a_bad_count_is_ignored(avatar):
     FrameCache.build(avatar)
     meta_path = avatar.root / ".cache" / "bg_i420.json"
     meta = json.loads(meta_path.read_text())
     assert meta.pop("cached") == avatar.frame_count
-    meta_path.write_text(json.dumps(meta))  # as session 11 wrote it
+    meta_path.write_text(json.dumps(meta))
     assert FrameCache.open(avatar).count == avatar.frame_count
     for bad in (0, avatar.frame_count + 1, "all"):
         meta_path.write_text(json.dumps({**meta, "cached": bad}))

@@ -87,6 +87,10 @@ def test_small_avatar_layout_and_manifest(small_avatar):
     t = pkg.track
     assert t.landmarks.shape == (50, 478, 2) and t.valid.all()
     assert not list(small_avatar.parent.glob(".tmp-*"))
+    from backend.frame_cache import FrameCache
+
+    cache = FrameCache.open(pkg)  # decoded once here, so serve's first start does not
+    assert cache is not None and cache.count == 50
 
 
 def test_head_inverse_maps_the_head_crop_back_within_1px(small_avatar):
