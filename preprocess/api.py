@@ -60,16 +60,19 @@ class PackageReport:
 def preprocess_video(path: str | Path, out_root: str | Path, face_size: int = 96, head_size: int | None = None,
                      pads: tuple[int, int, int, int] = DEFAULT_PADS, smooth: int = 5, device: str = "auto",
                      max_seconds: float | None = None, force: bool = False, train_dir: str | Path | None = None,
-                     workers: int | None = None, progress: bool = False, matte: str | None = "segment") -> Path:
+                     workers: int | None = None, progress: bool = False, matte: str | None = "segment",
+                     frame_cache: bool | None = None) -> Path:
     """Build (or reuse) the avatar package of one video and return its folder (`out_root/<video stem>`).
 
     Raises UserError with a one-line "<file>: <reason>" for inputs that cannot become a package.
     matte: "segment" (default: selfie segmentation), "green" (green/blue screen key + spill suppression) or
-    None (no matte); see preprocess/matte.py.
+    None (no matte); see preprocess/matte.py. frame_cache: decode the frames into the package's frame cache
+    at the end (None = unless `train_dir` is given: a training corpus of many videos is no set of avatars, and
+    the cache is up to 4 GB a package).
     """
     report = build_package(path, out_root, face_size=face_size, head_size=head_size, pads=pads, smooth=smooth,
                            device=device, max_seconds=max_seconds, force=force, train_dir=train_dir,
-                           workers=workers, progress=progress, matte=matte)
+                           workers=workers, progress=progress, matte=matte, frame_cache=frame_cache)
     assert report.path is not None
     return report.path
 
@@ -77,8 +80,8 @@ def preprocess_video(path: str | Path, out_root: str | Path, face_size: int = 96
 def build_package(path: str | Path, out_root: str | Path, face_size: int = 96, head_size: int | None = None,
                   pads: tuple[int, int, int, int] = DEFAULT_PADS, smooth: int = 5, device: str = "auto",
                   max_seconds: float | None = None, force: bool = False, train_dir: str | Path | None = None,
-                  workers: int | None = None, progress: bool = False, matte: str | None = "segment"
-                  ) -> PackageReport:
+                  workers: int | None = None, progress: bool = False, matte: str | None = "segment",
+                  frame_cache: bool | None = None) -> PackageReport:
     """Like `preprocess_video` but returns the summary row (status ok/skipped); errors still raise UserError."""
     from preprocess.video import probe
 
@@ -113,7 +116,8 @@ def build_package(path: str | Path, out_root: str | Path, face_size: int = 96, h
                workers or min(2, os.cpu_count() or 1), progress, report, matte)
         _prepare_generators(final, report)
         _write_idle_graph(final, report)
-        _cache_frames(final, report, progress)
+        if (train_dir is None) if frame_cache is None else frame_cache:  # default: avatars, not training corpora
+            _cache_frames(final, report, progress)
     import json
 
     manifest = json.loads((final / "manifest.json").read_text(encoding="utf-8"))

@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, default=None, metavar="S",
                         help="only use the first S seconds of each video")
     parser.add_argument("--force", action="store_true", help="rebuild packages that already exist")
+    parser.add_argument("--no-frame-cache", action="store_true",
+                        help="do not decode the frames into <package>/.cache/ at the end (1.5 bytes per pixel per "
+                             "frame, at most 4 GB; serve's first start does it otherwise); implied by --train-dir")
     matte = parser.add_mutually_exclusive_group()
     matte.add_argument("--matte", choices=("segment", "green"), default="segment",
                        help="the alpha matte for transparent/replaced backgrounds: segment = find the person "
@@ -96,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
                                    pads=tuple(args.pads), smooth=args.smooth, device=args.device,
                                    max_seconds=args.max_seconds, force=args.force, train_dir=args.train_dir,
                                    workers=args.workers, progress=sys.stderr.isatty(),
-                                   matte=None if args.no_matte else args.matte)
+                                   matte=None if args.no_matte else args.matte,
+                                   frame_cache=not args.no_frame_cache and args.train_dir is None)
         except UserError as exc:
             print(f"stream-wav2lip preprocess: error: {exc}", file=sys.stderr)
             reports.append(PackageReport(video, "failed", message=str(exc)))

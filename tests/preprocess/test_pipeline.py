@@ -174,6 +174,7 @@ def test_black_gap_is_flagged_and_filled_and_splits_training_clips(gap_video, tm
     assert np.allclose(boxes[45], boxes[48 + valid[48:].argmax()])
     clips = list(iter_clips(tmp_path / "train", "train")) + list(iter_clips(tmp_path / "train", "val"))
     assert len(clips) == 2 and all(len(c) >= 24 for c in clips)
+    assert not (pkg_dir / ".cache" / "bg_i420.raw").exists()  # a training corpus gets no avatar frame caches
     assert cv2.imread(str(clips[0].frames[0])).shape == (96, 96, 3)
 
 
