@@ -42,7 +42,7 @@ from backend.live.batching import BatchChoice, BatchTimes, spread
 from backend.live.clock import Clock
 from backend.live.composer import Composer
 from backend.live.feeder import QueueFeeder
-from backend.live.pacing import Pacer
+from backend.live.pacing import STREAMED_BUDGET_MS, Pacer
 from backend.live.shown import ShownImages
 from backend.live.stats import LiveStats
 from backend.sources.queue import SpeechQueue
@@ -62,7 +62,7 @@ class LiveLoop:
 
     def __init__(self, queue: SpeechQueue, engine, sinks: list, *, clock: Clock | None = None,
                  min_lead_ms: float = 12.0, max_lead_ms: float = 400.0, audio_sinks: list = (),
-                 audio_lead_ms: float = 0.0, batch_budget_ms: float = 200.0):
+                 audio_lead_ms: float = 0.0, batch_budget_ms: float = STREAMED_BUDGET_MS):
         if not 0 <= audio_lead_ms <= 1000:
             raise ValueError(f"audio lead {audio_lead_ms} ms: use 0..1000")
         self.queue = queue

@@ -17,6 +17,11 @@ from backend.frames import FRAME_NS
 from backend.live.batching import BatchChoice, BatchTimes, choose_batch
 
 QUEUED_BUDGET_MS = 300.0  # the lead a batch of audio that is all there may take (it only delays the start)
+# what a live stream's speech call may add to its latency (wait for its batch's audio + lead): the streamed p95
+# target (450 ms) less the mel look-ahead (212.5 ms) and what the start of an utterance adds on top (the 20 ms
+# chunk its audio arrives in, the worker's wake-up, the next frame on the 40 ms grid: 40-70 ms measured). At
+# 200 ms a fast CPU took int8 at batch 3 (wait 80 + lead 110 ms) and streamed at 472-481 ms p95 (session 13)
+STREAMED_BUDGET_MS = 160.0
 # the lead over the measured render time (a call 25 % slower than its mean still makes its pts; measured in
 # serve, the 90th percentile of a call is ~1.15-1.2x its median); each 10 % costs ~12 ms of latency at batch 1
 LEAD_MARGIN = 1.25
