@@ -95,9 +95,9 @@ class ServeApp:
     def _prepare_frames(engine) -> None:
         """Where the avatar's full frames come from while live, so none is decoded from a JPEG to BGR per frame.
 
-        The decoded-frame cache (I420, memory-mapped; built on the first start, shared with `render`): I420
-        frames composed and converted once into OBS's ring slot (backend/yuv.py); with a backdrop (BGR pixels
-        laid over a colour, a picture or transparency) BGR frames converted from it. Without a cache (an odd size,
+        The decoded-frame cache (I420, memory-mapped; built by `preprocess`, else on the first start; shared
+        with `render`): I420 frames composed and converted once into OBS's ring slot (backend/yuv.py); with a
+        backdrop (BGR pixels laid over a colour, a picture or transparency) BGR frames converted from it. Without a cache (an odd size,
         no disk space), and past the first frames of footage too long for a whole one, JPEGs are decoded straight
         to I420, or to BGR with a backdrop. Frames are decoded up front when they all fit in
         PRELOAD_LIMIT_BYTES."""
