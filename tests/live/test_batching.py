@@ -91,3 +91,13 @@ def test_the_streamed_budget_keeps_a_fast_cpus_int8_within_the_latency_target():
     assert c.rendered == 2
     assert 212.5 + (pacer.wait(c, True) + pacer.lead_for(c.render_ns, c.rendered)) / 1e6 + 70 <= 450
     assert STREAMED_BUDGET_MS + 212.5 + 70 <= 450
+
+
+def test_a_renderer_with_ample_capacity_renders_one_frame_a_call():
+    """The mouth engine or the null generator: bigger batches are still faster per frame, but at many times the
+    clock's rate the only thing they change is a live stream's wait for audio (40 ms a frame)."""
+    t = BatchTimes([(2e6, 1), (3e6, 2), (4e6, 3), (5e6, 4)])  # 500 fps at batch 1 (two workers)
+    assert choose_batch(t, 4, 160e6, lead, parallel=2).rendered == 1
+    assert choose_batch(t, 4, 160e6, lead, parallel=2, available=40).rendered == 4, "queued audio: no wait"
+    t = BatchTimes([(40e6, 1), (65e6, 2)])  # int8 on 2 cores: 2x the clock, batch 2 still saves a fifth of the CPU
+    assert choose_batch(t, 4, 160e6, lead, parallel=2).rendered == 2
