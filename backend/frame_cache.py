@@ -84,17 +84,20 @@ class FrameCache:
             return None
 
     @classmethod
-    def open_or_build(cls, package, *, build: bool = True, progress: bool = False, log=print,
+    def open_or_build(cls, package, *, frames_used: int | None = None, progress: bool = False, log=print,
                       note=None) -> "FrameCache | None":
-        """Open the cache, or (if `build`) build it when it is worth it and possible; None: decode on the fly.
-        `log` says why there is none; `note`, if given, that one is being built (serve's log; render shows a
-        progress bar instead)."""
+        """Open the cache, or build it when it is worth it and possible; None: decode on the fly. With
+        `frames_used` (render: the frames its audio covers) it is built only when the caller decodes at least
+        the frames it would hold anyway (a short clip of a long avatar does not). `log` says why there is none;
+        `note`, if given, that one is being built (serve's log; render shows a progress bar instead)."""
         cache = cls.open(package)
-        if cache is not None or not build:
+        if cache is not None:
             return cache
         count, why = cls.cacheable(package)
         if not count:
             log(f"{package.root}: decoding frames on the fly ({why})")
+            return None
+        if frames_used is not None and frames_used < count:
             return None
         if note is not None:
             some = f"the first {count} of the avatar's {package.frame_count} frames ({why})" if why else (

@@ -111,10 +111,7 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     if i420 and frame_cache:
         from backend.frame_cache import FrameCache
 
-        # build it only when this render decodes every frame it would hold anyway (a short clip of a long avatar
-        # does not; the frames past a partial cache's are decoded on the fly whatever render does)
-        worth = total >= (FrameCache.cacheable(package)[0] or package.frame_count)
-        cache = FrameCache.open_or_build(package, build=worth, progress=progress,
+        cache = FrameCache.open_or_build(package, frames_used=total, progress=progress,
                                          log=_note if progress else _quiet)
     eng = Engine(package, generator, crop=crop, batch_size=batch_size, loop=loop, start_frame=start_frame,
                  silence_gate=silence_gate, enhancer=make_enhancer(enhancer, device), frame_cache=cache,
