@@ -190,3 +190,54 @@ def test_reader_rejects_foreign_segment(session):
     finally:
         shm.close()
         shm.unlink()
+
+
+def test_i420_ring_layout_and_validation():
+    """An I420 ring: stride = width, 1.5 bytes a pixel, planes packed Y, U, V; odd sizes and unknown formats are
+    refused; a BGRA accessor on it (and the other way round) says which one to use."""
+    h = S.video_header(8, 6, slots=3, pixel_format=S.PIXFMT_I420)
+    assert (h.width, h.height, h.stride, h.pixel_format) == (8, 6, 8, S.PIXFMT_I420)
+    assert h.payload_size == 8 * 6 * 3 // 2 and h.slot_size == 4096
+    payload = np.arange(h.slot_size - S.SLOT_HEADER_SIZE, dtype=np.uint64).astype(np.uint8)
+    planes = h.video_view(payload)
+    assert planes.shape == (9, 8) and np.shares_memory(planes, payload)
+    with pytest.raises(ValueError, match="video_planes"):
+        h.video_pixels(payload)
+    with pytest.raises(ValueError, match="video_pixels"):
+        S.video_header(8, 6).video_planes(payload)
+    with pytest.raises(ValueError, match="even"):
+        S.video_header(7, 6, pixel_format=S.PIXFMT_I420)
+    with pytest.raises(ValueError, match="unknown"):
+        S.video_header(8, 6, pixel_format=9)
+
+
+def test_video_sink_writes_either_kind_into_either_ring(session):
+    """serve's sink: I420 frames are copied into an I420 ring, BGR(A) ones converted (alpha dropped), and a BGRA
+    ring takes both as before; a reader gets the same BGRA image from each (`video_array`)."""
+    import cv2
+
+    from backend.ipc.rings import VideoRingSink, pixel_format_of
+    from backend.yuv import I420, from_bgr
+
+    bgr = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    yuv = from_bgr(bgr)  # planes in one buffer (as the frame cache's): one copy; three loose planes: three
+    loose = I420(yuv.y.copy(), yuv.u.copy(), yuv.v.copy())
+    assert yuv.packed() is not None and loose.packed() is None
+    expected = cv2.cvtColor(np.ascontiguousarray(yuv.packed()), cv2.COLOR_YUV2BGRA_I420)
+    assert pixel_format_of(yuv) == S.PIXFMT_I420 and pixel_format_of(bgr) == S.PIXFMT_BGRA8
+    for fmt in (S.PIXFMT_I420, S.PIXFMT_BGRA8):
+        sink = VideoRingSink(session, 8, 6, slots=4, pixel_format=fmt)
+        try:
+            reader = S.RingReader(S.video_name(session))
+            frames = (yuv, loose, bgr, np.dstack([bgr, bgr[..., :1]]))
+            for k, image in enumerate(frames):
+                sink.publish(k, k, image)
+            for k in range(len(frames)):
+                got = reader.video_array(reader.read_slot(k))
+                if fmt == S.PIXFMT_I420 or k < 2:  # through I420 planes: exactly the conversion of the planes
+                    assert np.array_equal(got, expected), (fmt, k)
+                else:  # BGR(A) straight into a BGRA ring: the pixels themselves
+                    assert np.array_equal(got[..., :3], bgr), (fmt, k)
+            reader.close()
+        finally:
+            sink.close()
