@@ -20,9 +20,7 @@ from pathlib import Path
 from backend.live.commands import ServeCommands
 from backend.live.loop import LiveLoop
 from backend.sources.queue import SpeechQueue
-from backend.ipc.rings import pixel_format_of
 from backend.yuv import frame_size
-from shm_protocol.layout import PIXFMT_BGRA8, PIXFMT_I420
 from stream_wav2lip.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -98,11 +96,11 @@ class ServeApp:
         """Where the avatar's full frames come from while live, so none is decoded from a JPEG to BGR per frame.
 
         The decoded-frame cache (I420, memory-mapped; built by `preprocess`, else on the first start; shared
-        with `render`): I420 frames composed and copied into OBS's I420 ring slot (backend/yuv.py,
-        backend/ipc/rings.py); with a backdrop (BGR pixels over a colour, a picture or transparency) BGR frames
-        converted from it into a BGRA ring. Without a cache (an odd size, no disk space), and past the first
-        frames of footage too long for a whole one, JPEGs are decoded straight to I420, or to BGR with a backdrop.
-        Frames are decoded up front when they all fit in PRELOAD_LIMIT_BYTES."""
+        with `render`): I420 frames composed and converted once into OBS's ring slot (backend/yuv.py); with a
+        backdrop (BGR pixels laid over a colour, a picture or transparency) BGR frames converted from it. Without a cache (an odd size,
+        no disk space), and past the first frames of footage too long for a whole one, JPEGs are decoded straight
+        to I420, or to BGR with a backdrop. Frames are decoded up front when they all fit in
+        PRELOAD_LIMIT_BYTES."""
         from backend.frame_cache import FrameCache
 
         package = engine.package
@@ -128,7 +126,7 @@ class ServeApp:
         self.engine = self.load_engine(avatar)
         pkg = self.engine.package
         try:
-            self.video = VideoRingSink(self.session, pkg.width, pkg.height, pixel_format=self._ring_format())
+            self.video = VideoRingSink(self.session, pkg.width, pkg.height)
             self._closers.append(lambda: self.video.close())
             self.audio = AudioRingSink(self.session)
             self._closers.append(self.audio.close)
@@ -220,12 +218,8 @@ class ServeApp:
     def _ring_sink(self, plan, image) -> None:
         """Video frame k at pts_k (its audio block went out `audio_lead_ms` earlier, see `_audio_sink`)."""
         height, width = frame_size(image)
-        kind = pixel_format_of(image)
-        # a new avatar of another size, or one whose frames come in the other format (I420 <-> BGR with a
-        # backdrop); a frame of the previous avatar still in flight is converted rather than renewing twice
-        if (height, width) != (self.video.height, self.video.width) or (
-                kind != self.video.pixel_format and kind == self._ring_format()):
-            self._renew_video_ring(width, height, kind)
+        if (height, width) != (self.video.height, self.video.width):
+            self._resize_video_ring(width, height)
         self.video.publish(plan.pts_ns, plan.shown_index, image, plan.shown_generated, plan.repeated)
 
     def _audio_sink(self, plan) -> None:
@@ -233,17 +227,12 @@ class ServeApp:
         timestamp, else it grows its audio buffering mid-stream and the offset drifts (docs/obs.md)."""
         self.audio.publish(plan.pts_ns, plan.audio, plan.speech)
 
-    def _ring_format(self) -> int:
-        """The video ring's pixel format for the current engine's frames (backend/ipc/rings.py)."""
-        return PIXFMT_I420 if self.engine.i420 else PIXFMT_BGRA8
-
-    def _renew_video_ring(self, width: int, height: int, pixel_format: int) -> None:
-        """A new ring under the same name (another frame size or pixel format); readers re-open on
-        video_generation."""
+    def _resize_video_ring(self, width: int, height: int) -> None:
+        """A new avatar of another size: a new ring under the same name; readers re-open on video_generation."""
         from backend.ipc.rings import VideoRingSink
 
         self.video.close()
-        self.video = VideoRingSink(self.session, width, height, pixel_format=pixel_format)
+        self.video = VideoRingSink(self.session, width, height)
         self.video_generation += 1
         self.control.update(width=width, height=height, video_generation=self.video_generation)
 

@@ -29,10 +29,7 @@ OBS_SOURCE_DO_NOT_DUPLICATE = 1 << 7
 # enum obs_icon_type is set through a later field; not needed.
 
 # enum video_format (media-io/video-io.h)
-VIDEO_FORMAT_I420 = 1
 VIDEO_FORMAT_BGRA = 7
-VIDEO_CS_601 = 1  # enum video_colorspace
-VIDEO_RANGE_PARTIAL = 1  # enum video_range_type (limited range, 16-235)
 # enum audio_format / speaker_layout (media-io/audio-io.h)
 AUDIO_FORMAT_16BIT = 2
 AUDIO_FORMAT_FLOAT = 4
@@ -138,7 +135,6 @@ _FUNCTIONS = [
     ("obs_get_version_string", c_char_p, []),
     ("obs_register_source_s", None, [c_void_p, c_size_t]),
     ("obs_source_output_video", None, [c_void_p, POINTER(SourceFrame)]),
-    ("video_format_get_parameters", c_bool, [c_int, c_int, POINTER(c_float), POINTER(c_float), POINTER(c_float)]),
     ("obs_source_output_audio", None, [c_void_p, POINTER(SourceAudio)]),
     ("obs_source_set_async_unbuffered", None, [c_void_p, c_bool]),
     ("obs_source_get_name", c_char_p, [c_void_p]),

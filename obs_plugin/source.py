@@ -16,11 +16,10 @@ import os
 import sys
 import threading
 import time
-from collections import Counter
 from typing import Callable
 
 from obs_plugin import libobs
-from shm_protocol.layout import AUDIO_MAGIC, PIXFMT_BGRA8, PIXFMT_I420, SAMPLE_F32, VIDEO_MAGIC
+from shm_protocol.layout import AUDIO_MAGIC, SAMPLE_F32, VIDEO_MAGIC
 from shm_protocol.liveness import monotonic_ns
 from shm_protocol.names import audio_name, video_name
 from shm_protocol.reader import RingReader
@@ -112,12 +111,10 @@ class Pusher:
         self.audio_delay_ms = audio_delay_ms
         self.stats = {"fps": 0.0, "frames": 0, "audio_blocks": 0, "writer_alive": False, "last_pts": 0,
                       "speech": False, "heartbeat_ns": 0}
-        # slots not shown, by why (logged at stop)
-        self._skipped = Counter({"overwritten before shown": 0, "overwritten while OBS copied it": 0})
+        self._skipped = {"overwritten before shown": 0, "overwritten while OBS copied it": 0}  # logged at stop
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"s2l-pusher-{session}", daemon=True)
         self._frame = libobs.SourceFrame()
-        self._bt601 = None  # (matrix, range min, range max) for I420 slots, asked of libobs once
         self.audio_bias_ns = 16_666_666
         self._audio = libobs.SourceAudio()
 
@@ -204,10 +201,13 @@ class Pusher:
             payload, lock = copy.payload, None
         h = ring.header
         f = self._frame
-        if not self._describe(f, h, payload.ctypes.data):
-            self._skipped[f"pixel format {h.pixel_format} unknown"] += 1
-            return
+        f.data[0] = payload.ctypes.data
+        f.linesize[0] = h.stride
+        f.width = h.width
+        f.height = h.height
         f.timestamp = max(0, slot.pts_ns + SYNC_SLACK_NS)
+        f.format = libobs.VIDEO_FORMAT_BGRA
+        f.full_range = True
         with self.source.use() as ptr:
             if not ptr:
                 return
@@ -217,31 +217,6 @@ class Pusher:
         self.stats["frames"] += 1
         self.stats["last_pts"] = slot.pts_ns
         self.stats["speech"] = bool(slot.flags & 1)
-
-    def _describe(self, f: libobs.SourceFrame, h, address: int) -> bool:
-        """Fill `f`'s planes, size and colour description for a slot at `address` of a ring with header `h`:
-        BGRA (full range, one plane) or I420 (limited-range BT.601, three planes, converted by OBS as it draws
-        the frame); False for a pixel format this plugin does not know (a newer backend)."""
-        f.width, f.height = h.width, h.height
-        for plane in range(3):
-            f.data[plane], f.linesize[plane] = None, 0
-        if h.pixel_format == PIXFMT_BGRA8:
-            f.data[0], f.linesize[0] = address, h.stride
-            f.format, f.full_range = libobs.VIDEO_FORMAT_BGRA, True
-            return True
-        if h.pixel_format != PIXFMT_I420:
-            return False
-        luma, chroma = h.stride * h.height, (h.width // 2) * (h.height // 2)
-        for plane, (offset, line) in enumerate(((0, h.stride), (luma, h.width // 2), (luma + chroma, h.width // 2))):
-            f.data[plane], f.linesize[plane] = address + offset, line
-        f.format, f.full_range = libobs.VIDEO_FORMAT_I420, False
-        if self._bt601 is None:  # libobs's own matrix and range for BT.601 limited range (the backend's planes)
-            self._bt601 = ((ctypes.c_float * 16)(), (ctypes.c_float * 3)(), (ctypes.c_float * 3)())
-            self.lib.video_format_get_parameters(libobs.VIDEO_CS_601, libobs.VIDEO_RANGE_PARTIAL, *self._bt601)
-        f.color_matrix[:] = self._bt601[0][:]
-        f.color_range_min[:] = self._bt601[1][:]
-        f.color_range_max[:] = self._bt601[2][:]
-        return True
 
     def _push_audio(self, ring: RingReader, slot) -> None:
         h = ring.header

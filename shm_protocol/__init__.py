@@ -9,7 +9,7 @@ protocol".
 
 Segments of session S (Linux: files in /dev/shm; Windows: named mappings of the same name):
 
-- ``s2l_S_video``  video ring, I420 or BGRA frames  (`layout`, `reader`, `writer`)
+- ``s2l_S_video``  video ring, BGRA frames          (`layout`, `reader`, `writer`)
 - ``s2l_S_audio``  audio ring, PCM blocks            (same)
 - ``sm_s2l_S_ctl`` status, JSON, written by the backend    (`control`)
 - ``sm_s2l_S_cmd`` command mailbox, JSON, written by clients (`control`, `client`)
@@ -22,7 +22,7 @@ Ring header (4096 bytes, little-endian), both rings::
     12 u32 word 1           video: height               audio: channels
     16 u32 word 2           video: stride (bytes/row)   audio: frames_per_block (max samples per channel)
     20 u32 word 3           video: pixel_format         audio: sample_format (1 = float32, 2 = s16)
-                                   (1 = BGRA8, 2 = I420)
+                                   (1 = BGRA8)
     24 u32 slot count N
     28 u32 reserved
     32 u64 slot size in bytes (a multiple of 4096)
@@ -42,9 +42,7 @@ Slot i at 4096 + i * slot_size: a 64-byte slot header, then the payload at offse
     32 u64 sequence number  0-based position of this slot's content in the stream (published - 1 at write time)
     40 ... zero up to 64
 
-Video payload: BGRA8: height x stride bytes (stride = 4 x width); I420 (limited-range BT.601, even width and
-height): the Y plane (height rows of stride = width bytes), then U and V (height/2 rows of width/2 bytes each).
-Audio payload: frames x channels interleaved samples.
+Video payload: height x stride bytes of BGRA. Audio payload: frames x channels interleaved samples.
 
 A writer publishes a slot as: seqlock odd, payload, slot header, seqlock even, then ``published`` + 1 and a
 fresh heartbeat; it never waits. A reader accepts a copy only if the seqlock was even and unchanged around the
@@ -58,8 +56,8 @@ from shm_protocol.control import (COMMAND_SIZE, COMMANDS, MAILBOX_KEEP, STATES, 
                                   decode, encode, load, read_segment, reclaim_control_or_raise, status_is_alive, store,
                                   write_segment)
 from shm_protocol.layout import (AUDIO_MAGIC, FLAG_REPEAT, FLAG_SPEECH, HEADER_SIZE, LAYOUT_VERSION, PAGE,
-                                 PIXFMT_BGRA8, PIXFMT_I420, SAMPLE_F32, SAMPLE_S16, SLOT_HEADER_SIZE, VIDEO_MAGIC,
-                                 RingHeader, Slot, audio_header, pack_header, unpack_header, video_header)
+                                 PIXFMT_BGRA8, SAMPLE_F32, SAMPLE_S16, SLOT_HEADER_SIZE, VIDEO_MAGIC, RingHeader, Slot,
+                                 audio_header, pack_header, unpack_header, video_header)
 from shm_protocol.liveness import HEARTBEAT_STALE_NS, monotonic_ns, pid_alive, writer_is_stale
 from shm_protocol.names import (audio_name, command_segment, session_from_label, status_segment, valid_session,
                                 video_name)

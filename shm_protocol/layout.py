@@ -24,8 +24,6 @@ VIDEO_MAGIC = b"S2LV"
 AUDIO_MAGIC = b"S2LA"
 RING_MAGICS = (VIDEO_MAGIC, AUDIO_MAGIC)
 PIXFMT_BGRA8 = 1
-PIXFMT_I420 = 2  # planar 4:2:0, limited-range BT.601: Y (height x width), then U and V (height/2 x width/2)
-PIXEL_FORMATS = (PIXFMT_BGRA8, PIXFMT_I420)
 SAMPLE_F32 = 1
 SAMPLE_S16 = 2
 FLAG_SPEECH = 1  # video: the generated mouth is shown; audio: utterance audio (not silence)
@@ -83,12 +81,12 @@ class RingHeader:
 
     @property
     def stride(self) -> int:
-        """Video: bytes from one row to the next (BGRA: 4 * width; I420: the luma row, width)."""
+        """Video: bytes from one row to the next (4 * width today)."""
         return self._word(2, True, "stride")
 
     @property
     def pixel_format(self) -> int:
-        """Video: `PIXFMT_BGRA8` or `PIXFMT_I420`."""
+        """Video: `PIXFMT_BGRA8`."""
         return self._word(3, True, "pixel_format")
 
     # ------------------------------------------------------------------ audio rings
@@ -127,8 +125,7 @@ class RingHeader:
     def payload_size(self) -> int:
         """Bytes of a slot's payload that carry data (video: a whole image; audio: a full block)."""
         if self.is_video:
-            rows = self.height * 3 // 2 if self.pixel_format == PIXFMT_I420 else self.height
-            return rows * self.stride
+            return self.height * self.stride
         return self.frames_per_block * self.channels * np.dtype(self.sample_dtype).itemsize
 
     def slot_offset(self, sequence: int) -> int:
@@ -136,22 +133,9 @@ class RingHeader:
         return HEADER_SIZE + (sequence % self.slots) * self.slot_size
 
     def video_pixels(self, payload: np.ndarray) -> np.ndarray:
-        """(height, width, 4) BGRA view of a BGRA video slot's uint8 payload (padding at each row's end skipped)."""
-        if self.pixel_format != PIXFMT_BGRA8:
-            raise ValueError(f"a ring of pixel format {self.pixel_format} holds no BGRA pixels (video_planes)")
+        """(height, width, 4) BGRA view of a video slot's uint8 payload (padding at each row's end skipped)."""
         rows = payload[: self.height * self.stride].reshape(self.height, self.stride)
         return rows[:, : self.width * 4].reshape(self.height, self.width, 4)
-
-    def video_planes(self, payload: np.ndarray) -> np.ndarray:
-        """(height * 3/2, width) view of an I420 video slot's uint8 payload: Y rows, then U, then V (each chroma
-        plane height/2 x width/2, packed two rows to a row: OpenCV's I420 layout)."""
-        if self.pixel_format != PIXFMT_I420:
-            raise ValueError(f"a ring of pixel format {self.pixel_format} holds no I420 planes (video_pixels)")
-        return payload[: self.payload_size].reshape(self.height * 3 // 2, self.stride)[:, : self.width]
-
-    def video_view(self, payload: np.ndarray) -> np.ndarray:
-        """The slot's pixels in the ring's own format: `video_pixels` (BGRA) or `video_planes` (I420)."""
-        return self.video_planes(payload) if self.pixel_format == PIXFMT_I420 else self.video_pixels(payload)
 
     def audio_samples(self, payload: np.ndarray, frames: int) -> np.ndarray:
         """(frames, channels) samples of an audio slot's uint8 payload (`frames`: the slot's index field)."""
@@ -170,19 +154,13 @@ class Slot:
     payload: np.ndarray | None  # uint8, owned copy
 
 
-def video_header(width: int, height: int, slots: int = 4, pixel_format: int = PIXFMT_BGRA8) -> RingHeader:
-    """Header for a video ring of the given frame size: BGRA (stride = 4 * width) or I420 (even width and
-    height; stride = width, 1.5 bytes a pixel)."""
+def video_header(width: int, height: int, slots: int = 4) -> RingHeader:
+    """Header for a BGRA video ring of the given frame size (stride = 4 * width)."""
     if slots < 3:
         raise ValueError("the video ring needs at least 3 slots")
-    if pixel_format not in PIXEL_FORMATS:
-        raise ValueError(f"unknown pixel format {pixel_format}")
-    if pixel_format == PIXFMT_I420 and (width % 2 or height % 2):
-        raise ValueError(f"an I420 ring needs an even frame size, not {width}x{height}")
-    stride = width if pixel_format == PIXFMT_I420 else 4 * width
-    rows = height * 3 // 2 if pixel_format == PIXFMT_I420 else height
-    return RingHeader(VIDEO_MAGIC, LAYOUT_VERSION, (width, height, stride, pixel_format), slots,
-                      round_up(SLOT_HEADER_SIZE + rows * stride), os.getpid())
+    stride = 4 * width
+    return RingHeader(VIDEO_MAGIC, LAYOUT_VERSION, (width, height, stride, PIXFMT_BGRA8), slots,
+                      round_up(SLOT_HEADER_SIZE + height * stride), os.getpid())
 
 
 def audio_header(sample_rate: int = 16000, channels: int = 1, frames_per_block: int = 640,

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from shm_protocol.layout import (HEADER_SIZE, LAYOUT_VERSION, PIXFMT_I420, OFF_HEARTBEAT, OFF_PUBLISHED, RING_MAGICS,
+from shm_protocol.layout import (HEADER_SIZE, LAYOUT_VERSION, OFF_HEARTBEAT, OFF_PUBLISHED, RING_MAGICS,
                                  SLOT_HEADER_SIZE, SLOT_STRUCT, U64, Slot, unpack_header)
 from shm_protocol.liveness import writer_is_stale
 from shm_protocol.segments import open_mapping
@@ -129,14 +129,8 @@ class RingReader:
         return out
 
     def video_array(self, slot: Slot) -> np.ndarray:
-        """(height, width, 4) BGRA image of a video slot: a view of a BGRA ring's payload, a conversion of an
-        I420 ring's (OpenCV, imported here only: OBS hands the planes to libobs and never calls this)."""
-        h = self.header
-        if h.pixel_format == PIXFMT_I420:
-            import cv2
-
-            return cv2.cvtColor(np.ascontiguousarray(h.video_planes(slot.payload)), cv2.COLOR_YUV2BGRA_I420)
-        return h.video_pixels(slot.payload)
+        """(height, width, 4) BGRA view of a video slot's payload."""
+        return self.header.video_pixels(slot.payload)
 
     def audio_array(self, slot: Slot) -> np.ndarray:
         """(frames, channels) samples of an audio slot (only the `index` frames actually written)."""

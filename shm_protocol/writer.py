@@ -55,10 +55,9 @@ class RingWriter:
         return self._buf[base: base + self.header.slot_size - SLOT_HEADER_SIZE]
 
     def video_view(self, sequence: int) -> np.ndarray:
-        """Numpy view into the slot that `sequence` will occupy, in the ring's pixel format: (height, width, 4)
-        BGRA, or (height * 3/2, width) I420 planes."""
+        """(height, width, 4) BGRA numpy view into the slot that `sequence` will occupy."""
         h = self.header
-        return h.video_view(np.frombuffer(self.slot_payload(sequence), dtype=np.uint8, count=h.payload_size))
+        return h.video_pixels(np.frombuffer(self.slot_payload(sequence), dtype=np.uint8, count=h.payload_size))
 
     def publish(self, pts_ns: int, index: int, flags: int = 0, fill=None,
                 payload: bytes | np.ndarray | None = None) -> int:
