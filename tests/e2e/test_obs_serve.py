@@ -45,6 +45,7 @@ def obs(tmp_path_factory, small_avatar, synthetic_avatar):
     sess.name = name
     sess.session = session_from_label(name)
     sess.face = json.loads((small_avatar / "manifest.json").read_text())
+    sess.face_path = small_avatar
     try:
         sess.start()
         yield sess
@@ -70,6 +71,15 @@ def test_start_real_backend_frames_advance(obs):
     changed = obs.wait_for(lambda: np.abs(obs.screenshot(obs.name).astype(int) - a).mean() > 0.5, 10,
                            interval=0.3, what="the idle loop to move")
     assert changed
+    # what OBS shows is the footage in its own colours (a range or channel-order mix-up on the way through the ring
+    # would shift every level by 10-20 or swap the hues)
+    from preprocess.package import AvatarPackage
+
+    shown = obs.screenshot(obs.name).astype(np.float32)
+    pkg = AvatarPackage.open(obs.face_path)
+    nearest = min(np.abs(shown - pkg.frame(i)[..., ::-1]).mean() for i in range(pkg.frame_count))
+    print(f"OBS's picture vs the nearest footage frame: {nearest:.2f} levels")
+    assert nearest < 4.0
 
 
 def test_say_real_clip_shows_speech_frames(obs, media_dir):
