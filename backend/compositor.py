@@ -56,6 +56,7 @@ class Compositor:
         self._clips: dict[str, Compositor] = {}  # action clips' compositors (_source)
         self.backdrop = None  # backend.backdrop.Backdrop: a colour, image or transparency behind the person
         self.detail = None  # backend.detail.stage.DetailStage: the avatar's own detail on a low-resolution face
+        self.retire_detail = False  # drop `detail` at the next utterance's first frame (composing thread's own)
         # placements are kept up to this many bytes of masks: every frame of a 2-minute avatar at 96 px,
         # ~400 frames at 288 px (the ping-pong walk comes back to each frame)
         self._cache_bytes_max = cache_bytes
@@ -155,10 +156,14 @@ class Compositor:
 
     def _with_detail(self, ff: FaceFrame) -> FaceFrame:
         """`ff` with the detail stage's sharper face (main footage only: its library is the avatar's)."""
-        if self.detail is None:
+        stage = self.detail
+        if stage is None:
             return ff
         if ff.first:
-            self.detail.reset()
+            if self.retire_detail:  # given up by a live driver (Engine.fit_to_clock): from this utterance on
+                self.detail = None
+                return ff
+            stage.reset()
         if ff.face is None or ff.blend <= 0.0 or ff.clip is not None:
             return ff
         face, matched = ff.face, self.colour and self.enhancer is None
@@ -167,12 +172,12 @@ class Compositor:
             size = face.shape[0]
             face, _ = colour_matched(face, self.original_face(ff.avatar_index, ff.crop, size),
                                       self.placement(ff.avatar_index, ff.crop, size).ring)
-        detailed = self.detail.apply(face, ff.avatar_index)
+        detailed = stage.apply(face, ff.avatar_index)
         # the change weight judges the face before the stage, at the network's own size (the layer is placed
         # there: layer_size); only a colour match still to come after an enhancer needs the face and its plain
         # twin at the stage's size, where _face_layer matches the enhanced face
         late_match = self.colour and not matched
-        return replace(ff, face=detailed, plain=self.detail.plain if late_match else face, colour_matched=matched)
+        return replace(ff, face=detailed, plain=stage.plain if late_match else face, colour_matched=matched)
 
     def _paste(self, out: np.ndarray, ff: FaceFrame) -> np.ndarray:
         """The generated face of `ff` blended into `out` (a frame of this compositor's package), in place."""

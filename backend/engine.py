@@ -32,8 +32,8 @@ import numpy as np
 from backend.compositor import Compositor
 from backend.cpu_streams import thread_count, use_threads
 from backend.features import FeatureStage, SilenceGate
-from backend.frames import (FRAME_NS, SAMPLES_PER_FRAME, AudioOutFrame, FaceFrame, FlushFrame, Frame, FramePlan,
-                            StageStats, VideoFrame)
+from backend.frames import (DETAIL_MODES, FRAME_NS, SAMPLES_PER_FRAME, AudioOutFrame, FaceFrame, FlushFrame, Frame,
+                            FramePlan, StageStats, VideoFrame)
 from backend.generators.base import Generator, GeneratorInput
 from backend.action_walk import with_actions
 from backend.idle_walk import make_walk
@@ -58,8 +58,9 @@ class Engine:
     (serve starts a new engine at frame k when it switches avatars); t0_ns: pts of output frame 0.
     silence_gate: False → every frame counts as speech. ramp/lookahead: see backend/planner.py.
     background: a backend.background.Background (None or "original": the footage as filmed).
-    detail: "auto" (restore the avatar's own high-frequency detail after a network whose native size is below
-    the face's size on screen, backend/detail/) or "off".
+    detail: "on" (restore the avatar's own high-frequency detail after a network whose native size is below
+    the face's size on screen, backend/detail/), "auto" (the same, until a live driver finds the renderer below
+    its clock: `fit_to_clock`) or "off".
     """
 
     def __init__(self, package, generator: Generator, *, crop: str | None = None, batch_size: int | None = None,
@@ -77,6 +78,8 @@ class Engine:
                                lookahead=lookahead)
         self.compositor = Compositor(package, colour=colour_match, enhancer=enhancer, frame_cache=frame_cache)
         self.compositor.detail = make_detail(detail, package, self.crop, generator)
+        self.detail_mode = detail
+        self.detail_note = ""  # why the detail stage was given up, if it was (fit_to_clock)
         if background is not None and background.needs_matte:  # backend/backdrop.py
             from backend.backdrop import Backdrop
 
@@ -286,6 +289,28 @@ class Engine:
         if self.compositor.detail is not None:  # its exemplar library (built once per avatar, then cached)
             self.compositor.detail.library
 
+    def fit_to_clock(self, rate: float) -> bool:
+        """A live driver's word at the end of an utterance: `rate` is the share of speech frames its renderer
+        can draw at the clock's 25 fps (1.0: all of them; serve passes the larger of the share it drew in the
+        utterance and its pacer's estimate now, so neither one stall nor one slow estimate decides). With detail
+        "auto", a renderer below DETAIL_MIN_RATE gives up the detail stage for the rest of the session, from the
+        next utterance on; True when it did.
+
+        Why: there every frame the stage costs is a frame the network does not draw. Measured in `serve` with
+        wav2lip96 fp32 on a CPU held to 1.2 cores (bench/slow_cpu.sh, docs/benchmarks.md): 0.82-0.89 of the
+        network alone in distinct speech frames (a queued file) with the stage, 0.92-0.93 without: its own 0.03
+        of a core, and the network's working set pushed out of the caches. A choppier mouth is worse than a softer one, and the
+        stage is meant never to lower serve's rate. Decided between utterances (never mid-word) and once: the
+        stage does not come and go with the load. "on" keeps it."""
+        if self.detail_mode != "auto" or self.compositor.detail is None or self.detail_note:
+            return False
+        if rate >= DETAIL_MIN_RATE:
+            return False
+        self.compositor.retire_detail = True  # the compositor drops it at the next utterance's first frame
+        self.detail_note = (f"off: the network draws {25.0 * rate:.1f} of the 25 speech frames/s here, "
+                            "so their CPU goes to the frames (--detail on keeps it)")
+        return True
+
     def _timed(self, batch: list[GeneratorInput]) -> int:
         """ns the generator takes for `batch`."""
         t = time.perf_counter_ns()
@@ -299,7 +324,7 @@ class Engine:
         st.frames_out += frames
 
 
-DETAIL_MODES = ("auto", "off")
+DETAIL_MIN_RATE = 0.95  # "auto" gives up the detail stage when a live renderer draws fewer speech frames than this
 
 
 def make_detail(mode: str, package, crop: str, generator):

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FPS = 25
+# the detail stage's modes (backend/engine.py make_detail, Engine.fit_to_clock; the CLIs' --detail)
+DETAIL_MODES = ("auto", "on", "off")
 FRAME_NS = 1_000_000_000 // FPS  # 40 ms
 SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640

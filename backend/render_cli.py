@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from backend.frames import DETAIL_MODES
 from backend.generators.registry import PRECISION_HELP, PRECISIONS, engine_help, engine_names
 from backend.schedule import IDLE_HELP, WALK_MODES
 
 DETAIL_HELP = ("restore the avatar's own high-frequency detail (teeth, lips, skin) on the mouth of a network "
-               "whose native size is below the face's size on screen: auto (default) or off; the mouth engine "
-               "draws real pixels and never needs it")
+               "whose native size is below the face's size on screen: auto (default: on, except that serve gives "
+               "it up when the network cannot draw every speech frame), on, or off; the mouth engine draws real "
+               "pixels and never needs it")
 BACKGROUND_HELP = ("what the avatar is shown over: original (the footage, default), transparent (.webm VP9 or .mov "
                    "ProRes 4444 with alpha, PNG frames with alpha), a colour #RRGGBB, or an image file; needs the "
                    "avatar's matte (preprocess makes one by default)")
@@ -28,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "transparency (--background transparent)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cuda, cuda:N or cpu")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
-    parser.add_argument("--detail", choices=("auto", "off"), default="auto", help=DETAIL_HELP)
+    parser.add_argument("--detail", choices=DETAIL_MODES, default="auto", help=DETAIL_HELP)
     parser.add_argument("--background", default="original", metavar="original|transparent|#RRGGBB|IMAGE",
                         help=BACKGROUND_HELP)
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",

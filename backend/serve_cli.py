@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from backend.frames import DETAIL_MODES
 from backend.generators.registry import PRECISION_HELP, PRECISIONS, engine_help, engine_names
 from backend.render_cli import DETAIL_HELP
 from backend.schedule import IDLE_HELP, WALK_MODES
@@ -18,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="session name (1-32 of A-Z a-z 0-9 _ -): shared memory s2l_<session>_*; default: default")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
-    p.add_argument("--detail", choices=("auto", "off"), default="auto", help=DETAIL_HELP)
+    p.add_argument("--detail", choices=DETAIL_MODES, default="auto", help=DETAIL_HELP)
     p.add_argument("--background", default="original", metavar="original|transparent|#RRGGBB|IMAGE",
                    help="what the avatar is shown over in OBS: original (the footage), transparent (real alpha "
                         "in the source), a colour #RRGGBB or an image; needs the avatar's matte")

@@ -11,6 +11,9 @@ What it measures (one process per generator, the real `serve` wiring: ServeApp w
   * the network alone at every batch size up to serve's, timed on the same avatar's crops while the loop is
     not running (before it starts and after it stops, alternating; best of each), so serve's ratio is
     against the network at the batch serve used, measured in the same run.
+  * a first utterance (the clip's first 6 s, queued) before the measured ones: a session's first utterance
+    settles what serve learns while speaking (the pacer's render times; whether `--detail auto` keeps the
+    detail stage when the renderer cannot draw every speech frame, Engine.fit_to_clock), as in a real stream.
   * why a ratio is below 1, in two factors: the network's speed inside serve (frames per second of its calls'
     own time, all workers: what the compositing, the clock and the rest of the machine left it) against alone,
     and the share of the speech's duration the workers spent in network calls (the rest: planning, waiting).
@@ -100,6 +103,8 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
         cpu1, wall = thread_cpu(), time.monotonic() - t0
         out["idle_cpu"] = cores_used(cpu0, cpu1, wall)
         out["frames_from"] = "frame cache (I420)" if app.engine.i420 else "BGR"
+        app.queue.add(clip[:6 * 16000])  # the session's first utterance (module docstring), not measured
+        _wait_idle(app, 60)
         stats = app.loop.stats
         for mode in ("stream", "file"):
             stats.all_latencies_ms.clear()
@@ -132,6 +137,7 @@ def measure(label: str, avatar: Path, clip: np.ndarray, engine: str, checkpoint:
                 "busy": (stats.generate_ns - gen_ns0) / 1e9 / app.loop.workers / max(1e-9, speech / 25.0),
                 "cpu": cores_used(cpu0, cpu1, wall),
             }
+        out["detail"] = app.commands.status(control_only=True)["detail"]
         app.loop.stop()
         if network:
             alone.append(_network_alone(app.engine))  # the loop has stopped
@@ -220,7 +226,7 @@ def main() -> int:
                          "default null,mouth,fp32,int8 on the CPU, null,fp32,fp16 on CUDA")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--precision", help="shorthand: run wav2lip96 in this precision only (fp32 | int8 | auto)")
-    ap.add_argument("--detail", default="auto", choices=("auto", "off"), help="serve's detail stage (default auto)")
+    ap.add_argument("--detail", default="auto", choices=("auto", "on", "off"), help="serve's detail stage (default auto)")
     args = ap.parse_args()
     import torch
 
@@ -270,7 +276,7 @@ def main() -> int:
             nets = ", ".join(f"B{b} {v:.1f}" for b, v in res["network_fps"].items())
             print(f"{name}: network alone fps by batch ({res['parallel']} call(s) side by side, as serve runs it): "
                   f"{nets}; serve's batches (calls by size): "
-                  f"stream {res['stream']['batches']}, file {res['file']['batches']}")
+                  f"stream {res['stream']['batches']}, file {res['file']['batches']}; detail {res['detail']}")
     print("why a ratio is below 1 -- the network's speed inside serve (frames per second of its calls' time, "
           "all workers) against alone, and the share of the speech's duration its workers were computing:")
     for name, res in results.items():

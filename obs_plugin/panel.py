@@ -172,7 +172,8 @@ def build(lib: ctypes.CDLL, handle: int, settings: dict, status_text: str, statu
         lib.obs_property_list_add_string(dev, b(label), b(value))
     det = lib.obs_properties_add_list(props, b"detail", b"Mouth detail", libobs.OBS_COMBO_TYPE_LIST,
                                       libobs.OBS_COMBO_FORMAT_STRING)
-    for value, label in (("auto", "Auto (restore teeth and lips after a 96 px network)"), ("off", "Off")):
+    for value, label in (("auto", "Auto (restore teeth and lips after a 96 px network; off if the CPU lags)"),
+                         ("on", "On"), ("off", "Off")):
         lib.obs_property_list_add_string(det, b(label), b(value))
     bg = lib.obs_properties_add_list(props, b"background", b"Background", libobs.OBS_COMBO_TYPE_LIST,
                                      libobs.OBS_COMBO_FORMAT_STRING)

@@ -41,7 +41,7 @@ STATUS_KEYS = (
     "session", "pid", "state", "avatar", "avatar_path", "engine", "width", "height", "fps", "render_fps",
     "latency_ms", "latency_p95_ms", "queue_ms", "error", "heartbeat", "cmd_ack", "video_segment",
     "audio_segment", "video_generation", "api_port", "token_file", "frames_published", "frames_repeated",
-    "frames_late", "actions", "last_action", "precision", "speech_fps", "batch",
+    "frames_late", "actions", "last_action", "precision", "speech_fps", "batch", "detail",
 )
 STATES = ("starting", "loading", "idle", "speaking", "paused", "stopping", "stopped", "error")
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+JUDGED_FRAMES = 50  # an utterance this long (2 s) or longer says how much of its speech the renderer can draw
+
+
 @dataclass
 class LiveStats:
     published: int = 0
@@ -26,6 +29,7 @@ class LiveStats:
     # second of a worker's call time, × workers: what the cores left it) and how busy the loop kept the workers
     generated: int = 0
     generate_ns: int = 0
+    _at_start: tuple[int, int] | None = None  # (generated, skipped) where the current utterance started
 
     def call(self, frames: int, generated: bool, dt_ns: int) -> None:
         """Count one render call of `frames` frames that took dt_ns (a speech call when `generated`)."""
@@ -34,6 +38,19 @@ class LiveStats:
             self.generated += frames
             self.generate_ns += dt_ns
         self.rendered += frames
+
+    def utterance_edge(self, speaking: bool) -> float | None:
+        """Called where an utterance starts (speaking) and where it ends: at its end, the share of its speech frames
+        the renderer drew (the rest were skipped and repeated the image before), or None for one shorter than
+        JUDGED_FRAMES (too short to say anything about the machine)."""
+        if speaking:
+            self._at_start = (self.generated, self.skipped)
+            return None
+        if self._at_start is None:
+            return None
+        drawn, skipped = self.generated - self._at_start[0], self.skipped - self._at_start[1]
+        self._at_start = None
+        return drawn / (drawn + skipped) if drawn + skipped >= JUDGED_FRAMES else None
 
     def percentile(self, q: float) -> float | None:
         if not self.latencies_ms:

@@ -68,3 +68,56 @@ def test_the_stage_starts_afresh_at_every_utterance(big_face, monkeypatch):
     _say(eng)
     _say(eng)
     assert len(resets) == 2
+
+
+@pytest.mark.parametrize("mode, cost_ms, kept", [("auto", 70, False), ("on", 70, True), ("auto", 5, True)])
+def test_serve_gives_the_stage_up_between_utterances_when_its_renderer_lags(big_face, mode, cost_ms, kept):
+    """detail "auto" in a live loop: a renderer that cannot draw every speech frame (70 ms a frame against the
+    clock's 40) gives the stage up when the utterance is over, from the next one on -- never within one -- and
+    says why; "on" keeps it, and so does a renderer with time to spare."""
+    from backend.live.clock import VirtualClock
+    from backend.live.loop import LiveLoop
+    from backend.sources.queue import SpeechQueue
+
+    clock = VirtualClock(t0_ns=1_000_000_000,
+                         render_cost_ns=lambda plans: cost_ms * 1_000_000 * sum(p.generate and not p.skip
+                                                                                 for p in plans) + 1_000_000)
+    network = Network96()
+    engine = Engine(big_face, network, loop="pingpong", batch_size=1, detail=mode)
+    stage = engine.compositor.detail
+    apply, applied = stage.apply, []
+    stage.apply = lambda face, index: applied.append(len(network.batches)) or apply(face, index)
+    queue = SpeechQueue()
+    second = []  # the number of faces generated when the second utterance was queued
+
+    def later(lp):
+        if not second and lp.clock.now() >= lp.clock.pts(100):  # the first (2.4 s, 60 frames) is over by then
+            second.append(sum(len(b) for b in network.batches))
+            queue.add(speech_like(2.4, level=0.4))
+    loop = LiveLoop(queue, engine, [], clock=clock)
+    queue.add(speech_like(2.4, level=0.4))  # long enough to be judged (backend/live/stats.py JUDGED_FRAMES)
+    loop.run_virtual(200, later)
+    first_faces = second[0]
+    assert first_faces > 0 and sum(len(b) for b in network.batches) > first_faces, "both utterances were drawn"
+    assert len([n for n in applied if n <= first_faces]) == first_faces, "the whole first one has the stage"
+    assert any(n > first_faces for n in applied) == kept and (engine.compositor.detail is not None) == kept
+    assert engine.detail_note.startswith("off: the network draws") != kept
+    # decided once: a stage given up stays given up, "on" stays on, and a fast renderer's first slow utterance
+    # would still count
+    assert engine.fit_to_clock(0.5) is (mode == "auto" and kept)
+
+
+def test_an_utterance_is_judged_by_the_share_of_its_speech_frames_drawn():
+    """LiveStats.utterance_edge: drawn / (drawn + skipped) over the utterance; none for a short one (too little
+    to say anything about the machine) or an end without a start."""
+    from backend.live.stats import JUDGED_FRAMES, LiveStats
+
+    stats = LiveStats(generated=7, skipped=3)
+    assert stats.utterance_edge(False) is None
+    stats.utterance_edge(True)
+    stats.generated += 45
+    stats.skipped += 15
+    assert stats.utterance_edge(False) == pytest.approx(0.75)
+    stats.utterance_edge(True)
+    stats.generated += JUDGED_FRAMES - 1
+    assert stats.utterance_edge(False) is None

@@ -90,6 +90,9 @@ def test_serve_command_line(tmp_path):
         BackendConfig(session="S", avatar_dir="", backend_python="/bin/sh").command()
     mouth = BackendConfig(session="S", avatar_dir=str(tmp_path), engine="mouth", backend_python="/bin/sh")
     assert mouth.command()[-2:] == ["--engine", "mouth"]
+    for detail, args in (("auto", []), ("on", ["--detail", "on"]), ("off", ["--detail", "off"])):
+        cfg = BackendConfig(session="S", avatar_dir=str(tmp_path), detail=detail, backend_python="/bin/sh")
+        assert cfg.command()[10:] == args  # auto is serve's default and is not passed
 
 
 def test_the_panel_lists_the_engines_of_the_one_registry():
