@@ -24,6 +24,7 @@ holds a lock around both).
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 
@@ -40,6 +41,8 @@ from backend.idle_walk import make_walk
 from backend.planner import Planner, SpeechItem
 from backend.schedule import LOOP_MODES
 from backend.yuv import I420, FramePool
+
+log = logging.getLogger(__name__)
 
 SILENCE = np.zeros(SAMPLES_PER_FRAME, np.float32)
 SILENCE.setflags(write=False)
@@ -309,6 +312,7 @@ class Engine:
         self.compositor.retire_detail = True  # the compositor drops it at the next utterance's first frame
         self.detail_note = (f"off: the network draws {25.0 * rate:.1f} of the 25 speech frames/s here, "
                             "so their CPU goes to the frames (--detail on keeps it)")
+        log.warning("mouth detail %s", self.detail_note)
         return True
 
     def _timed(self, batch: list[GeneratorInput]) -> int:

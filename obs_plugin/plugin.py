@@ -146,6 +146,11 @@ class AvatarSource:
                 parts.append(str(status["state"]))
             if st["speech"]:
                 parts.append("speaking")
+            speech_fps = status.get("speech_fps")
+            if isinstance(speech_fps, (int, float)) and speech_fps < 24.5:  # the CPU draws fewer mouths than 25
+                parts.append(f"mouth {speech_fps:.0f} fps")
+            if str(status.get("detail", "")).startswith("off:"):  # --detail auto gave the stage up (serve's log)
+                parts.append("mouth detail off (CPU)")
             if status.get("error"):
                 parts.append(f"error: {status['error']}")
                 level = libobs.OBS_TEXT_INFO_WARNING
