@@ -292,28 +292,32 @@ class Engine:
         if self.compositor.detail is not None:  # its exemplar library (built once per avatar, then cached)
             self.compositor.detail.library
 
-    def fit_to_clock(self, rate: float) -> bool:
-        """A live driver's word at the end of an utterance: `rate` is the share of speech frames its renderer
-        can draw at the clock's 25 fps (1.0: all of them; serve passes the larger of the share it drew in the
-        utterance and its pacer's estimate now, so neither one stall nor one slow estimate decides). With detail
-        "auto", a renderer below DETAIL_MIN_RATE gives up the detail stage for the rest of the session, from the
-        next utterance on; True when it did.
+    def fit_to_clock(self, drawn: float, estimated: float = 0.0) -> bool:
+        """A live driver's word at the end of an utterance: `drawn` is the share of its speech frames the renderer
+        drew at the clock's 25 fps (1.0: all of them), `estimated` the share its pacer expects now. With detail
+        "auto", a renderer below DETAIL_MIN_RATE by both gives up the detail stage for the rest of the session,
+        from the next utterance on; True when it did. The larger of the two decides, so neither one stall in the
+        utterance nor one slow estimate at its end does.
 
         Why: there every frame the stage costs is a frame the network does not draw. Measured in `serve` with
         wav2lip96 fp32 on a CPU held to 1.2 cores (bench/slow_cpu.sh, docs/benchmarks.md): 0.82-0.89 of the
         network alone in distinct speech frames (a queued file) with the stage, 0.92-0.93 without: its own 0.03
-        of a core, and the network's working set pushed out of the caches. A choppier mouth is worse than a softer one, and the
-        stage is meant never to lower serve's rate. Decided between utterances (never mid-word) and once: the
-        stage does not come and go with the load. "on" keeps it."""
-        if self.detail_mode != "auto" or self.compositor.detail is None or self.detail_note:
-            return False
-        if rate >= DETAIL_MIN_RATE:
+        of a core, and the network's working set pushed out of the caches. A choppier mouth is worse than a
+        softer one, and the stage is meant never to lower serve's rate. Decided between utterances (never
+        mid-word) and once: the stage does not come and go with the load. "on" keeps it."""
+        rate = max(drawn, estimated)
+        if self.detail_mode != "auto" or self.compositor.detail is None or self.detail_note or rate >= DETAIL_MIN_RATE:
             return False
         self.compositor.retire_detail = True  # the compositor drops it at the next utterance's first frame
         self.detail_note = (f"off: the network draws {25.0 * rate:.1f} of the 25 speech frames/s here, "
                             "so their CPU goes to the frames (--detail on keeps it)")
         log.warning("mouth detail %s", self.detail_note)
         return True
+
+    @property
+    def detail_status(self) -> str:
+        """The detail stage for the status: "on", "off", or "off: <why>" once `fit_to_clock` gave it up."""
+        return self.detail_note or ("off" if self.compositor.detail is None else "on")
 
     def _timed(self, batch: list[GeneratorInput]) -> int:
         """ns the generator takes for `batch`."""

@@ -214,6 +214,8 @@ RUNS = {"null": ("null", None), "mouth": ("mouth", None), "fp32": ("wav2lip", "f
 
 
 def main() -> int:
+    from backend.frames import DETAIL_MODES
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--avatar", help="avatar package (default: real footage preprocessed here, see --footage)")
     ap.add_argument("--footage", type=int, default=720, choices=(720, 1080),
@@ -226,7 +228,7 @@ def main() -> int:
                          "default null,mouth,fp32,int8 on the CPU, null,fp32,fp16 on CUDA")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--precision", help="shorthand: run wav2lip96 in this precision only (fp32 | int8 | auto)")
-    ap.add_argument("--detail", default="auto", choices=("auto", "on", "off"), help="serve's detail stage (default auto)")
+    ap.add_argument("--detail", default="auto", choices=DETAIL_MODES, help="serve's detail stage (default auto)")
     args = ap.parse_args()
     import torch
 

@@ -96,7 +96,7 @@ class ServeCommands:
             # below 25, speech shows this many distinct frames a second, evenly, and repeats the others
             "speech_fps": round(25.0 * choice.rate, 1),
             "batch": choice.rendered,  # frames per network call (within the latency budget)
-            "detail": loop.engine.detail_note or ("off" if loop.engine.compositor.detail is None else "on"),
+            "detail": loop.engine.detail_status,
             "actions": loop.engine.actions,
             "last_action": self.last_action,
         }

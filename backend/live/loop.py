@@ -334,7 +334,7 @@ class LiveLoop:
                 self.stats.skipped += 1
         self._register(plans)
         if plans[-1].speech != self._in_speech and (drawn := self.stats.utterance_edge(plans[-1].speech)) is not None:
-            engine.fit_to_clock(max(drawn, choice.rate))  # an utterance ended: detail "auto" may be given up
+            engine.fit_to_clock(drawn, choice.rate)  # an utterance ended: detail "auto" may be given up
         self._in_speech = plans[-1].speech
         return plans
 

@@ -29,7 +29,8 @@ class LiveStats:
     # second of a worker's call time, × workers: what the cores left it) and how busy the loop kept the workers
     generated: int = 0
     generate_ns: int = 0
-    _at_start: tuple[int, int] | None = None  # (generated, skipped) where the current utterance started
+    # (generated, skipped) where the current utterance started (utterance_edge)
+    _at_start: tuple[int, int] | None = field(default=None, init=False, repr=False)
 
     def call(self, frames: int, generated: bool, dt_ns: int) -> None:
         """Count one render call of `frames` frames that took dt_ns (a speech call when `generated`)."""
