@@ -12,10 +12,17 @@ An utterance of n samples lasts ceil(n/640) video frames, so video and audio dur
 
 Each MelFrame is followed by an `AudioOutFrame` holding the samples [640 i, 640 (i+1)) that play with
 that video frame; later stages keep the pair together, so audio is released only with its frame.
-The silence gate (RMS level of that block, with hysteresis and a hang-over) sets MelFrame.speech.
+The silence gate (RMS level of that block, with hysteresis and a hang-over) sets MelFrame.speech. It runs on
+each 40 ms block as soon as the block's samples are there, which is ~170 ms before the block's own mel window
+is complete, so every MelFrame also carries the gate's flags of the blocks after it that are already known
+(`MelFrame.ahead`, at least 4 of them inside an utterance). Why: the planner's ramp into speech looks 2 frames
+ahead; taking that from the next MelFrames made every silent frame wait 80 ms for their windows, and a live
+stream starting with silence (most TTS output) carried those 80 ms of latency for its whole length.
 """
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +34,7 @@ from models import audio as mel_audio
 HOP = mel_audio.HOP
 N_FFT = mel_audio.N_FFT
 WINDOW_STEPS = mel_audio.WINDOW_STEPS
+AHEAD_FLAGS = 8  # gate flags of the following blocks a MelFrame carries at most (the planner needs ramp - 1)
 
 
 def frames_for_samples(num_samples: int) -> int:
@@ -207,6 +215,7 @@ class FeatureStage:
         self.pts0 = 0
         self.next_index = 0  # next video frame of the open utterance
         self.frames_out = 0
+        self._gated: deque[tuple[float, bool]] = deque()  # (level, gate) of blocks next_index, next_index + 1, ...
 
     # ------------------------------------------------------------------ stage API
     def push(self, frame: Frame) -> list[Frame]:
@@ -215,6 +224,7 @@ class FeatureStage:
             if self.stream is None:
                 out += self._start(frame.speech_id, frame.pts_ns)
             self.stream.push(frame.pcm)
+            self._gate_blocks()
             return out + self._emit_ready()
         if isinstance(frame, SpeechStartFrame):
             return self._end() + self._start(frame.speech_id, frame.pts_ns)
@@ -229,6 +239,7 @@ class FeatureStage:
         self.stream = None
         self.next_index = 0
         self.gate.reset()
+        self._gated.clear()
         return []
 
     # ------------------------------------------------------------------ internals
@@ -236,6 +247,7 @@ class FeatureStage:
         self.stream = MelStream()
         self.speech_id, self.pts0, self.next_index = speech_id, pts, 0
         self.gate.reset()
+        self._gated.clear()
         return [SpeechStartFrame(pts_ns=pts, speech_id=speech_id)]
 
     def _end(self) -> list[Frame]:
@@ -243,6 +255,7 @@ class FeatureStage:
             return []
         stream = self.stream
         stream.finish()
+        self._gate_blocks()
         out = self._emit_ready() if stream.n else []
         end_pts = self.pts0 + self.next_index * FRAME_NS
         self.stream = None
@@ -268,11 +281,11 @@ class FeatureStage:
             else:
                 mel = stream.mel(s, s + WINDOW_STEPS).copy()
             block = stream.samples(i * SAMPLES_PER_FRAME, (i + 1) * SAMPLES_PER_FRAME).copy()
-            level = level_db(block)
-            speech = self.gate(level)
+            level, speech = self._gated.popleft()  # its window is complete, so its block is (or the audio ended)
+            ahead = tuple(flag for _, flag in itertools.islice(self._gated, AHEAD_FLAGS))
             pts = self.pts0 + i * FRAME_NS
             out.append(MelFrame(pts_ns=pts, index=i, mel=mel, speech=speech, level_db=level,
-                                speech_id=self.speech_id))
+                                speech_id=self.speech_id, ahead=ahead))
             out.append(AudioOutFrame(pts_ns=pts, pcm=block, speech=speech))
             self.next_index = i + 1
             self.frames_out += 1
@@ -281,3 +294,14 @@ class FeatureStage:
                 nxt = min(nxt, max(0, (stream.total_columns or 0) - WINDOW_STEPS))
             stream.forget_before(nxt, self.next_index * SAMPLES_PER_FRAME)
         return out
+
+    def _gate_blocks(self) -> None:
+        """Run the gate on every 40 ms block whose samples are all there (every block once the utterance has
+        ended), in order: the gate has memory (hysteresis, hang-over), so each block is judged exactly once."""
+        stream = self.stream
+        i = self.next_index + len(self._gated)
+        end = frames_for_samples(stream.n) if stream.finished and stream.n else 0
+        while (i + 1) * SAMPLES_PER_FRAME <= stream.n or i < end:
+            level = level_db(stream.samples(i * SAMPLES_PER_FRAME, (i + 1) * SAMPLES_PER_FRAME))
+            self._gated.append((level, self.gate(level)))
+            i += 1

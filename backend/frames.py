@@ -62,7 +62,9 @@ class MelFrame(Frame):
     """Audio features for one output video frame: the 16-step mel window that starts at int(80*i/25).
 
     `speech` is the silence gate (False → keep the footage's own mouth); `level` is the window's
-    loudness in dBFS, for cross-fades and the mouth engine's confidence.
+    loudness in dBFS, for cross-fades and the mouth engine's confidence; `ahead`: the gate of the following
+    frames of the utterance already known when this one is out (their audio is inside this window), so the
+    planner decides a ramp without waiting for their windows (backend/features.py).
     """
 
     index: int  # output frame number on this timeline
@@ -70,6 +72,7 @@ class MelFrame(Frame):
     speech: bool = True
     level_db: float = 0.0
     speech_id: int = 0
+    ahead: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,10 @@ Blend: 1 on speech frames (on every frame of an utterance for a generator that `
 over `ramp` frames into and out of speech (0 → 1/3 → 2/3 → 1 for ramp 3), 0 elsewhere (the footage's own
 mouth; the generator does not run). The ramp into speech starts before the first speech frame when
 `lookahead` future frames are known (default ramp − 1), so a silent item is decided only once that much of
-its utterance's future has arrived (or the utterance has ended); `lookahead=0` is causal. A speech item is
+its utterance's future has arrived (or the utterance has ended); `lookahead=0` is causal. The future is the
+gate's flags the MelFrame carries (`ahead`: the features stage judges each 40 ms block as soon as its samples
+are there, well before that frame's own mel window is complete), so on real audio the look-ahead costs no
+time; only MelFrames without them (tests) wait for the next frames. A speech item is
 blended fully whatever follows, so it is decided at once: a live stream's speech does not wait the
 look-ahead.
 
@@ -22,6 +25,7 @@ the generator's reset before an utterance never falls inside a batch.
 """
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass
 
@@ -137,10 +141,15 @@ class Planner:
             self._decided[-1].last = True
 
     def _decide(self, final: bool) -> None:
-        # a speech frame's blend is 1 whatever follows: only a silent one waits for its future (a ramp up)
-        while self._undecided and (final or len(self._undecided) > self.lookahead or self._undecided[0].mel.speech):
+        # a speech frame's blend is 1 whatever follows: only a silent one waits for its future (a ramp up), which
+        # it knows from the gate's flags ahead (MelFrame.ahead) or else from the frames after it
+        while self._undecided:
+            mel = self._undecided[0].mel
+            if not (final or mel.speech or len(mel.ahead) >= self.lookahead or len(self._undecided) > self.lookahead):
+                break
             item = self._undecided.popleft()
-            future = [it.mel.speech for it in list(self._undecided)[:self.lookahead]]
+            following = [it.mel.speech for it in itertools.islice(self._undecided, self.lookahead)]
+            future = list(mel.ahead[:self.lookahead]) if len(mel.ahead) >= len(following) else following
             item.blend = self._blend(item.mel.speech, future)
             self._past.append(item.mel.speech)
             self._decided.append(item)

@@ -8,8 +8,8 @@ from measured render times (backend/live/batching.py):
 * **busy**: a frame is worth rendering only when it can be ready BUSY_MARGIN × the render time before its pts
   (else it repeats the previous image and the call would be wasted);
 * **fitting**: a call no larger than its first frame's time left allows (a smaller call, not skipped frames);
-* **wait**: on a live stream that batches, an utterance's first frame is planned that much further ahead, so
-  the batch's other frames (arriving 40 ms apart) are there in time.
+* **wait**: on a live stream an utterance's first frame is planned that much further ahead: a jitter margin for
+  audio arriving late, and where it batches, the time the batch's other frames (arriving 40 ms apart) need.
 """
 from __future__ import annotations
 
@@ -19,13 +19,18 @@ from backend.live.batching import BatchChoice, BatchTimes, choose_batch
 QUEUED_BUDGET_MS = 300.0  # the lead a batch of audio that is all there may take (it only delays the start)
 # what a live stream's speech call may add to its latency (wait for its batch's audio + lead): the streamed p95
 # target (450 ms) less the mel look-ahead (212.5 ms) and what the start of an utterance adds on top (the 20 ms
-# chunk its audio arrives in, the worker's wake-up, the next frame on the 40 ms grid: 40-70 ms measured). At
-# 200 ms a fast CPU took int8 at batch 3 (wait 80 + lead 110 ms) and streamed at 472-481 ms p95 (session 13)
+# chunk its audio arrives in, the worker's wake-up, LIVE_JITTER_MS, the next frame on the 40 ms grid: 40-80 ms).
+# At 200 ms a fast CPU took int8 at batch 3 (wait 80 + lead 110 ms) and streamed at 472-481 ms p95 (session 13)
 STREAMED_BUDGET_MS = 160.0
 # the lead over the measured render time (a call 25 % slower than its mean still makes its pts; measured in
 # serve, the 90th percentile of a call is ~1.15-1.2x its median); each 10 % costs ~12 ms of latency at batch 1
 LEAD_MARGIN = 1.25
 BUSY_MARGIN = 1.1  # a frame is worth rendering when it can be ready this far within its pts (else it repeats)
+# a live utterance's frames are planned this much after their audio is due, so a chunk that comes a little late
+# (a microphone's or a network's jitter) is still there when its frame is planned. Without it the margin was only
+# where the 40 ms grid happened to put the first frame (0-40 ms), and a later chunk made the loop plan an idle
+# frame inside the speech: 40 ms of silence in the words and 40 ms more latency for the rest of the utterance
+LIVE_JITTER_MS = 20.0
 
 
 class Pacer:
@@ -75,8 +80,11 @@ class Pacer:
 
     @staticmethod
     def wait(choice: BatchChoice, live: bool) -> int:
-        """A live stream's wait for the rest of a batch (its frames arrive 40 ms apart); none for queued audio."""
-        return (choice.planned - 1) * FRAME_NS if live and choice.planned > 1 else 0
+        """How much later than its lead a live stream's utterance starts: the wait for the rest of a batch (its
+        frames arrive 40 ms apart) and LIVE_JITTER_MS for audio that comes late; none for queued audio."""
+        if not live:
+            return 0
+        return int(LIVE_JITTER_MS * 1e6) + ((choice.planned - 1) * FRAME_NS if choice.planned > 1 else 0)
 
     def busy(self, choice: BatchChoice) -> int:
         """How far within its pts a frame must be for this call to be worth it: never more than the lead, else

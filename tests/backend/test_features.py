@@ -107,3 +107,27 @@ def test_implicit_start_and_back_to_back_utterances():
     assert [e.speech_id for e in ends] == [1, 2]
     mels = [f for f in out if isinstance(f, MelFrame)]
     assert len(mels) == frames_for_samples(a.size) + frames_for_samples(b.size)
+
+
+@pytest.mark.parametrize("chunk", [320, 8000])
+def test_each_frame_carries_the_gate_of_the_frames_after_it(chunk):
+    """MelFrame.ahead: the gate's flags of the next frames, judged as soon as their 40 ms of audio is there
+    (inside this frame's window), so the planner's ramp need not wait for their windows. Same flags as the
+    frames themselves get, whatever the chunking; at least 4 inside an utterance still arriving."""
+    rng = np.random.default_rng(chunk)
+    wav = np.concatenate([speech_like(0.3, level=0.3, seed=1) * (rng.random() > 0.5) for _ in range(12)])
+    st = FeatureStage(SilenceGate())
+    mels = []
+    for k in range(0, wav.size, chunk):
+        mels += [f for f in st.push(AudioFrame(0, wav[k:k + chunk])) if isinstance(f, MelFrame)]
+    before_end = len(mels)
+    mels += [f for f in st.push(SpeechEndFrame(0)) if isinstance(f, MelFrame)]
+    flags = [m.speech for m in mels]
+    assert len(set(flags)) == 2  # speech and silence both present
+    for i, m in enumerate(mels):
+        assert m.ahead == tuple(flags[i + 1:i + 1 + len(m.ahead)])
+        if i < before_end:
+            assert len(m.ahead) >= 4
+    assert mels[-1].ahead == ()
+    reference = [m.speech for m in _run_stage(wav, wav.size, SilenceGate()) if isinstance(m, MelFrame)]
+    assert flags == reference

@@ -108,3 +108,27 @@ def test_a_limit_completes_a_smaller_batch():
     assert p.take_batch(force=False) == [], "3 of 4: not complete"
     assert len(p.take_batch(force=False, limit=2)) == 2 and p.take_batch(force=False, limit=2) == []
     assert len(p.take_batch(force=True, limit=2)) == 1
+
+
+def test_the_gate_flags_ahead_decide_a_silent_frame_at_once_and_alike():
+    """With MelFrame.ahead (the features stage's flags of the next frames) a silent frame is decided as soon as
+    it is in, with the same blend as when the planner waits for the next frames themselves."""
+    rng = np.random.default_rng(5)
+    flags = [bool(x) for x in rng.random(60) > 0.6] + [False, False]
+    waited, at_once = Planner(batch_size=1), Planner(batch_size=1)
+    _feed(waited, flags)
+    at_once.push(SpeechStartFrame(0, 0))
+    blends = []
+    for i, speech in enumerate(flags):
+        mel = MelFrame(pts_ns=i * 40_000_000, index=i, mel=np.zeros((80, 16), np.float32), speech=speech,
+                       ahead=tuple(flags[i + 1:i + 5]))
+        at_once.push(mel)
+        at_once.push(AudioOutFrame(pts_ns=mel.pts_ns, pcm=np.zeros(640, np.float32), speech=speech))
+        if i < len(flags) - 2:  # decided the moment it came in
+            assert at_once.ready == 1 and at_once.pending == 1
+            blends.append(at_once.take_batch()[0].blend)
+    assert at_once.ready == 0  # the last silent frame's future is not all known until the end
+    at_once.push(SpeechEndFrame(0, 0))
+    blends += [b[0].blend for b in _all(at_once)]
+    assert blends == [b[0].blend for b in _all(waited)]
+    assert {round(b, 3) for b in blends} == {0.0, 0.333, 0.667, 1.0}  # ramps up and down both occur

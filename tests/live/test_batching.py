@@ -81,7 +81,7 @@ def test_frames_already_there_cost_no_wait():
 def test_the_streamed_budget_keeps_a_fast_cpus_int8_within_the_latency_target():
     """int8 on this 2-core Xeon in a fast phase, two calls side by side, as serve measured it (session 13):
     B1 40, B2 65, B3 88 ms a call. At a 200 ms budget batch 3 fitted (wait 80 + lead 110) and streamed at 472-481 ms
-    p95; the default budget leaves room for the mel look-ahead and an utterance start's 40-70 ms."""
+    p95; the default budget leaves room for the mel look-ahead and an utterance start's 40-80 ms."""
     from backend.live.pacing import STREAMED_BUDGET_MS, Pacer
 
     pacer = Pacer([(40e6, 1), (65e6, 2), (88e6, 3), (109e6, 4)], min_lead_ns=12_000_000, max_lead_ns=400_000_000,

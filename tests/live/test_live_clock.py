@@ -309,3 +309,32 @@ def test_frames_planned_before_an_avatar_switch_show_the_old_avatar(pkg, tmp_pat
     for p, image in old:
         assert np.array_equal(image, big.frame(p.avatar_index)), p.k
     assert rec.video[-1][1].shape == pkg.frame(0).shape, "then the new avatar"
+
+
+def test_a_live_stream_that_starts_with_silence_is_shown_without_waiting_for_the_ramps_look_ahead(pkg):
+    """A stream (20 ms chunks in real time) that starts with silence, as TTS output does: its frames are planned
+    as soon as their mel window is in (the ramp's look-ahead comes from the gate's flags ahead), so every speech
+    frame is shown 212.5 ms + the lead + the jitter margin + at most one 40-ms grid step after its audio
+    began, never 80 ms later; and no idle frame is planned inside the utterance."""
+    from backend.live.pacing import LIVE_JITTER_MS
+
+    loop, q, rec = _loop(pkg, batch_size=1)
+    clip = np.concatenate([np.zeros(4800, np.float32), _speech(1.2, seed=8)])
+    u = q.open("pcm")
+    chunk = SAMPLES_PER_FRAME // 2
+    start = loop.clock.now() + 200_000_000
+    sent_at = []
+
+    def arrive(loop_):
+        while len(sent_at) * chunk < clip.size and loop_.clock.now() >= start + len(sent_at) * 20_000_000:
+            u.append(clip[len(sent_at) * chunk:(len(sent_at) + 1) * chunk])
+            sent_at.append(loop_.clock.now())
+            if len(sent_at) * chunk >= clip.size:
+                u.end()
+    loop.run_virtual(80, arrive)
+    frames = [(p, t) for p, _i, t in rec.video if p.speech_id]
+    assert [p.k for p, _t in frames] == list(range(frames[0][0].k, frames[0][0].k + len(frames)))  # no gap
+    lead = loop._lead_ns(True)
+    limit = 212.5e6 + lead + LIVE_JITTER_MS * 1e6 + FRAME_NS + 20e6
+    latencies = [t - sent_at[p.mel.index * 2] for p, t in frames if p.mel is not None]
+    assert len(latencies) >= clip.size // SAMPLES_PER_FRAME and max(latencies) <= limit, (max(latencies), limit)
