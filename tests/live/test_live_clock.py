@@ -53,6 +53,20 @@ def _loop(pkg, generator=None, audio_lead_ms=0.0, cost=None, batch_size=4):
     return loop, queue, rec
 
 
+def _streamed(utterance, clip, start_ns, period_ns):
+    """A `between` hook that appends `clip` to `utterance` in 20 ms chunks, one every `period_ns` of virtual time
+    from `start_ns`, and ends it with the last; and the list of the times each chunk went in."""
+    chunk, sent_at = SAMPLES_PER_FRAME // 2, []
+
+    def arrive(loop):
+        while len(sent_at) * chunk < clip.size and loop.clock.now() >= start_ns + len(sent_at) * period_ns:
+            utterance.append(clip[len(sent_at) * chunk:(len(sent_at) + 1) * chunk])
+            sent_at.append(loop.clock.now())
+            if len(sent_at) * chunk >= clip.size:
+                utterance.end()
+    return arrive, sent_at
+
+
 def at_frame(k, action):
     """A `between` hook that runs `action(loop)` once, when the publisher is about to reach frame k."""
     done = []
@@ -267,19 +281,9 @@ def test_the_end_of_a_live_stream_is_rendered_not_repeated(pkg):
     for b in range(1, 5):
         loop.batch_times.set(b, per_call(b))
     clip = _speech(1.6, seed=6)
-    u = q.open("pcm")
-    chunk = SAMPLES_PER_FRAME // 2  # 20 ms
-    start = loop.clock.now()
-
-    def arrive(loop_):  # 20 ms chunks every 21 ms (a stream a little slower than real time, so its last frames
-        sent = arrive.sent  # are ready closer to their pts than a call of 4 needs); it ends with its last chunk
-        while sent < clip.size and loop_.clock.now() >= start + (sent // chunk) * 21_000_000:
-            u.append(clip[sent:sent + chunk])
-            sent += chunk
-            if sent >= clip.size:
-                u.end()
-        arrive.sent = sent
-    arrive.sent = 0
+    # 20 ms chunks every 21 ms (a stream a little slower than real time, so its last frames are ready closer to
+    # their pts than a call of 4 needs); it ends with its last chunk
+    arrive, _sent_at = _streamed(q.open("pcm"), clip, loop.clock.now(), 21_000_000)
     loop.run_virtual(80, arrive)
     speech = [p for p, _i, _t in rec.video if p.speech]
     assert len(speech) >= clip.size // SAMPLES_PER_FRAME
@@ -320,17 +324,7 @@ def test_a_live_stream_that_starts_with_silence_is_shown_without_waiting_for_the
 
     loop, q, rec = _loop(pkg, batch_size=1)
     clip = np.concatenate([np.zeros(4800, np.float32), _speech(1.2, seed=8)])
-    u = q.open("pcm")
-    chunk = SAMPLES_PER_FRAME // 2
-    start = loop.clock.now() + 200_000_000
-    sent_at = []
-
-    def arrive(loop_):
-        while len(sent_at) * chunk < clip.size and loop_.clock.now() >= start + len(sent_at) * 20_000_000:
-            u.append(clip[len(sent_at) * chunk:(len(sent_at) + 1) * chunk])
-            sent_at.append(loop_.clock.now())
-            if len(sent_at) * chunk >= clip.size:
-                u.end()
+    arrive, sent_at = _streamed(q.open("pcm"), clip, loop.clock.now() + 200_000_000, 20_000_000)
     loop.run_virtual(80, arrive)
     frames = [(p, t) for p, _i, t in rec.video if p.speech_id]
     assert [p.k for p, _t in frames] == list(range(frames[0][0].k, frames[0][0].k + len(frames)))  # no gap
