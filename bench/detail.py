@@ -8,8 +8,9 @@ For every clip with speech in ../shared/media:
    reduced to the network size (96, and "288": see below), softened like generator output (a Gaussian blur of
    SOFTEN native pixels), and brought back to S by (a) bicubic and (b) bicubic + the detail stage;
 3. both are compared with the real crop in the lower-face region (the jaw/subnasale polygon of the real
-   frame's landmarks): PSNR, SSIM, sharpness ratio (Sobel gradient energy / the real crop's: the real crop
-   scores 1, so detail that looks like the real frames is at most 1 / bicubic's ratio x bicubic), mouth-opening
+   frame's landmarks): PSNR, SSIM, sharpness ratio (Sobel gradient energy / the real crop's, or with
+   `--gradient diff` plain neighbour differences: the real crop scores 1, so detail that looks like the real
+   frames is at most 1 / bicubic's ratio x bicubic), mouth-opening
    correlation with the real frames (each output pasted back into its frame and tracked by the same FaceMesh
    tracker as preprocess, bench/lipsync_quality.measure_openings), and flicker: the mean frame-to-frame change
    of the detail band (the crop minus its round trip through the native size, what the stage adds) in the
@@ -42,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 SPLIT = 0.7
 SOFTEN = 0.6  # Gaussian sigma in native pixels: generator output is softer than a clean downscale
+GRADIENT = "sobel"  # the sharpness measure's gradient: "sobel" (3x3, smoothed) or "diff" (plain neighbour differences)
 FACE_1080P = 448  # side of a talking head's crop in a 1080p frame (timing, and the "288" ratio)
 CROP = "head"
 
@@ -60,6 +62,18 @@ def degrade(real: np.ndarray, native: int) -> np.ndarray:
     low = cv2.resize(real, (native, native), interpolation=cv2.INTER_AREA)
     low = cv2.GaussianBlur(low, (0, 0), SOFTEN)
     return cv2.resize(low, (s, s), interpolation=cv2.INTER_CUBIC)
+
+
+def measured_softness(pkg, size: int, native: int, split: int, samples: int = 8) -> float:
+    """Where the library's band is cut, as `render`/`serve` decide it (backend/detail/softness.py): the simulated
+    generator (`degrade` at native size) redraws library frames, its softness is estimated from them."""
+    from backend.detail.softness import estimate_softness, library_softness
+
+    picks = np.linspace(0, split - 1, samples).round().astype(int)
+    crops = np.stack([cv2.resize(real_crop(pkg, int(j), size)[0], (native, native), interpolation=cv2.INTER_AREA)
+                      for j in picks])
+    drawn = np.stack([cv2.GaussianBlur(c, (0, 0), SOFTEN) for c in crops])
+    return library_softness(estimate_softness(drawn, crops))
 
 
 def region_mask(pkg, i: int, m: np.ndarray, size: int) -> np.ndarray:
@@ -91,8 +105,14 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 
 def gradient_energy(img: np.ndarray, mask: np.ndarray) -> float:
+    """Mean squared gradient magnitude over the mask (GRADIENT: Sobel's, or the finest-scale differences that
+    weigh the highest frequencies more: does "2x bicubic" depend on the operator?)."""
     g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)
+    if GRADIENT == "diff":
+        gx, gy = np.zeros_like(g), np.zeros_like(g)
+        gx[:, :-1], gy[:-1, :] = np.diff(g, axis=1), np.diff(g, axis=0)
+    else:
+        gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)
     return float((gx * gx + gy * gy)[mask].mean())
 
 
@@ -137,7 +157,8 @@ def evaluate(pkg, size: int, native: int, split: int, real_open: np.ndarray | No
 
     n = pkg.frame_count
     test = np.arange(split, n)
-    stage = DetailStage(pkg, CROP, native, size=size, frames=range(split), eager=True)
+    stage = DetailStage(pkg, CROP, native, size=size, frames=range(split), eager=True,
+                        softness=measured_softness(pkg, size, native, split))
     box = stage.library.box
     rows = {k: {"psnr": [], "ssim": [], "grad": [], "band": [], "frames": []} for k in ("bicubic", "detail")}
     real_grad, real_band, times = [], [], []
@@ -162,6 +183,7 @@ def evaluate(pkg, size: int, native: int, split: int, real_open: np.ndarray | No
         if keep is not None and len(keep) < 4 and (j - split) % max(1, len(test) // 4) == 0:
             keep.append((real, bic, det, box))
     result = {"ms": 1e3 * float(np.median(times[1:] or times)), "ms_mean": 1e3 * float(np.mean(times[1:] or times)),
+              "softness": stage.softness,
               "real_flicker": flicker(real_band), "exemplars": len(stage.library)}
     for name, r in rows.items():
         result[name] = {"psnr": float(np.mean(r["psnr"])), "ssim": float(np.mean(r["ssim"])),
@@ -271,7 +293,7 @@ def write_picture(path: Path, strips: list) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global SOFTEN
+    global SOFTEN, GRADIENT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--media", type=Path, default=REPO.parent / "shared" / "media")
     ap.add_argument("--work", type=Path, default=Path("/tmp/s2l-bench-detail"), help="package cache folder")
@@ -282,10 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soften", type=float, default=SOFTEN,
                     help=f"Gaussian sigma (native pixels) of the simulated generator softness (default {SOFTEN}; "
                          "the stage assumes backend.detail.library.SOFTNESS)")
+    ap.add_argument("--gradient", choices=("sobel", "diff"), default=GRADIENT,
+                    help="the sharpness measure's gradient: Sobel (default) or plain neighbour differences")
     ap.add_argument("--quick", action="store_true", help="skip the FaceMesh opening measure and the 1080p timing")
     ap.add_argument("--json", type=Path, default=None, help="also write per-clip results here")
     args = ap.parse_args(argv)
-    SOFTEN = args.soften
+    SOFTEN, GRADIENT = args.soften, args.gradient
     logging.basicConfig(level=logging.ERROR)
     cv2.setNumThreads(1)  # the stage runs on one post-processing thread: time it on one core
     from bench.lipsync_quality import talking_clips
@@ -306,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         r = res["96"]
         print(f"{clip.name[:44]:<44} S={res['size']} 96: PSNR {r['bicubic']['psnr']:.2f}->{r['detail']['psnr']:.2f} "
               f"sharp {r['bicubic']['sharp']:.2f}->{r['detail']['sharp']:.2f} flick {r['detail']['flicker']:.2f} "
-              f"r {r['detail'].get('open_r', np.nan):.3f} {r['ms']:.2f} ms ({res['seconds']:.0f}s)", flush=True)
+              f"r {r['detail'].get('open_r', np.nan):.3f} {r['ms']:.2f} ms, band cut at σ {r['softness']:.2f} "
+              f"({res['seconds']:.0f}s)", flush=True)
     if not results:
         print("no clip could be evaluated")
         return 1

@@ -188,8 +188,10 @@ def library_frames(package, frames=None) -> np.ndarray:
     return idx
 
 
-def build_library(package, crop: str, size: int, native: int, frames=None, progress: bool = False) -> ExemplarLibrary:
-    """Cut, split and index every library frame (see the module docstring)."""
+def build_library(package, crop: str, size: int, native: int, frames=None, progress: bool = False,
+                  softness: float = SOFTNESS) -> ExemplarLibrary:
+    """Cut, split and index every library frame (see the module docstring); `softness`: the generator's, the
+    blur (native pixels) of the round trip the detail band is cut at (backend/detail/softness.py)."""
     idx = library_frames(package, frames)
     if len(idx) == 0:
         raise ValueError("no valid frame to build a detail library from")
@@ -207,7 +209,7 @@ def build_library(package, crop: str, size: int, native: int, frames=None, progr
         iterator = tqdm(idx, desc=f"{getattr(package, 'name', 'avatar')}: detail library", unit="f", leave=False)
     for k, i in enumerate(iterator):
         g = grey(cut_box(package.frame(int(i)), face_affine(package, int(i), crop, size), box))
-        low = round_trip(g, size, native, SOFTNESS)
+        low = round_trip(g, size, native, softness)
         thumbs[k] = thumbnail(low, fshape)
         descriptors[k] = descriptor(thumbs[k], dshape)
         detail[k] = np.clip(np.rint(g - low) + DETAIL_OFFSET, 0, 255).astype(np.uint8)
@@ -228,12 +230,12 @@ def neighbour_scale(descriptors: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- cache
-def cache_key(package, crop: str, size: int, native: int, frames: np.ndarray) -> str:
+def cache_key(package, crop: str, size: int, native: int, frames: np.ndarray, softness: float = SOFTNESS) -> str:
     """What the library depends on: the package's identity (its manifest and face track file) + parameters."""
     root = Path(package.root)
     parts = {"version": LIBRARY_VERSION, "crop": crop, "size": int(size), "native": int(native),
              "frames": hashlib.sha1(np.ascontiguousarray(frames, np.int64).tobytes()).hexdigest(),
-             "max": MAX_EXEMPLARS, "softness": SOFTNESS, "widths": [DESCRIPTOR_WIDTH, FLOW_WIDTH]}
+             "max": MAX_EXEMPLARS, "softness": round(float(softness), 3), "widths": [DESCRIPTOR_WIDTH, FLOW_WIDTH]}
     for name in ("manifest.json", "face_det.npz"):
         st = (root / name).stat()
         parts[name] = [st.st_size, st.st_mtime_ns]
@@ -241,21 +243,24 @@ def cache_key(package, crop: str, size: int, native: int, frames: np.ndarray) ->
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cache_path(package, crop: str, size: int, native: int) -> Path:
-    return Path(package.root) / ".cache" / f"detail_{crop}_{native}_{size}.npz"
+def cache_path(package, crop: str, size: int, native: int, softness: float = SOFTNESS) -> Path:
+    """One file per softness too: two checkpoints of different sharpness on one avatar do not rebuild in turn."""
+    tag = "" if abs(softness - SOFTNESS) < 1e-6 else f"_s{int(round(100 * softness)):03d}"
+    return Path(package.root) / ".cache" / f"detail_{crop}_{native}_{size}{tag}.npz"
 
 
-def load_or_build(package, crop: str, size: int, native: int, frames=None, progress: bool = False) -> ExemplarLibrary:
+def load_or_build(package, crop: str, size: int, native: int, frames=None, progress: bool = False,
+                  softness: float = SOFTNESS) -> ExemplarLibrary:
     """The cached library when its key matches, else built now and written atomically into <avatar>/.cache/.
 
     Packages without a folder (tests hold them in memory) are built every time."""
     if getattr(package, "root", None) is None:
-        return build_library(package, crop, size, native, frames, progress)
+        return build_library(package, crop, size, native, frames, progress, softness)
     from stream_wav2lip.atomic import atomic_path
 
     idx = library_frames(package, frames)
-    key = cache_key(package, crop, size, native, idx)
-    path = cache_path(package, crop, size, native)
+    key = cache_key(package, crop, size, native, idx, softness)
+    path = cache_path(package, crop, size, native, softness)
     if path.is_file():
         try:
             with np.load(path) as z:
@@ -264,7 +269,7 @@ def load_or_build(package, crop: str, size: int, native: int, frames=None, progr
                                            z["frames"], z["descriptors"], z["thumbs"], z["detail"], float(z["scale"]))
         except (OSError, ValueError, KeyError) as exc:  # a damaged cache is rebuilt, never trusted
             log.warning("%s: unreadable detail cache, rebuilding (%s)", path, exc)
-    lib = build_library(package, crop, size, native, idx, progress)
+    lib = build_library(package, crop, size, native, idx, progress, softness)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:

@@ -87,15 +87,18 @@ class DetailStage:
     `native_size` the size it computes at. `size` (default: the face's side in the frame, `detail_size`) is the
     working size S: `apply` returns (S, S, 3) faces, and a face given at another size is first brought to S
     with bicubic interpolation. `frames` restricts the library (the benchmark's held-out split). The library is
-    built on first use (or in `__init__` with `eager=True`) and cached in <avatar>/.cache/.
+    built on first use (or in `__init__` with `eager=True`) and cached in <avatar>/.cache/. `softness`: the
+    generator's, where the library's detail band is cut (backend/detail/softness.py; default library.SOFTNESS).
     """
 
     def __init__(self, package, crop: str = "head", native_size: int = 96, *, size: int | None = None,
-                 frames=None, eager: bool = False, progress: bool = False, library: ExemplarLibrary | None = None):
+                 frames=None, eager: bool = False, progress: bool = False, library: ExemplarLibrary | None = None,
+                 softness: float = SOFTNESS):
         self.package = package
         self.crop = crop
         self.native_size = int(native_size)
         self.size = int(size) if size else detail_size(package, crop, self.native_size)
+        self.softness = float(softness)  # where the detail band is cut (backend/detail/softness.py)
         self._frames = frames
         self._progress = progress
         self._lib = library
@@ -125,7 +128,7 @@ class DetailStage:
     def library(self) -> ExemplarLibrary:
         if self._lib is None:
             self._lib = load_or_build(self.package, self.crop, self.size, self.native_size, self._frames,
-                                      self._progress)
+                                      self._progress, self.softness)
         return self._lib
 
     def _flow_engine(self):
@@ -252,7 +255,7 @@ class DetailStage:
                 sample = lib.detail[::max(1, len(lib) // 32), ::2, ::2].astype(np.float32) - DETAIL_OFFSET
                 self._band = max(1e-3, float(np.mean(sample * sample)))
             g = grey8.astype(np.float32)
-            own = g - round_trip(g, self.size, self.native_size, SOFTNESS)
+            own = g - round_trip(g, self.size, self.native_size, self.softness)
             share = float(np.sqrt(max(0.0, 1.0 - float(np.mean(own * own)) / self._band)))
             self._missing = share if self._missing is None else self._missing + GAIN_RATE * (share - self._missing)
         self._seen += 1

@@ -84,6 +84,7 @@ def test_serve_gives_the_stage_up_between_utterances_when_its_renderer_lags(big_
                                                                                  for p in plans) + 1_000_000)
     network = Network96()
     engine = Engine(big_face, network, loop="pingpong", batch_size=1, detail=mode)
+    network.batches.clear()  # the stage's softness probe at start (backend/detail/softness.py) is no live frame
     stage = engine.compositor.detail
     apply, applied = stage.apply, []
     stage.apply = lambda face, index: applied.append(len(network.batches)) or apply(face, index)

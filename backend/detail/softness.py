@@ -1,0 +1,99 @@
+"""How soft the generator's faces are, measured on the avatar at start: where the detail band is cut.
+
+Why: the library stores what a network loses, the crop minus its round trip through the native size with a
+blur for the network's own softness (library.SOFTNESS, 0.6 native pixels). No trained checkpoint exists here
+to fix that number, and networks differ: on bench/detail.py's oracle a network sharper than assumed (σ 0.3)
+got the band's lower part a second time, -1.19 dB PSNR against bicubic; a library cut at its own softness
+gives -0.53 dB. A softer one (σ 1.0) is better served by the default cut (+1.52 dB against +0.79 dB with its own,
+and SSIM within target), so the cut follows a measured softness only downwards (`library_softness`).
+
+How: the generator redraws a few of the avatar's own faces (its crops, mel windows of its own audio), and the
+fine-band energy of their lower halves is compared with that of the same crops blurred by each candidate σ.
+Energy, not a pixel difference, because the network draws the mouth its audio asks for, not the one in the
+crop. A network whose faces do not look like the crops at all (untrained or deterministic test weights) gives
+no estimate, and the default stands.
+"""
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+from backend.detail.library import SOFTNESS
+
+log = logging.getLogger(__name__)
+
+SAMPLES = 8  # faces the generator redraws at start: one batch
+MIN_LIKENESS = 0.8  # Pearson r of the blurred lower halves below which the faces are not the avatar's
+CANDIDATES = np.round(np.arange(0.0, 2.0001, 0.05), 2)  # σ, native pixels
+FINE_SIGMA = 1.0  # the fine band: a face minus its Gaussian blur of this σ
+STEP = 0.05  # estimates are rounded to this (one cached library per value)
+
+
+def _lower_grey(faces: np.ndarray) -> np.ndarray:
+    """(N, n, n, 3) uint8 -> (N, h, w) float32 grey lower halves, without the outer n/16 (the crop's edges)."""
+    n = faces.shape[1]
+    edge = max(1, n // 16)
+    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in faces]).astype(np.float32)
+    return grey[:, n // 2:n - edge, edge:n - edge]
+
+
+def _fine_energy(grey: np.ndarray) -> float:
+    fine = [g - cv2.GaussianBlur(g, (0, 0), FINE_SIGMA) for g in grey]
+    return float(np.mean([np.mean(f * f) for f in fine]))
+
+
+def _blurred(faces: np.ndarray, sigma: float) -> np.ndarray:
+    """The uint8 BGR faces blurred by σ, as uint8 BGR: the form a network's faces come in (8-bit rounding and
+    OpenCV's 8-bit kernel leave ~20-50 % more fine energy than the same blur in floating point would)."""
+    return faces if sigma <= 0 else np.stack([cv2.GaussianBlur(f, (0, 0), float(sigma)) for f in faces])
+
+
+def estimate_softness(generated: np.ndarray, crops: np.ndarray) -> float | None:
+    """The σ (native pixels, a multiple of STEP) by which the Gaussian-blurred `crops` have the fine-band energy
+    of `generated`, both (N, n, n, 3) uint8 at the network's size; None when the faces are not the crops' face."""
+    gen, real = _lower_grey(generated), _lower_grey(crops)
+    coarse_g = _lower_grey(_blurred(generated, 2.0)).ravel()
+    coarse_r = _lower_grey(_blurred(crops, 2.0)).ravel()
+    if coarse_g.std() < 1e-3 or coarse_r.std() < 1e-3 or np.corrcoef(coarse_g, coarse_r)[0, 1] < MIN_LIKENESS:
+        return None
+    target = _fine_energy(gen)
+    energy = np.array([_fine_energy(_lower_grey(_blurred(crops, s))) for s in CANDIDATES])  # falls as σ grows
+    if target >= energy[0]:
+        return 0.0
+    if target <= energy[-1]:
+        return float(CANDIDATES[-1])
+    k = int(np.argmax(energy < target))  # first candidate below the target: the answer lies in [k-1, k]
+    t = (energy[k - 1] - target) / max(energy[k - 1] - energy[k], 1e-12)
+    sigma = CANDIDATES[k - 1] + t * (CANDIDATES[k] - CANDIDATES[k - 1])
+    return float(np.round(sigma / STEP) * STEP)
+
+
+def library_softness(estimate: float | None) -> float:
+    """Where the library's band is cut for a network of this softness: its own when sharper than the default,
+    else the default (module docstring)."""
+    return SOFTNESS if estimate is None else float(min(SOFTNESS, estimate))
+
+
+def measure_softness(generator, package, crop: str) -> float | None:
+    """Let `generator` redraw SAMPLES of the avatar's faces and estimate its softness (None: no estimate)."""
+    from backend.generators.base import GeneratorInput
+    from backend.generators.precision_data import avatar_samples
+
+    size = int(generator.native_size)
+    faces, mels = avatar_samples(package, crop, size, SAMPLES)
+    try:
+        out = generator.generate([GeneratorInput(face, mel, 0) for face, mel in zip(faces, mels)])
+    except Exception as exc:  # a plugin that cannot draw these samples: its first real frame will say why
+        log.warning("detail: could not measure the generator's softness (%s); default band cut", exc)
+        return None
+    finally:
+        generator.reset()
+    out = np.asarray(out)
+    if out.shape != faces.shape or out.dtype != np.uint8:
+        return None
+    estimate = estimate_softness(out, faces)
+    log.info("detail: the generator's faces are %s", "not the avatar's: default band cut" if estimate is None
+             else f"as soft as a σ {estimate:.2f} blur (band cut at {library_softness(estimate):.2f})")
+    return estimate

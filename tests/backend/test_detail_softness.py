@@ -1,0 +1,87 @@
+"""The generator's softness, measured on the avatar at start: where the detail library's band is cut."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from backend.detail.library import SOFTNESS, cache_path
+from backend.detail.softness import estimate_softness, library_softness
+from backend.engine import Engine
+from preprocess.package import AvatarPackage
+from tests.backend.helpers import RecordingGenerator
+
+
+@pytest.fixture(scope="module")
+def real_faces(media_dir):
+    """Eight 96 px crops of a real talking face (its middle square, area-downscaled like a package crop)."""
+    cap = cv2.VideoCapture(str(media_dir / "LivePortrait__assets_examples_driving_d13.mp4"))
+    faces = []
+    while len(faces) < 8:
+        ok, frame = cap.read()
+        assert ok, "the clip has at least 8 frames"
+        h, w = frame.shape[:2]
+        side = min(h, w) // 2
+        y, x = (h - side) // 2, (w - side) // 2
+        faces.append(cv2.resize(frame[y:y + side, x:x + side], (96, 96), interpolation=cv2.INTER_AREA))
+    cap.release()
+    return np.stack(faces)
+
+
+def _blur(faces: np.ndarray, sigma: float) -> np.ndarray:
+    return faces.copy() if sigma == 0 else np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in faces])
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.3, 0.6, 1.0, 1.5])
+def test_the_blur_of_a_network_is_recovered_from_its_faces(real_faces, sigma):
+    estimate = estimate_softness(_blur(real_faces, sigma), real_faces)
+    assert estimate is not None and abs(estimate - sigma) <= 0.1, estimate
+
+
+def test_another_mouth_is_still_measured_but_faces_that_are_not_the_avatars_give_no_estimate(real_faces):
+    # the network draws the mouth its audio asks for: other frames of the same face keep the verdict
+    assert abs(estimate_softness(_blur(np.roll(real_faces, 1, axis=0), 0.6), real_faces) - 0.6) <= 0.15
+    noise = np.random.default_rng(0).integers(0, 256, real_faces.shape, dtype=np.uint8)  # untrained weights
+    assert estimate_softness(noise, real_faces) is None
+    assert estimate_softness(np.full_like(real_faces, 128), real_faces) is None  # a flat grey face
+
+
+def test_the_band_is_cut_at_a_sharper_networks_own_softness_only():
+    assert library_softness(None) == SOFTNESS
+    assert library_softness(0.3) == 0.3
+    assert library_softness(0.0) == 0.0
+    assert library_softness(1.2) == SOFTNESS  # a softer network keeps the default cut (docstring: the oracle)
+
+
+class _Blurring(RecordingGenerator):
+    """A 96 px network whose faces are its input blurred by `sigma` native pixels."""
+
+    def __init__(self, sigma: float):
+        super().__init__()
+        self.sigma = sigma
+
+    def generate(self, batch):
+        self.batches.append(list(batch))
+        return _blur(np.stack([item.face for item in batch]), self.sigma)
+
+
+@pytest.fixture(scope="module")
+def big_face(tmp_path_factory):
+    from preprocess.synthetic import write_synthetic_package
+
+    return AvatarPackage.open(write_synthetic_package(tmp_path_factory.mktemp("soft") / "big", frames=24,
+                                                      width=640, height=480))
+
+
+def test_the_engine_measures_its_generator_once_at_start_and_the_library_follows(big_face):
+    soft, sharp = _Blurring(1.0), _Blurring(0.4)
+    soft_engine = Engine(big_face, soft, loop="pingpong", silence_gate=False)
+    sharp_engine = Engine(big_face, sharp, loop="pingpong", silence_gate=False)
+    assert len(soft.batches) == len(sharp.batches) == 1  # one batch of the avatar's own faces, then nothing
+    assert soft_engine.compositor.detail.softness == SOFTNESS
+    stage = sharp_engine.compositor.detail
+    assert 0.3 <= stage.softness <= 0.5
+    stage.library  # built and cached under its own name: the default-cut library of the other engine stays
+    assert cache_path(big_face, stage.crop, stage.size, stage.native_size, stage.softness).is_file()
+    assert Engine(big_face, soft, loop="pingpong", detail="off").compositor.detail is None
+    assert len(soft.batches) == 1  # detail off: nothing to measure
