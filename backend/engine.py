@@ -343,12 +343,12 @@ def make_detail(mode: str, package, crop: str, generator):
     if mode == "off" or generator.real_pixels or not hasattr(package, "root"):
         return None
     from backend.detail.softness import library_softness, measure_softness
-    from backend.detail.stage import DetailStage, needs_detail
+    from backend.detail.stage import DetailStage
 
-    if not needs_detail(package, crop, generator.native_size):
+    stage = DetailStage(package, crop, generator.native_size)  # cheap: its library is loaded on first use
+    if not stage.enabled:
         return None
     # the band is cut at the generator's own softness, measured on a few of the avatar's faces (one batch, here on
-    # the driver's thread: the generator is never called from the compositing thread); the library itself is
-    # loaded on first use
-    softness = library_softness(measure_softness(generator, package, crop))
-    return DetailStage(package, crop, generator.native_size, softness=softness)
+    # the driver's thread: the generator is never called from the compositing thread), before the library loads
+    stage.softness = library_softness(measure_softness(generator, package, crop))
+    return stage

@@ -65,3 +65,14 @@ def small_avatar(tmp_path_factory, media_dir: Path) -> Path:
     if not source.is_file():
         pytest.skip(f"test media {source} not found")
     return preprocess_video(source, tmp_path_factory.mktemp("avatars"), face_size=96, max_seconds=2.0)
+
+
+@pytest.fixture(scope="module")
+def big_face(tmp_path_factory):
+    """A synthetic avatar whose face is ~200 px on screen: a 96 px network leaves detail to restore (one per test
+    module: the detail libraries it caches stay that module's)."""
+    from preprocess.package import AvatarPackage
+    from preprocess.synthetic import write_synthetic_package
+
+    return AvatarPackage.open(write_synthetic_package(tmp_path_factory.mktemp("detail") / "big", frames=24,
+                                                      width=640, height=480))

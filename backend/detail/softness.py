@@ -53,13 +53,13 @@ def _blurred(faces: np.ndarray, sigma: float) -> np.ndarray:
 def estimate_softness(generated: np.ndarray, crops: np.ndarray) -> float | None:
     """The σ (native pixels, a multiple of STEP) by which the Gaussian-blurred `crops` have the fine-band energy
     of `generated`, both (N, n, n, 3) uint8 at the network's size; None when the faces are not the crops' face."""
-    gen, real = _lower_grey(generated), _lower_grey(crops)
-    coarse_g = _lower_grey(_blurred(generated, 2.0)).ravel()
-    coarse_r = _lower_grey(_blurred(crops, 2.0)).ravel()
+    levels = [_lower_grey(_blurred(crops, s)) for s in CANDIDATES]  # the crops at every candidate σ
+    coarse_g = _lower_grey(_blurred(generated, float(CANDIDATES[-1]))).ravel()
+    coarse_r = levels[-1].ravel()  # likeness is judged at the coarsest candidate: the mouth's detail left out
     if coarse_g.std() < 1e-3 or coarse_r.std() < 1e-3 or np.corrcoef(coarse_g, coarse_r)[0, 1] < MIN_LIKENESS:
         return None
-    target = _fine_energy(gen)
-    energy = np.array([_fine_energy(_lower_grey(_blurred(crops, s))) for s in CANDIDATES])  # falls as σ grows
+    target = _fine_energy(_lower_grey(generated))
+    energy = np.array([_fine_energy(level) for level in levels])  # falls as σ grows
     if target >= energy[0]:
         return 0.0
     if target <= energy[-1]:

@@ -88,7 +88,8 @@ class DetailStage:
     working size S: `apply` returns (S, S, 3) faces, and a face given at another size is first brought to S
     with bicubic interpolation. `frames` restricts the library (the benchmark's held-out split). The library is
     built on first use (or in `__init__` with `eager=True`) and cached in <avatar>/.cache/. `softness`: the
-    generator's, where the library's detail band is cut (backend/detail/softness.py; default library.SOFTNESS).
+    generator's, where the library's detail band is cut (backend/detail/softness.py; default library.SOFTNESS);
+    it may be set until the library is first used.
     """
 
     def __init__(self, package, crop: str = "head", native_size: int = 96, *, size: int | None = None,

@@ -11,15 +11,6 @@ from preprocess.package import AvatarPackage
 from tests.backend.helpers import RecordingGenerator, speak, speech_like
 
 
-@pytest.fixture(scope="module")
-def big_face(tmp_path_factory):
-    """A synthetic avatar whose face is ~200 px on screen: a 96 px network leaves detail to restore."""
-    from preprocess.synthetic import write_synthetic_package
-
-    return AvatarPackage.open(write_synthetic_package(tmp_path_factory.mktemp("detail") / "big", frames=24,
-                                                      width=640, height=480))
-
-
 class Network96(RecordingGenerator):
     """A stand-in network: a 96 px face, blurred like a generator's output, returned at the crop's size."""
 

@@ -8,7 +8,6 @@ import pytest
 from backend.detail.library import SOFTNESS, cache_path
 from backend.detail.softness import estimate_softness, library_softness
 from backend.engine import Engine
-from preprocess.package import AvatarPackage
 from tests.backend.helpers import RecordingGenerator
 
 
@@ -63,14 +62,6 @@ class _Blurring(RecordingGenerator):
     def generate(self, batch):
         self.batches.append(list(batch))
         return _blur(np.stack([item.face for item in batch]), self.sigma)
-
-
-@pytest.fixture(scope="module")
-def big_face(tmp_path_factory):
-    from preprocess.synthetic import write_synthetic_package
-
-    return AvatarPackage.open(write_synthetic_package(tmp_path_factory.mktemp("soft") / "big", frames=24,
-                                                      width=640, height=480))
 
 
 def test_the_engine_measures_its_generator_once_at_start_and_the_library_follows(big_face):
