@@ -45,11 +45,14 @@ def test_another_mouth_is_still_measured_but_faces_that_are_not_the_avatars_give
     assert estimate_softness(np.full_like(real_faces, 128), real_faces) is None  # a flat grey face
 
 
-def test_the_band_is_cut_at_a_sharper_networks_own_softness_only():
+def test_the_band_is_cut_at_a_sharper_networks_softness_and_below_a_softer_ones():
     assert library_softness(None) == SOFTNESS
     assert library_softness(0.3) == 0.3
     assert library_softness(0.0) == 0.0
-    assert library_softness(1.2) == SOFTNESS  # a softer network keeps the default cut (docstring: the oracle)
+    assert library_softness(SOFTNESS + 0.1) == SOFTNESS  # a little softer: the default cut is already below it
+    assert library_softness(1.0) == 0.8  # SOFTER_SHARE of it (docstring: the oracle)
+    assert library_softness(1.5) == 1.2
+    assert all(library_softness(e) <= max(e, SOFTNESS) for e in np.arange(0, 2.01, 0.05))
 
 
 class _Blurring(RecordingGenerator):
@@ -69,7 +72,7 @@ def test_the_engine_measures_its_generator_once_at_start_and_the_library_follows
     soft_engine = Engine(big_face, soft, loop="pingpong", silence_gate=False)
     sharp_engine = Engine(big_face, sharp, loop="pingpong", silence_gate=False)
     assert len(soft.batches) == len(sharp.batches) == 1  # one batch of the avatar's own faces, then nothing
-    assert soft_engine.compositor.detail.softness == SOFTNESS
+    assert 0.7 <= soft_engine.compositor.detail.softness <= 0.9  # measured ~1.0: cut at SOFTER_SHARE of it
     stage = sharp_engine.compositor.detail
     assert 0.3 <= stage.softness <= 0.5
     stage.library  # built and cached under its own name: the default-cut library of the other engine stays
