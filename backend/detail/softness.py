@@ -15,10 +15,17 @@ fine-band energy of their lower halves is compared with that of the same crops b
 Energy, not a pixel difference, because the network draws the mouth its audio asks for, not the one in the
 crop. A network whose faces do not look like the crops at all (untrained or deterministic test weights) gives
 no estimate, and the default stands.
+
+The estimate is cached in <avatar>/.cache/softness.json per generator `identity` (checkpoint and precision),
+crop and avatar contents: the probe is one batch of network work, 5 % of a 6-s render, paid once, not at
+every start.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -32,6 +39,8 @@ MIN_LIKENESS = 0.8  # Pearson r of the blurred lower halves below which the face
 CANDIDATES = np.round(np.arange(0.0, 2.0001, 0.05), 2)  # σ, native pixels
 FINE_SIGMA = 1.0  # the fine band: a face minus its Gaussian blur of this σ
 STEP = 0.05  # estimates are rounded to this (one cached library per value)
+RECIPE = 1  # bump when the estimate changes (SAMPLES, CANDIDATES, the measure): cached estimates stop matching
+CACHE_ENTRIES = 16  # estimates kept per avatar (checkpoints x precisions x crops), the newest
 SOFTER_SHARE = 0.8  # a softer network's band is cut at this share of its softness (module docstring)
 
 
@@ -85,7 +94,23 @@ def library_softness(estimate: float | None) -> float:
 
 
 def measure_softness(generator, package, crop: str) -> float | None:
-    """Let `generator` redraw SAMPLES of the avatar's faces and estimate its softness (None: no estimate)."""
+    """Let `generator` redraw SAMPLES of the avatar's faces and estimate its softness (None: no estimate); the
+    cached estimate when this generator was measured on this avatar before (module docstring)."""
+    key = _cache_key(generator, package, crop)
+    entries = _read_cache(package) if key else {}
+    if key in entries:
+        estimate = entries[key]
+        _log(estimate, " (measured at an earlier start)")
+        return estimate
+    estimate, measured = _measure(generator, package, crop)
+    if key and measured:
+        entries[key] = estimate
+        _write_cache(package, entries)
+    return estimate
+
+
+def _measure(generator, package, crop: str) -> tuple[float | None, bool]:
+    """(estimate, whether the generator drew the samples: a failure is not cached)."""
     from backend.generators.base import GeneratorInput
     from backend.generators.precision_data import avatar_samples
 
@@ -95,13 +120,60 @@ def measure_softness(generator, package, crop: str) -> float | None:
         out = generator.generate([GeneratorInput(face, mel, 0) for face, mel in zip(faces, mels)])
     except Exception as exc:  # a plugin that cannot draw these samples: its first real frame will say why
         log.warning("detail: could not measure the generator's softness (%s); default band cut", exc)
-        return None
+        return None, False
     finally:
         generator.reset()
     out = np.asarray(out)
     if out.shape != faces.shape or out.dtype != np.uint8:
-        return None
+        return None, False
     estimate = estimate_softness(out, faces)
-    log.info("detail: the generator's faces are %s", "not the avatar's: default band cut" if estimate is None
-             else f"as soft as a σ {estimate:.2f} blur (band cut at {library_softness(estimate):.2f})")
-    return estimate
+    _log(estimate)
+    return estimate, True
+
+
+def _log(estimate: float | None, when: str = "") -> None:
+    log.info("detail: the generator's faces are %s%s", "not the avatar's: default band cut" if estimate is None
+             else f"as soft as a σ {estimate:.2f} blur (band cut at {library_softness(estimate):.2f})", when)
+
+
+# ------------------------------------------------------------------------------------------------ cache
+def _cache_file(package) -> Path:
+    return Path(package.root) / ".cache" / "softness.json"
+
+
+def _cache_key(generator, package, crop: str) -> str | None:
+    """Generator identity, crop, sample size and the avatar's contents; None when nothing may be cached."""
+    identity = generator.identity
+    if identity is None or getattr(package, "root", None) is None:
+        return None
+    from backend.generators.precision_data import avatar_hash
+
+    try:
+        avatar = avatar_hash(package)
+    except OSError:
+        return None
+    text = f"{identity}|{crop}|{int(generator.native_size)}|{avatar}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _read_cache(package) -> dict:
+    """The cached estimates ({} when there are none, they are of another recipe, or the file is damaged)."""
+    try:
+        data = json.loads(_cache_file(package).read_text(encoding="utf-8"))
+        entries = data["estimates"] if data.get("recipe") == RECIPE else {}
+        return {str(k): (None if v is None else float(v)) for k, v in entries.items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _write_cache(package, entries: dict) -> None:
+    from stream_wav2lip.atomic import atomic_path
+
+    path = _cache_file(package)
+    newest = dict(list(entries.items())[-CACHE_ENTRIES:])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"recipe": RECIPE, "estimates": newest}, indent=1), encoding="utf-8")
+    except OSError as exc:  # a read-only avatar folder: measured again at the next start
+        log.warning("%s: could not cache the generator's softness (%s)", path, exc)

@@ -83,6 +83,13 @@ class Generator(ABC):
         return int(self.face_size)
 
     @property
+    def identity(self) -> str | None:
+        """What fixes the faces it draws (its weights and arithmetic), as a short string: it keys per-avatar
+        caches of measurements made on it (the detail stage's softness, backend/detail/softness.py). None
+        (the default): nothing is cached, it is measured at every start."""
+        return None
+
+    @property
     def preferred_batch(self) -> int:
         """Batch size that keeps latency low and throughput high on the current device."""
         return 4

@@ -11,6 +11,7 @@ keeps its speed while compositing and encoding share the cores).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -78,6 +79,7 @@ class Wav2LipGenerator(Generator):
         from backend.cpu_streams import CpuStreams, default_stream_count, thread_count
 
         self.model, self.info, self.device = load_generator_network(checkpoint, device)
+        self.checkpoint = Path(checkpoint)
         count = default_stream_count(self.device.type) if streams is None else max(1, int(streams))
         self.streams = CpuStreams(count) if count > 1 and self.device.type == "cpu" else None
         self.face_size = int(self.info.image_size)
@@ -120,6 +122,17 @@ class Wav2LipGenerator(Generator):
                                 threads=1 if self.streams is not None else torch.get_num_threads())
         self.model, self.precision, self.precision_reason = choice.network, choice.precision, choice.reason
         self._validated_on_avatar = choice.precision == "int8"  # calibrated on this avatar
+
+    @property
+    def identity(self) -> str | None:
+        """The checkpoint file (path, size, modification time: no 145 MB hash at every start) and the precision
+        it runs in; None once the file is gone."""
+        try:
+            st = self.checkpoint.stat()
+        except OSError:
+            return None
+        source = f"{self.checkpoint.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        return f"{self.info.variant}-{hashlib.sha256(source.encode()).hexdigest()[:16]}-{self.precision}"
 
     @property
     def preferred_batch(self) -> int:

@@ -79,3 +79,46 @@ def test_the_engine_measures_its_generator_once_at_start_and_the_library_follows
     assert cache_path(big_face, stage.crop, stage.size, stage.native_size, stage.softness).is_file()
     assert Engine(big_face, soft, loop="pingpong", detail="off").compositor.detail is None
     assert len(soft.batches) == 1  # detail off: nothing to measure
+
+
+class _Named(_Blurring):
+    """A blurring network with an identity: its softness may be cached per avatar."""
+
+    def __init__(self, sigma: float, identity: str | None):
+        super().__init__(sigma)
+        self._identity = identity
+
+    @property
+    def identity(self):
+        return self._identity
+
+
+def test_a_generator_with_an_identity_is_measured_once_per_avatar(big_face):
+    from backend.detail.softness import _cache_file
+
+    _cache_file(big_face).unlink(missing_ok=True)
+    first, again, other = _Named(0.4, "blur-a"), _Named(0.4, "blur-a"), _Named(0.4, "blur-b")
+    softness = Engine(big_face, first, loop="pingpong", silence_gate=False).compositor.detail.softness
+    assert len(first.batches) == 1 and _cache_file(big_face).is_file()
+    # the next start with the same network: the cached estimate, no network work
+    assert Engine(big_face, again, loop="pingpong", silence_gate=False).compositor.detail.softness == softness
+    assert again.batches == []
+    Engine(big_face, other, loop="pingpong", silence_gate=False)  # another network: measured
+    assert len(other.batches) == 1
+    _cache_file(big_face).write_text("{damaged", encoding="utf-8")  # never trusted: measured again, rewritten
+    assert Engine(big_face, again, loop="pingpong", silence_gate=False).compositor.detail.softness == softness
+    assert len(again.batches) == 1 and '"recipe"' in _cache_file(big_face).read_text(encoding="utf-8")
+
+
+def test_a_failed_measurement_is_not_cached(big_face):
+    from backend.detail.softness import _read_cache, measure_softness
+
+    class Failing(_Named):
+        def generate(self, batch):
+            self.batches.append(list(batch))
+            raise RuntimeError("out of memory")
+
+    failing, before = Failing(0.4, "failing"), _read_cache(big_face)
+    assert measure_softness(failing, big_face, "head") is None
+    assert measure_softness(failing, big_face, "head") is None  # tried again at the next start
+    assert len(failing.batches) == 2 and _read_cache(big_face) == before

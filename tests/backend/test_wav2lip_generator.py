@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -77,3 +79,11 @@ def test_real_wav2lip96_forward_matches_eager(tmp_path):
     with torch.no_grad():
         ref = (eager(mel, x.contiguous()).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1  # BN folding / channels_last: float rounding only
+    # the identity that keys per-avatar measurements of the network (backend/detail/softness.py)
+    first = g.identity
+    assert first == Wav2LipGenerator(ckpt, device="cpu").identity and first.startswith("wav2lip96-")
+    g.precision = "int8"
+    assert g.identity != first  # other arithmetic, other faces
+    g.precision = "fp32"
+    os.utime(ckpt, ns=(1, 1))  # the file replaced: another network as far as any cache can tell
+    assert g.identity != first
