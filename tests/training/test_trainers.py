@@ -115,12 +115,12 @@ def test_wav2lip96_l1_falls_on_real_faces(media_dir: Path, tmp_path: Path):
 
     data = media_set.training_set(media_dir, "lrs2-96")
     args = trainer_args(add_wav2lip_arguments, [str(data), "--out", str(tmp_path / "w"), "--batch-size", "2",
-                                                "--max-steps", "30", "--workers", "0", "--eval-every", "1000",
+                                                "--max-steps", "20", "--workers", "0", "--eval-every", "1000",
                                                 "--save-every", "1000", "--no-progress", "--seed", "0", "--lr", "3e-4"])
     result = wav2lip_trainer.train(args)
     l1 = [h["l1"] for h in result["history"]]
     print(f"\nwav2lip96 L1 first 5 {sum(l1[:5]) / 5:.4f} -> last 5 {sum(l1[-5:]) / 5:.4f} "
-          f"({result['seconds']:.0f} s for 30 steps)")
+          f"({result['seconds']:.0f} s for {len(l1)} steps)")
     assert sum(l1[-5:]) / 5 < 0.8 * sum(l1[:5]) / 5
 
 
