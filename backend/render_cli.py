@@ -95,5 +95,5 @@ def run(args: argparse.Namespace) -> int:
     where = ", ".join(str(p) for p in (result.output, result.frames_dir) if p is not None)
     print(f"wrote {where}: {result.frames} frames ({result.frames / 25:.2f} s) in {result.seconds:.1f} s "
           f"({result.fps:.1f} fps, {result.generator}{' ' + result.precision if result.precision else ''}"
-          f"{', ' + result.encoder if result.encoder else ''})")
+          f"{', ' + result.encoder if result.encoder else ''}, detail {result.detail})")
     return 0

@@ -54,6 +54,7 @@ def test_render_real_avatar_with_wav2lip96(small_avatar, wav2lip96_checkpoint, s
     r = render(small_avatar, [speech_2s], out, checkpoint=wav2lip96_checkpoint, device="cpu", batch_size=8,
                crop=crop, frames_dir=tmp_path / "frames", progress=False)
     assert r.frames == n
+    assert r.detail == "on, band cut at σ 0.60"  # the test weights draw no face: the default cut (detail/softness.py)
     assert streams_used and set(streams_used) == {2}  # on the CPU the network ran as two single-threaded streams
     info = probe(out)
     assert info["fps"] == 25 and info["frames"] == n
