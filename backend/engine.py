@@ -266,7 +266,7 @@ class Engine:
         from backend.frames import AudioFrame, SpeechEndFrame
 
         probe = Engine(self.package, self.generator, crop=self.crop, batch_size=min(4, self.batch_size),
-                       loop="pingpong")
+                       loop="pingpong", detail="off")  # no stage of its own: it composes with this engine's
         probe.compositor = self.compositor  # the caches it builds are this engine's
         rng = np.random.default_rng(0)
         probe.push(AudioFrame(pts_ns=0, pcm=(0.1 * rng.standard_normal(6400)).astype(np.float32)))

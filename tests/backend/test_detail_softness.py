@@ -122,3 +122,14 @@ def test_a_failed_measurement_is_not_cached(big_face):
     assert measure_softness(failing, big_face, "head") is None
     assert measure_softness(failing, big_face, "head") is None  # tried again at the next start
     assert len(failing.batches) == 2 and _read_cache(big_face) == before
+
+
+def test_the_live_warm_up_measures_nothing_again(big_face, monkeypatch):
+    import backend.detail.softness as softness
+
+    calls = []
+    measure = softness.measure_softness
+    monkeypatch.setattr(softness, "measure_softness", lambda *args: calls.append(args) or measure(*args))
+    engine = Engine(big_face, _Blurring(0.4), loop="pingpong", silence_gate=False)
+    engine.warm_up()  # serve's: its throwaway engine composes with this one's stage
+    assert len(calls) == 1
