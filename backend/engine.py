@@ -316,8 +316,10 @@ class Engine:
 
     @property
     def detail_status(self) -> str:
-        """The detail stage for the status: "on", "off", or "off: <why>" once `fit_to_clock` gave it up."""
-        return self.detail_note or ("off" if self.compositor.detail is None else "on")
+        """The detail stage for serve's status and render's summary: "on, band cut at σ 0.60", "off", or
+        "off: <why>" once `fit_to_clock` gave it up."""
+        stage = self.compositor.detail
+        return self.detail_note or ("off" if stage is None else f"on, band cut at σ {stage.softness:.2f}")
 
     def _timed(self, batch: list[GeneratorInput]) -> int:
         """ns the generator takes for `batch`."""

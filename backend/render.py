@@ -35,7 +35,7 @@ class RenderResult:
     stage_seconds: dict = field(default_factory=dict)
     encoder: str = ""  # the H.264 encoder used ("" when only PNG frames were written)
     precision: str = ""  # the network's precision (fp32, int8, fp16; "" for generators without one)
-    detail: str = "off"  # the detail stage: "off", or "on, band cut at σ 0.60" (backend/detail/)
+    detail: str = "off"  # the detail stage, as Engine.detail_status says it ("on, band cut at σ 0.60" or "off")
 
     @property
     def fps(self) -> float:
@@ -180,10 +180,8 @@ def render(avatar: str | Path, audio: list[str | Path], output: str | Path | Non
     stage_seconds = {name: st.busy_ns / 1e9 for name, st in eng.stats.items() if name != "compositor"}
     stage_seconds["compositor"] = post.busy_ns / 1e9
     samples = (total - 1) * SAMPLES_PER_FRAME + (speeches[-1].size - 1) % SAMPLES_PER_FRAME + 1
-    stage = eng.compositor.detail
-    detail_said = "off" if stage is None else f"on, band cut at σ {stage.softness:.2f}"
     return RenderResult(written, samples, seconds, out_path, dir_path, generator.name, stage_seconds, codec,
-                        generator.precision or "", detail_said)
+                        generator.precision or "", eng.detail_status)
 
 
 def _take(eng, final: bool) -> list:

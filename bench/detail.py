@@ -56,12 +56,15 @@ def real_crop(pkg, i: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     return cv2.warpAffine(pkg.frame(i), m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), m
 
 
+def drawn(real: np.ndarray, native: int) -> np.ndarray:
+    """What the simulated `native`-pixel generator draws for this crop: reduced, then softened by SOFTEN."""
+    return cv2.GaussianBlur(cv2.resize(real, (native, native), interpolation=cv2.INTER_AREA), (0, 0), SOFTEN)
+
+
 def degrade(real: np.ndarray, native: int) -> np.ndarray:
     """What a `native`-pixel generator hands back, bicubically upsampled to the crop size."""
     s = real.shape[0]
-    low = cv2.resize(real, (native, native), interpolation=cv2.INTER_AREA)
-    low = cv2.GaussianBlur(low, (0, 0), SOFTEN)
-    return cv2.resize(low, (s, s), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(drawn(real, native), (s, s), interpolation=cv2.INTER_CUBIC)
 
 
 def measured_softness(pkg, size: int, native: int, split: int, samples: int = 8) -> float:
@@ -70,10 +73,9 @@ def measured_softness(pkg, size: int, native: int, split: int, samples: int = 8)
     from backend.detail.softness import estimate_softness, library_softness
 
     picks = np.linspace(0, split - 1, samples).round().astype(int)
-    crops = np.stack([cv2.resize(real_crop(pkg, int(j), size)[0], (native, native), interpolation=cv2.INTER_AREA)
-                      for j in picks])
-    drawn = np.stack([cv2.GaussianBlur(c, (0, 0), SOFTEN) for c in crops])
-    return library_softness(estimate_softness(drawn, crops))
+    reals = [real_crop(pkg, int(j), size)[0] for j in picks]
+    crops = np.stack([cv2.resize(r, (native, native), interpolation=cv2.INTER_AREA) for r in reals])
+    return library_softness(estimate_softness(np.stack([drawn(r, native) for r in reals]), crops))
 
 
 def region_mask(pkg, i: int, m: np.ndarray, size: int) -> np.ndarray:
