@@ -19,6 +19,11 @@ For every clip with speech in ../shared/media:
    face: a first pass over the held-out run, and a second, steady-state pass); CPU time because on a shared
    machine wall time counts the other jobs.
 
+`--generated FILE` (bench/trained_faces.py, trained on a GPU): the "96" row scores a really trained wav2lip96's
+faces instead of the simulated generator (its held-out drawings are the input of step 2, its drawings of the
+probe frames set the band cut), and adds "kept r", the opening correlation of the stage's output with the
+network's own (bicubic): the network chooses the mouth, the stage must not change it. "288" stays simulated.
+
 "288": no shared clip shows a face above ~300 px, so 288 is run at the ratio a 288 network has on a 1080p face
 (288 / 448 of S). Targets (medians, 96): sharpness >= 0.8 of real and >= 2x bicubic's; PSNR >= bicubic - 0.5 dB;
 SSIM >= bicubic - 0.01; opening r >= 0.95; flicker <= 1.2x real. Record the load average with the timings.
@@ -67,15 +72,18 @@ def degrade(real: np.ndarray, native: int) -> np.ndarray:
     return cv2.resize(drawn(real, native), (s, s), interpolation=cv2.INTER_CUBIC)
 
 
-def measured_softness(pkg, size: int, native: int, split: int, samples: int = 8) -> float:
-    """Where the library's band is cut, as `render`/`serve` decide it (backend/detail/softness.py): the simulated
-    generator (`degrade` at native size) redraws library frames, its softness is estimated from them."""
+def measured_softness(pkg, size: int, native: int, split: int, samples: int = 8,
+                      drawings: dict | None = None) -> float:
+    """Where the library's band is cut, as `render`/`serve` decide it (backend/detail/softness.py): the generator
+    redraws library frames (the simulated one, or a trained one's `drawings["probe"]`), its softness is estimated
+    from them."""
     from backend.detail.softness import estimate_softness, library_softness
 
-    picks = np.linspace(0, split - 1, samples).round().astype(int)
+    picks = drawings["probe_frames"] if drawings else np.linspace(0, split - 1, samples).round().astype(int)
     reals = [real_crop(pkg, int(j), size)[0] for j in picks]
     crops = np.stack([cv2.resize(r, (native, native), interpolation=cv2.INTER_AREA) for r in reals])
-    return library_softness(estimate_softness(np.stack([drawn(r, native) for r in reals]), crops))
+    faces = drawings["probe"] if drawings else np.stack([drawn(r, native) for r in reals])
+    return library_softness(estimate_softness(faces, crops))
 
 
 def region_mask(pkg, i: int, m: np.ndarray, size: int) -> np.ndarray:
@@ -152,15 +160,17 @@ def corr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------------------------ one clip
-def evaluate(pkg, size: int, native: int, split: int, real_open: np.ndarray | None, keep: list | None) -> dict:
-    """Scores of bicubic and detail for one clip at one native size (see the module docstring)."""
+def evaluate(pkg, size: int, native: int, split: int, real_open: np.ndarray | None, keep: list | None,
+             drawings: dict | None = None) -> dict:
+    """Scores of bicubic and detail for one clip at one native size (see the module docstring); `drawings`: a
+    trained generator's faces (bench/trained_faces.load_drawings) instead of the simulated ones."""
     from backend.detail import DetailStage
     from bench.lipsync_quality import measure_openings
 
     n = pkg.frame_count
     test = np.arange(split, n)
     stage = DetailStage(pkg, CROP, native, size=size, frames=range(split), eager=True,
-                        softness=measured_softness(pkg, size, native, split))
+                        softness=measured_softness(pkg, size, native, split, drawings=drawings))
     box = stage.library.box
     rows = {k: {"psnr": [], "ssim": [], "grad": [], "band": [], "frames": []} for k in ("bicubic", "detail")}
     real_grad, real_band, times = [], [], []
@@ -168,7 +178,8 @@ def evaluate(pkg, size: int, native: int, split: int, real_open: np.ndarray | No
         j = int(j)
         real, m = real_crop(pkg, j, size)
         mask = region_mask(pkg, j, m, size)
-        bic = degrade(real, native)
+        bic = degrade(real, native) if drawings is None else \
+            cv2.resize(drawings["test"][j - split], (size, size), interpolation=cv2.INTER_CUBIC)
         t0 = time.thread_time()  # CPU time of this thread: other jobs on a shared machine do not count
         det = stage.apply(bic, j)
         times.append(time.thread_time() - t0)
@@ -192,7 +203,10 @@ def evaluate(pkg, size: int, native: int, split: int, real_open: np.ndarray | No
                         "sharp": float(np.mean(r["grad"]) / max(np.mean(real_grad), 1e-9)),
                         "flicker": flicker(r["band"]) / max(flicker(real_band), 1e-9)}
         if real_open is not None:
-            result[name]["open_r"] = corr(measure_openings(r["frames"]), real_open)
+            r["open"] = measure_openings(r["frames"])
+            result[name]["open_r"] = corr(r["open"], real_open)
+    if real_open is not None:
+        result["detail"]["kept_r"] = corr(rows["detail"]["open"], rows["bicubic"]["open"])
     return result
 
 
@@ -216,7 +230,8 @@ def time_1080p(pkg, split: int, native: int = 96, frames: int = 60) -> tuple[flo
     return cpu[0], cpu[1], 1e3 * (time.perf_counter() - t0) / len(faces)
 
 
-def evaluate_clip(clip: Path, work: Path, picture: list | None, quick: bool = False) -> dict:
+def evaluate_clip(clip: Path, work: Path, picture: list | None, quick: bool = False,
+                  drawings: dict | None = None) -> dict:
     from backend.detail import detail_size
     from bench.lipsync_quality import measure_openings, package_for
 
@@ -229,7 +244,8 @@ def evaluate_clip(clip: Path, work: Path, picture: list | None, quick: bool = Fa
     res = {"clip": clip.name, "frames": n, "size": size, "test": n - split}
     natives = {"96": 96, "288": max(97, int(round(size * 288 / FACE_1080P)))}
     for label, native in natives.items():
-        res[label] = evaluate(pkg, size, native, split, real_open, picture if label == "96" else None)
+        res[label] = evaluate(pkg, size, native, split, real_open, picture if label == "96" else None,
+                              drawings if label == "96" else None)
         res[label]["native"] = native
     res["ms_1080p"] = (np.nan, np.nan, np.nan) if quick else time_1080p(pkg, split)
     res["seconds"] = time.perf_counter() - t0
@@ -271,7 +287,7 @@ def verdict(med: dict) -> list[str]:
     return [f"  {'n/a ' if 'nan' in value else 'met ' if ok else 'MISS'} {name}: {value}" for name, ok, value in checks]
 
 
-def write_picture(path: Path, strips: list) -> None:
+def write_picture(path: Path, strips: list, source: str = "bicubic from 96") -> None:
     """Rows of real | bicubic | detail lower-face boxes (from the first clip's held-out frames)."""
     from stream_wav2lip.atomic import atomic_path
 
@@ -287,7 +303,7 @@ def write_picture(path: Path, strips: list) -> None:
     rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     header = np.full((28, width, 3), 255, np.uint8)
     cell = (width - 12) // 3
-    for k, name in enumerate(("real (held out)", "bicubic from 96", "bicubic + detail")):
+    for k, name in enumerate(("real (held out)", source, "bicubic + detail")):
         cv2.putText(header, name, (k * (cell + 6) + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     sheet = np.vstack([header] + rows)
     with atomic_path(path) as tmp:
@@ -310,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the sharpness measure's gradient: Sobel (default) or plain neighbour differences")
     ap.add_argument("--quick", action="store_true", help="skip the FaceMesh opening measure and the 1080p timing")
     ap.add_argument("--json", type=Path, default=None, help="also write per-clip results here")
+    ap.add_argument("--generated", type=Path, default=None,
+                    help="a trained generator's drawings (bench/trained_faces.py) instead of the simulated 96 one")
     args = ap.parse_args(argv)
     SOFTEN, GRADIENT = args.soften, args.gradient
     logging.basicConfig(level=logging.ERROR)
@@ -320,11 +338,18 @@ def main(argv: list[str] | None = None) -> int:
     clips = [c for c in talking_clips(args.media) if args.only in c.name]
     if args.clips:
         clips = clips[: args.clips]
+    drawings = None
+    if args.generated:
+        from bench.trained_faces import load_drawings
+
+        drawings = load_drawings(args.generated)
+        clips = [c for c in clips if c.stem in drawings]
     results, strips = [], []
     for clip in clips:
         try:
             wanted = args.picture and not strips and args.picture_clip in clip.name
-            res = evaluate_clip(clip, args.work, strips if wanted else None, args.quick)
+            res = evaluate_clip(clip, args.work, strips if wanted else None, args.quick,
+                                drawings[clip.stem] if drawings else None)
         except Exception as exc:  # one bad clip must not lose the others' numbers
             print(f"{clip.name}: skipped ({type(exc).__name__}: {exc})", flush=True)
             continue
@@ -342,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         text, med = table(results, label)
         print(text)
         print("\n".join(verdict(med)))
+        kept = [res[label]["detail"].get("kept_r", np.nan) for res in results]
+        if not np.all(np.isnan(kept)):
+            print(f"  kept r (the stage's openings vs bicubic's, the network's own shape): median "
+                  f"{np.nanmedian(kept):.3f}, lowest {np.nanmin(kept):.3f}")
         print()
     cold, cpu, wall = (np.array([res["ms_1080p"][k] for res in results]) for k in range(3))
     print(f"stage time at S={FACE_1080P} (1080p face), native 96, one thread (cv2 single-threaded), CPU ms/frame: "
@@ -349,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(max {np.max(cold):.2f}); steady wall median {np.median(wall):.2f}; load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (wall counts the other jobs' share)")
     if args.picture and strips:
-        write_picture(args.picture, strips)
+        write_picture(args.picture, strips, "trained 96 net, bicubic" if drawings else "bicubic from 96")
         print(f"picture: {args.picture}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float))

@@ -7,6 +7,11 @@
 #
 #   bench/gpu_check.sh [OUT_DIR]        # OUT_DIR default: $OUT if set, else ${TMPDIR:-/tmp}/gpu_check
 #   PYTHON=/path/to/python bench/gpu_check.sh
+#   STEPS="trained_faces cuda_tests render_cuda" bench/gpu_check.sh   # only these steps, in the usual order
+#
+# trained_faces (issue 17): when .gpudata/set exists (`bench/trained_faces.py prepare`, here, with mediapipe),
+# trains wav2lip96 twice for TRAIN_MINUTES (default 2.5) through `train-wav2lip` and writes the held-out
+# drawings OUT_DIR/trained_{l1,gan}.npz for `bench/detail.py --generated`.
 #
 # Exit status: 0 when nothing failed (skips are not failures), 1 when a test or a benchmark failed or ran out
 # of its time. The summary is OUT_DIR/gpu_check_summary.md; each step's full output is OUT_DIR/<step>.log.
@@ -73,9 +78,22 @@ else
   note "- **no CUDA here**: the cuda tests run as skipped and every GPU-only benchmark below is skipped"
 fi
 
+STEPS="${STEPS:-trained_faces cuda_tests network_alone render_cuda render_post_nvenc serve_latency}"
+wanted() { [[ " $STEPS " == *" $1 "* ]]; }
+
+# 0. a really trained generator for the detail benchmark (first: the one result no CPU can give)
+if wanted trained_faces; then
+  if [ "$CUDA" = 1 ] && [ -d "$REPO/.gpudata/set" ]; then
+    TAIL_LINES=30 step trained_faces "$(awk "BEGIN { print int(${TRAIN_MINUTES:-2.5} * 60 + 120) }")" "$PY" bench/trained_faces.py gpu \
+      --out "$OUT_DIR" --minutes "${TRAIN_MINUTES:-2.5}" --workers "$(( $(nproc) / 2 ))"
+  else
+    skip trained_faces "needs CUDA and .gpudata/set (bench/trained_faces.py prepare)"
+  fi
+fi
+
 # 1. the cuda-marked tests (pytest's -m on the command line replaces the one in addopts)
-TAIL_LINES=60 step cuda_tests 240 "$PY" -m pytest -m cuda -q -rA -p no:cacheprovider tests
-if [ "$CUDA" = 0 ]; then
+wanted cuda_tests && TAIL_LINES=60 step cuda_tests 240 "$PY" -m pytest -m cuda -q -rA -p no:cacheprovider tests
+if [ "$CUDA" = 0 ] && wanted cuda_tests; then
   # the proof that they were all skipped, one line each with the reason
   note ""
   note "cuda tests here: $(grep -Eo '[0-9]+ (passed|failed|skipped)' "$OUT_DIR/cuda_tests.log" | paste -sd, -) (all skipped without CUDA, each listed above with its reason)"
@@ -83,19 +101,19 @@ fi
 
 # 2-5. benchmarks that need the GPU
 if [ "$CUDA" = 1 ]; then
-  step network_alone 90 "$PY" bench/gpu_bench.py --seconds 0.7
-  step render_cuda 120 "$PY" bench/render.py --device cuda --batch 16 --threads "$(nproc)" --part 1 --repeats 1 \
+  wanted network_alone && step network_alone 90 "$PY" bench/gpu_bench.py --seconds 0.7
+  wanted render_cuda && step render_cuda 120 "$PY" bench/render.py --device cuda --batch 16 --threads "$(nproc)" --part 1 --repeats 1 \
     --seconds 6
-  step render_post_nvenc 90 "$PY" bench/render.py --part 2 --rounds 1 --presets ultrafast
+  wanted render_post_nvenc && step render_post_nvenc 90 "$PY" bench/render.py --part 2 --rounds 1 --presets ultrafast
   LATENCY_ARGS=(--threads 2)
   if "$PY" bench/latency.py --help 2>/dev/null | grep -q -- '--device'; then LATENCY_ARGS+=(--device cuda); fi
-  step serve_latency 120 "$PY" bench/latency.py "${LATENCY_ARGS[@]}"
+  wanted serve_latency && step serve_latency 120 "$PY" bench/latency.py "${LATENCY_ARGS[@]}"
 else
-  skip network_alone "CUDA-only: wav2lip96/288/384 fp32, TF32, fp16 at B=1/16/64 (bench/gpu_bench.py)"
-  skip nvenc "CUDA-only: h264_nvenc vs libx264 at 1080p (bench/gpu_bench.py)"
-  skip render_cuda "CUDA-only: render end to end vs the network alone on CUDA (bench/render.py --device cuda)"
-  skip render_post_nvenc "CUDA-only: compositing + encoding with NVENC (bench/render.py --part 2)"
-  skip serve_latency "CUDA-only here: serve's latency and distinct fps on the GPU (bench/latency.py; its CPU figures belong to docs/benchmarks.md)"
+  wanted network_alone && skip network_alone "CUDA-only: wav2lip96/288/384 fp32, TF32, fp16 at B=1/16/64 (bench/gpu_bench.py)"
+  wanted render_post_nvenc && skip nvenc "CUDA-only: h264_nvenc vs libx264 at 1080p (bench/gpu_bench.py)"
+  wanted render_cuda && skip render_cuda "CUDA-only: render end to end vs the network alone on CUDA (bench/render.py --device cuda)"
+  wanted render_post_nvenc && skip render_post_nvenc "CUDA-only: compositing + encoding with NVENC (bench/render.py --part 2)"
+  wanted serve_latency && skip serve_latency "CUDA-only here: serve's latency and distinct fps on the GPU (bench/latency.py; its CPU figures belong to docs/benchmarks.md)"
 fi
 
 note ""

@@ -33,6 +33,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, batch_size: int, ev
     run.add_argument("--batch-size", type=int, default=batch_size, help="per-rank batch size [%(default)s]")
     run.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate [%(default)s]")
     run.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
+    run.add_argument("--max-minutes", type=float, default=None,
+                     help="stop after this much training time (a rented GPU's hour, a night) and save the step "
+                          "reached, like --max-steps")
     run.add_argument("--eval-every", type=int, default=eval_every, help="steps between evaluations [%(default)s]")
     run.add_argument("--eval-batches", type=int, default=eval_batches,
                      help="validation batches per evaluation (per rank) [%(default)s]")
@@ -117,3 +120,5 @@ def validate_common(args: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
     if args.max_steps is not None and args.max_steps < 0:
         raise UserError("--max-steps must be >= 0")
+    if getattr(args, "max_minutes", None) is not None and args.max_minutes <= 0:
+        raise UserError("--max-minutes must be positive")

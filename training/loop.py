@@ -161,6 +161,8 @@ class Trainer:
         recent: deque[dict[str, float]] = deque(maxlen=SMOOTHING)
         last_saved = self.step
         started, steps_done = time.perf_counter(), 0
+        minutes = getattr(args, "max_minutes", None)
+        deadline = started + 60.0 * minutes if minutes else math.inf
         self.set_train(True)
         try:
             while self.step < max_steps:
@@ -187,7 +189,7 @@ class Trainer:
                     if self.step % args.save_every == 0:
                         self.save()
                         last_saved = self.step
-                    if self.step >= max_steps:
+                    if self.step >= max_steps or self.out_of_time(deadline):
                         break
                 else:
                     self.epoch += 1
@@ -208,6 +210,13 @@ class Trainer:
                   f"checkpoints in {self.out}", file=sys.stderr)
         return {"step": self.step, "history": self.history, "evals": self.evals, "best": self.best,
                 "seconds": elapsed}
+
+    def out_of_time(self, deadline: float) -> bool:
+        """--max-minutes: past the deadline? Every rank stops at the same step (one rank's clock decides none)."""
+        if deadline == math.inf:
+            return False
+        late = float(time.perf_counter() >= deadline)
+        return distributed.all_mean({"late": late}, 1.0, self.ctx)["late"] > 0
 
     def run_eval(self, val_loader: DataLoader, monitor: Monitor) -> dict[str, float]:
         distributed.broadcast_buffers(self.main_model(), self.ctx)

@@ -40,6 +40,17 @@ def test_resume_continues_with_the_same_losses(synthetic_set: Path, tmp_path: Pa
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_max_minutes_stops_and_saves_the_step_reached(synthetic_set: Path, tmp_path: Path):
+    """A time budget ends the run like --max-steps: at a step boundary, with that step saved (a killed run
+    would lose everything since the last --save-every)."""
+    from training import syncnet_trainer
+
+    out = tmp_path / "run"
+    result = syncnet_trainer.train(_syncnet_args(synthetic_set, out, "--max-minutes", "1e-6", "--max-steps", "50"))
+    assert result["step"] == 1
+    assert (out / "checkpoint_step000000001.pth").is_file()
+
+
 @pytest.mark.slow
 def test_checkpoint_format_loads_in_models_and_inspect(synthetic_set: Path, tmp_path: Path, capsys):
     import models
@@ -89,6 +100,8 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys):
     assert "--out is required" in capsys.readouterr().err
     assert main(["train-wav2lip", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "data folder not found" in capsys.readouterr().err
+    assert main(["train-syncnet", str(tmp_path), "--out", str(tmp_path / "o"), "--max-minutes", "0"]) == 2
+    assert "--max-minutes must be positive" in capsys.readouterr().err
 
 
 @pytest.mark.slow
