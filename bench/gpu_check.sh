@@ -9,6 +9,9 @@
 #   PYTHON=/path/to/python bench/gpu_check.sh
 #   STEPS="trained_faces cuda_tests render_cuda" bench/gpu_check.sh   # only these steps, in the usual order
 #
+# On a lent GPU machine without network: bench/gpu_prepare.sh here first (wheels, data), then the one-line
+# command in its header there.
+#
 # trained_faces (issue 17): when .gpudata/set exists (`bench/trained_faces.py prepare`, here, with mediapipe),
 # trains wav2lip96 twice for TRAIN_MINUTES (default 2.5) through `train-wav2lip` and writes the held-out
 # drawings OUT_DIR/trained_{l1,gan}.npz for `bench/detail.py --generated`.
@@ -101,7 +104,7 @@ fi
 
 # 2-5. benchmarks that need the GPU
 if [ "$CUDA" = 1 ]; then
-  wanted network_alone && step network_alone 90 "$PY" bench/gpu_bench.py --seconds 0.7
+  wanted network_alone && step network_alone 150 "$PY" bench/gpu_bench.py --seconds 0.7
   wanted render_cuda && step render_cuda 120 "$PY" bench/render.py --device cuda --batch 16 --threads "$(nproc)" --part 1 --repeats 1 \
     --seconds 6
   wanted render_post_nvenc && step render_post_nvenc 90 "$PY" bench/render.py --part 2 --rounds 1 --presets ultrafast
