@@ -61,9 +61,19 @@ def real_crop(pkg, i: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     return cv2.warpAffine(pkg.frame(i), m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), m
 
 
+def reduced(real: np.ndarray, native: int) -> np.ndarray:
+    """The crop at the network's size: what it is fed, and what a trained one learns to draw."""
+    return cv2.resize(real, (native, native), interpolation=cv2.INTER_AREA)
+
+
 def drawn(real: np.ndarray, native: int) -> np.ndarray:
     """What the simulated `native`-pixel generator draws for this crop: reduced, then softened by SOFTEN."""
-    return cv2.GaussianBlur(cv2.resize(real, (native, native), interpolation=cv2.INTER_AREA), (0, 0), SOFTEN)
+    return cv2.GaussianBlur(reduced(real, native), (0, 0), SOFTEN)
+
+
+def probe_frames(split: int, samples: int = 8) -> list[int]:
+    """The library frames the softness probe redraws: evenly spread over the library."""
+    return [int(j) for j in np.linspace(0, split - 1, samples).round().astype(int)]
 
 
 def degrade(real: np.ndarray, native: int) -> np.ndarray:
@@ -79,9 +89,9 @@ def measured_softness(pkg, size: int, native: int, split: int, samples: int = 8,
     from them."""
     from backend.detail.softness import estimate_softness, library_softness
 
-    picks = drawings["probe_frames"] if drawings else np.linspace(0, split - 1, samples).round().astype(int)
-    reals = [real_crop(pkg, int(j), size)[0] for j in picks]
-    crops = np.stack([cv2.resize(r, (native, native), interpolation=cv2.INTER_AREA) for r in reals])
+    picks = drawings["probe_frames"] if drawings else probe_frames(split, samples)
+    reals = [real_crop(pkg, j, size)[0] for j in picks]
+    crops = np.stack([reduced(r, native) for r in reals])
     faces = drawings["probe"] if drawings else np.stack([drawn(r, native) for r in reals])
     return library_softness(estimate_softness(faces, crops))
 

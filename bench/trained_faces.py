@@ -29,7 +29,6 @@ import json
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 
 import cv2
@@ -39,32 +38,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 NATIVE = 96
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
-TAIL = 16 * 200  # one mel window past the last library frame (16 mel steps of 200 samples)
-PROBE = 8
-
-
-def probe_frames(split: int, samples: int = PROBE) -> list[int]:
-    """The library frames the softness probe redraws (bench/detail.measured_softness picks the same)."""
-    return [int(j) for j in np.linspace(0, split - 1, samples).round().astype(int)]
 
 
 def _write_clip(folder: Path, faces: list[np.ndarray], pcm: np.ndarray) -> None:
+    from preprocess.trainset import write_pcm16
+
     folder.mkdir(parents=True, exist_ok=True)
     for k, face in enumerate(faces):
         cv2.imwrite(str(folder / f"{k}.jpg"), face, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    with wave.open(str(folder / "audio.wav"), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(np.ascontiguousarray(pcm, "<i2").tobytes())
+    write_pcm16(folder / "audio.wav", pcm)
 
 
 def prepare(media: Path, work: Path, out: Path) -> dict:
     """Write the training set (see the module docstring); returns meta.json's content."""
     from backend.detail import detail_size
-    from bench.detail import CROP, SPLIT, real_crop
+    from bench.detail import CROP, SPLIT, probe_frames, real_crop, reduced
     from bench.lipsync_quality import package_for, talking_clips
+    from models.audio import HOP, WINDOW_STEPS
+    from preprocess.trainset import FPS, SAMPLE_RATE, read_pcm16
+
+    per_frame = SAMPLE_RATE // FPS
+    tail = WINDOW_STEPS * HOP  # one mel window past the last library frame
 
     meta = {}
     for clip in talking_clips(media):
@@ -72,13 +66,11 @@ def prepare(media: Path, work: Path, out: Path) -> dict:
         n = pkg.frame_count
         split = int(round(SPLIT * n))
         size = detail_size(pkg, CROP, NATIVE)
-        faces = [cv2.resize(real_crop(pkg, j, size)[0], (NATIVE, NATIVE), interpolation=cv2.INTER_AREA)
-                 for j in range(n)]
-        with wave.open(str(pkg.audio_path), "rb") as w:
-            pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+        faces = [reduced(real_crop(pkg, j, size)[0], NATIVE) for j in range(n)]
+        pcm = read_pcm16(pkg.audio_path)
         stem = clip.stem
-        _write_clip(out / stem / "lib", faces[:split], pcm[: split * SAMPLES_PER_FRAME + TAIL])
-        _write_clip(out / stem / "test", faces[split:], pcm[split * SAMPLES_PER_FRAME:])
+        _write_clip(out / stem / "lib", faces[:split], pcm[: split * per_frame + tail])
+        _write_clip(out / stem / "test", faces[split:], pcm[split * per_frame:])
         meta[stem] = {"frames": n, "split": split, "size": size, "probe": probe_frames(split)}
         print(f"{stem}: {split} library + {n - split} held-out frames, S={size}", flush=True)
     (out / "train.txt").write_text("".join(f"{s}/lib\n" for s in meta))

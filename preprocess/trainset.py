@@ -68,14 +68,16 @@ def clip_ranges(valid: np.ndarray, clip_frames: int = int(CLIP_SECONDS * FPS),
     return ranges
 
 
-def _read_wav16(path: Path) -> np.ndarray:
+def read_pcm16(path: Path) -> np.ndarray:
+    """The int16 samples of a 16-bit mono WAV (a one-line error otherwise)."""
     with wave.open(str(path), "rb") as w:
         if w.getsampwidth() != 2 or w.getnchannels() != 1:
             raise UserError(f"{path}: expected 16-bit mono WAV")
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
 
 
-def _write_wav16(path: Path, pcm: np.ndarray) -> None:
+def write_pcm16(path: Path, pcm: np.ndarray) -> None:
+    """int16 samples as a 16 kHz mono 16-bit WAV (a training clip's audio.wav)."""
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -104,7 +106,7 @@ def write_video_clips(package_dir: str | Path, train_dir: str | Path, force: boo
     manifest = json.loads((package_dir / "manifest.json").read_text(encoding="utf-8"))
     with np.load(package_dir / "face_det.npz") as z:
         valid = z["valid"].astype(bool)
-    pcm = _read_wav16(audio_path)
+    pcm = read_pcm16(audio_path)
     per_frame = SAMPLE_RATE // FPS
     ranges = clip_ranges(valid[: int(manifest["frame_count"])])
     with atomic_dir(target) as tmp:
@@ -115,7 +117,7 @@ def write_video_clips(package_dir: str | Path, train_dir: str | Path, force: boo
                 shutil.copyfile(package_dir / CROP_FOLDERS["head"] / frame_name(i), clip / f"{j}.jpg")
             piece = pcm[start * per_frame: stop * per_frame]
             piece = np.pad(piece, (0, (stop - start) * per_frame - len(piece)))
-            _write_wav16(clip / "audio.wav", piece)
+            write_pcm16(clip / "audio.wav", piece)
     update_split_lists(train_dir)
     return len(ranges)
 

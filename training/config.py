@@ -120,5 +120,5 @@ def validate_common(args: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
     if args.max_steps is not None and args.max_steps < 0:
         raise UserError("--max-steps must be >= 0")
-    if getattr(args, "max_minutes", None) is not None and args.max_minutes <= 0:
+    if args.max_minutes is not None and args.max_minutes <= 0:
         raise UserError("--max-minutes must be positive")

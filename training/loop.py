@@ -161,8 +161,7 @@ class Trainer:
         recent: deque[dict[str, float]] = deque(maxlen=SMOOTHING)
         last_saved = self.step
         started, steps_done = time.perf_counter(), 0
-        minutes = getattr(args, "max_minutes", None)
-        deadline = started + 60.0 * minutes if minutes else math.inf
+        deadline = started + 60.0 * args.max_minutes if args.max_minutes else math.inf
         self.set_train(True)
         try:
             while self.step < max_steps:

@@ -57,7 +57,7 @@ def _fine_energy(grey: np.ndarray) -> float:
     return float(np.mean([np.mean(f * f) for f in fine]))
 
 
-def _blurred(faces: np.ndarray, sigma: float) -> np.ndarray:
+def blurred(faces: np.ndarray, sigma: float) -> np.ndarray:
     """The uint8 BGR faces blurred by σ, as uint8 BGR: the form a network's faces come in (8-bit rounding and
     OpenCV's 8-bit kernel leave ~20-50 % more fine energy than the same blur in floating point would)."""
     return faces if sigma <= 0 else np.stack([cv2.GaussianBlur(f, (0, 0), float(sigma)) for f in faces])
@@ -66,8 +66,8 @@ def _blurred(faces: np.ndarray, sigma: float) -> np.ndarray:
 def estimate_softness(generated: np.ndarray, crops: np.ndarray) -> float | None:
     """The σ (native pixels, a multiple of STEP) by which the Gaussian-blurred `crops` have the fine-band energy
     of `generated`, both (N, n, n, 3) uint8 at the network's size; None when the faces are not the crops' face."""
-    levels = [_lower_grey(_blurred(crops, s)) for s in CANDIDATES]  # the crops at every candidate σ
-    coarse_g = _lower_grey(_blurred(generated, float(CANDIDATES[-1]))).ravel()
+    levels = [_lower_grey(blurred(crops, s)) for s in CANDIDATES]  # the crops at every candidate σ
+    coarse_g = _lower_grey(blurred(generated, float(CANDIDATES[-1]))).ravel()
     coarse_r = levels[-1].ravel()  # likeness is judged at the coarsest candidate: the mouth's detail left out
     if coarse_g.std() < 1e-3 or coarse_r.std() < 1e-3 or np.corrcoef(coarse_g, coarse_r)[0, 1] < MIN_LIKENESS:
         return None

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from backend.detail.library import SOFTNESS, cache_path
+from backend.detail.softness import blurred as _blur
 from backend.detail.softness import estimate_softness, library_softness
 from backend.engine import Engine
 from tests.backend.helpers import RecordingGenerator
@@ -25,10 +26,6 @@ def real_faces(media_dir):
         faces.append(cv2.resize(frame[y:y + side, x:x + side], (96, 96), interpolation=cv2.INTER_AREA))
     cap.release()
     return np.stack(faces)
-
-
-def _blur(faces: np.ndarray, sigma: float) -> np.ndarray:
-    return faces.copy() if sigma == 0 else np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in faces])
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.3, 0.6, 1.0, 1.5])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import wave
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,8 @@ sys.path.insert(0, str(REPO))
 
 def _tiny_set(root: Path) -> Path:
     """Two clips in `prepare`'s layout: lib/ and test/ folders of 96-px faces with 16 kHz audio, meta.json."""
+    from preprocess.trainset import write_pcm16
+
     rng = np.random.default_rng(3)
     meta = {}
     for c, (lib, test) in enumerate(((6, 4), (5, 3))):
@@ -27,18 +28,15 @@ def _tiny_set(root: Path) -> Path:
             for k in range(count):
                 face = cv2.GaussianBlur(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8), (0, 0), 2)
                 cv2.imwrite(str(folder / f"{k}.jpg"), face)
-            with wave.open(str(folder / "audio.wav"), "wb") as w:
-                w.setnchannels(1)
-                w.setsampwidth(2)
-                w.setframerate(16000)
-                w.writeframes((rng.normal(0, 3000, 640 * count + 3200)).astype("<i2").tobytes())
+            write_pcm16(folder / "audio.wav", rng.normal(0, 3000, 640 * count + 3200).astype("<i2"))
         meta[stem] = {"frames": lib + test, "split": lib, "size": 200, "probe": [0, 2, lib - 1]}
     (root / "meta.json").write_text(json.dumps(meta))
     return root
 
 
 def test_draw_writes_every_held_out_frame_and_the_probe_losslessly(tmp_path: Path):
-    from bench.trained_faces import draw, load_drawings, probe_frames
+    from bench.detail import probe_frames
+    from bench.trained_faces import draw, load_drawings
     from models.testing import deterministic_state_dict, save_reference_checkpoint
 
     data = _tiny_set(tmp_path / "set")
