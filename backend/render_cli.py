@@ -68,6 +68,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def show_notes(enabled: bool) -> None:
+    """Print the product's one-line notes (logging INFO of its own packages) on stderr, as `serve` does.
+
+    Why: the first render with a new checkpoint calibrates and checks int8 on the avatar (~15 s on 2 cores) and
+    measures how soft the network draws; without its notes ("int8: calibrating and validating on this avatar
+    (once; cached in …)") that looks like a hang before the progress bar. Warnings are shown either way."""
+    import logging
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for name in ("backend", "stream_wav2lip", "preprocess", "models"):
+        logging.getLogger(name).setLevel(logging.INFO if enabled else logging.WARNING)
+
+
 def run(args: argparse.Namespace) -> int:
     from backend.render import render
     from backend.background import parse_background
@@ -76,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from backend.cpu_streams import single_threaded_blas
 
     single_threaded_blas()
+    show_notes(not args.no_progress)
     if args.threads:
         import torch
 

@@ -202,6 +202,8 @@ def _choose_int8(model, forward, precision, checkpoint, package, crop, size, bat
         if not verdict.accepted:
             int8_path.unlink(missing_ok=True)
         write_verdict(folder, verdict)
+        if verdict.accepted:
+            notify(f"int8 accepted ({verdict.detail}): {verdict.summary()}", False)
     if not verdict.accepted:
         why = verdict.summary() if verdict.samples else f"int8 failed ({verdict.detail})"
         notify(f"int8 refused for this checkpoint and avatar, running fp32: {why}", True)

@@ -31,9 +31,18 @@ VP9_OPTIONS = {"deadline": "realtime", "cpu-used": "8", "row-mt": "1", "crf": "2
 PRORES_PROFILE_4444 = "4"
 
 
+MP4_SUFFIXES = (".mp4", ".m4v")  # H.264 + AAC in an MP4 container
+
+
 def check_output_container(path: str | Path, transparent: bool) -> None:
-    """One-line UserError when a transparent background is asked of a container without an alpha channel."""
+    """One-line UserError, before any work, for an output name whose kind render cannot write (a typo such as
+    out.mp5 or out.mkv would otherwise get MP4 bytes under a name that says something else) or when a
+    transparent background is asked of a container without an alpha channel."""
     suffix = Path(path).suffix.lower()
+    if suffix not in MP4_SUFFIXES and suffix not in ALPHA_CONTAINERS:
+        kinds = ", ".join(f"{s} ({what})" for s, what in ALPHA_CONTAINERS.items())
+        what = f"{suffix} is not a video kind render writes" if suffix else "no file extension"
+        raise UserError(f"{path}: {what}; name it .mp4 (H.264 + AAC), or {kinds}")
     if transparent and suffix not in ALPHA_CONTAINERS:
         kinds = ", ".join(f"{s} ({what})" for s, what in ALPHA_CONTAINERS.items())
         raise UserError(f"{path}: {suffix or 'this file type'} cannot carry transparency; with --background "

@@ -115,6 +115,17 @@ def test_transparent_mp4_is_a_one_line_error_naming_the_alpha_containers(tmp_pat
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("name", ["out.mkv", "out.mp5", "out"])
+def test_an_output_of_another_kind_is_a_one_line_error_before_any_work(tmp_path, name):
+    with pytest.raises(UserError) as info:
+        open_video_sink(tmp_path / name, W, H, transparent=False)
+    message = str(info.value)
+    assert name in message and ".mp4" in message and ".webm" in message and "\n" not in message
+    assert not list(tmp_path.iterdir())
+    for fine in ("a.mp4", "b.M4V", "c.webm", "d.MOV"):
+        check_output_container(tmp_path / fine, transparent=False)
+
+
 def test_open_video_sink_picks_by_suffix(tmp_path):
     sink = open_video_sink(tmp_path / "x.webm", W, H, transparent=True, audio=False)
     assert isinstance(sink, AlphaVideoSink) and sink.pix_fmt == "yuva420p"

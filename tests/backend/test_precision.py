@@ -121,6 +121,7 @@ def test_good_weights_are_accepted_cached_and_loaded_from_the_cache(avatar, tmp_
     assert choice.verdict.accepted and choice.verdict.samples >= precision.VALIDATION_SAMPLES
     assert choice.verdict.psnr_db >= precision.MIN_PSNR_DB
     assert not any(warn for _, warn in notes)
+    assert [m.split(" (")[0] for m, _ in notes] == ["int8: calibrating and validating on this avatar", "int8 accepted"]
     folder = precision.cache_folder(avatar, tmp_path / "ckpt.pth", "head")
     assert folder.parent == avatar.root / ".cache" / "precision"
     assert (folder / "int8.onnx").is_file() and (folder / "int8.json").is_file()
@@ -273,6 +274,26 @@ def test_render_and_serve_parse_precision(monkeypatch):
     with pytest.raises(RuntimeError, match="stop here"):
         serve_cli.run(parser.parse_args(["--avatar", "a", "--precision", "fp16", "--quiet", "--no-api"]))
     assert seen["serve"] == "fp16"
+
+
+def test_render_shows_its_notes_unless_asked_for_no_progress():
+    """The first render's int8 calibration (~15 s) must not look like a hang: its INFO notes reach stderr."""
+    import logging
+
+    from backend import render_cli
+
+    loggers = [logging.getLogger(name) for name in ("backend", "stream_wav2lip", "preprocess", "models")]
+    before = [lg.level for lg in loggers]
+    try:
+        render_cli.show_notes(True)
+        for name in ("stream_wav2lip.precision", "backend.detail.softness", "backend.generators.onnx_fp32"):
+            assert logging.getLogger(name).isEnabledFor(logging.INFO)
+        render_cli.show_notes(False)
+        assert not logging.getLogger("stream_wav2lip.precision").isEnabledFor(logging.INFO)
+        assert logging.getLogger("stream_wav2lip.precision").isEnabledFor(logging.WARNING)
+    finally:
+        for lg, level in zip(loggers, before):
+            lg.setLevel(level)
 
 
 def test_registry_passes_precision_and_the_package_to_the_network(monkeypatch):
