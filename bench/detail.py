@@ -19,7 +19,7 @@ For every clip with speech in ../shared/media:
    face: a first pass over the held-out run, and a second, steady-state pass); CPU time because on a shared
    machine wall time counts the other jobs.
 
-`--generated FILE` (bench/trained_faces.py, trained on a GPU): the "96" row scores a really trained wav2lip96's
+`--generated FILE` (bench/trained_faces.py: trained on a GPU, or `mistimed`): the "96" row scores those
 faces instead of the simulated generator (its held-out drawings are the input of step 2, its drawings of the
 probe frames set the band cut), and adds "kept r", the opening correlation of the stage's output with the
 network's own (bicubic): the network chooses the mouth, the stage must not change it. "288" stays simulated.

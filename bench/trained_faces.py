@@ -18,6 +18,13 @@ trains one on a GPU for a few minutes (bench/gpu_check.sh runs it when `.gpudata
   draw --data DIR --checkpoint CKPT --out FILE.npz
                          the drawing alone, through backend.generators.wav2lip (the same forward as render)
 
+  mistimed --shift D --out FILE.npz
+                         here, no training: the benchmark's simulated generator (reduced, softened) drawing the
+                         lower half of every held-out face from frame j + D, the upper half from j: a plausible
+                         mouth at the wrong moment, like a trained network's imperfect lip-sync (the one thing the
+                         simulated generator never does: it draws the real mouth, only softer). D = 2 costs the
+                         stage about the SSIM it pays on the networks trained on the GPU
+
 The drawings file holds, per clip, "<clip>/test" (the held-out frames in order) and "<clip>/probe" (library
 frames at `probe_frames`, what the stage's softness probe redraws), BGR 96-px faces as lossless PNGs (raw
 arrays would not fit the 16 MiB a file the GPU machine hands back); `load_drawings` decodes them.
@@ -99,7 +106,7 @@ def draw(data: Path, checkpoint: Path, out: Path, device: str = "auto") -> None:
 
     gen = Wav2LipGenerator(checkpoint, device=device)
     meta = json.loads((data / "meta.json").read_text())
-    arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+    arrays = {}
     for stem, m in meta.items():
         test = data / stem / "test"
         count = m["frames"] - m["split"]
@@ -108,10 +115,39 @@ def draw(data: Path, checkpoint: Path, out: Path, device: str = "auto") -> None:
         lib = data / stem / "lib"
         win = _windows(lib, m["split"])[m["probe"]]
         _pack(arrays, f"{stem}/probe", gen.forward(_faces(lib, m["probe"]), win))
+    _save(arrays, meta, out)
+    print(f"{out}: {len(meta)} clips drawn by {checkpoint.name} ({out.stat().st_size / 2**20:.1f} MiB)", flush=True)
+
+
+def mistimed(media: Path, work: Path, out: Path, shift: int) -> None:
+    """Drawings of the simulated generator with the lower half `shift` frames late (see the module docstring)."""
+    from backend.detail import detail_size
+    from bench.detail import CROP, SPLIT, drawn, probe_frames, real_crop
+    from bench.lipsync_quality import package_for, talking_clips
+
+    ramp = np.clip((np.arange(NATIVE) - 0.45 * NATIVE) / (0.1 * NATIVE), 0, 1).astype(np.float32)[:, None, None]
+    meta, arrays = {}, {}
+    for clip in talking_clips(media):
+        pkg = package_for(clip, work)
+        n = pkg.frame_count
+        split = int(round(SPLIT * n))
+        size = detail_size(pkg, CROP, NATIVE)
+        faces = {j: drawn(real_crop(pkg, j, size)[0], NATIVE).astype(np.float32) for j in range(split, n)}
+        test = [faces[j] * (1 - ramp) + faces[min(n - 1, max(split, j + shift))] * ramp for j in range(split, n)]
+        _pack(arrays, f"{clip.stem}/test", np.clip(np.stack(test) + 0.5, 0, 255).astype(np.uint8))
+        meta[clip.stem] = {"frames": n, "split": split, "size": size, "probe": probe_frames(split)}
+        _pack(arrays, f"{clip.stem}/probe",
+              np.stack([drawn(real_crop(pkg, j, size)[0], NATIVE) for j in meta[clip.stem]["probe"]]))
+    _save(arrays, meta, out)
+    print(f"{out}: {len(meta)} clips, lower half {shift} frames late", flush=True)
+
+
+def _save(arrays: dict, meta: dict, out: Path) -> None:
+    """The drawings file, written atomically."""
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     tmp = out.with_name(out.name + ".part.npz")
     np.savez(tmp, **arrays)
     tmp.replace(out)
-    print(f"{out}: {len(meta)} clips drawn by {checkpoint.name} ({out.stat().st_size / 2**20:.1f} MiB)", flush=True)
 
 
 def _batches(faces: np.ndarray, windows: np.ndarray, size: int = 64):
@@ -194,7 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--checkpoint", type=Path, required=True)
     d.add_argument("--out", type=Path, required=True)
     d.add_argument("--device", default="auto")
+    t = sub.add_parser("mistimed", help="the simulated generator with its lower half SHIFT frames late (here)")
+    t.add_argument("--media", type=Path, default=REPO.parent / "shared" / "media")
+    t.add_argument("--work", type=Path, default=Path("/tmp/s2l-bench-detail"), help="package cache folder")
+    t.add_argument("--shift", type=int, default=2)
+    t.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
+    if args.cmd == "mistimed":
+        mistimed(args.media, args.work, args.out, args.shift)
+        return 0
     if args.cmd == "prepare":
         prepare(args.media, args.work, args.out)
         return 0

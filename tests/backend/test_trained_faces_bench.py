@@ -59,3 +59,30 @@ def test_draw_writes_every_held_out_frame_and_the_probe_losslessly(tmp_path: Pat
     again = gen.forward(_faces(folder, range(3)), _windows(folder, 3))
     np.testing.assert_array_equal(drawings["clip1"]["test"], again)
     assert probe_frames(100) == [0, 14, 28, 42, 57, 71, 85, 99]
+
+
+def test_mistimed_draws_the_lower_half_late_and_the_probe_on_time(synthetic_avatar: Path, tmp_path: Path,
+                                                                  monkeypatch):
+    """`mistimed`: the CPU stand-in for a network's imperfect lip-sync (the lower half `shift` frames late)."""
+    import bench.lipsync_quality as lq
+    from backend.detail import detail_size
+    from bench.detail import CROP, SPLIT, drawn, real_crop
+    from bench.trained_faces import load_drawings, mistimed
+    from preprocess.package import AvatarPackage
+
+    pkg = AvatarPackage.open(synthetic_avatar)
+    monkeypatch.setattr(lq, "talking_clips", lambda media: [Path("synthetic.mp4")])
+    monkeypatch.setattr(lq, "package_for", lambda clip, work: pkg)
+    n, split, size = pkg.frame_count, int(round(SPLIT * pkg.frame_count)), detail_size(pkg, CROP, 96)
+    faces = [drawn(real_crop(pkg, j, size)[0], 96) for j in range(n)]
+    for shift in (0, 2):
+        out = tmp_path / f"late{shift}.npz"
+        mistimed(tmp_path, tmp_path, out, shift)
+        got = load_drawings(out)["synthetic"]
+        assert got["test"].shape == (n - split, 96, 96, 3) and not list(tmp_path.glob("*.part.npz"))
+        np.testing.assert_array_equal(got["probe"], np.stack([faces[j] for j in got["probe_frames"]]))
+        first, late = got["test"][0].astype(int), faces[min(n - 1, split + shift)].astype(int)
+        assert np.abs(first[:40] - faces[split][:40]).max() <= 1  # the upper half on time
+        assert np.abs(first[60:] - late[60:]).max() <= 1  # the lower half `shift` frames late
+    assert not np.array_equal(load_drawings(tmp_path / "late0.npz")["synthetic"]["test"],
+                              load_drawings(tmp_path / "late2.npz")["synthetic"]["test"])
