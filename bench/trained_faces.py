@@ -212,7 +212,7 @@ def gpu(data: Path, out: Path, minutes: float, workers: int, device: str = "cuda
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="write the training set (here, with mediapipe)")
     p.add_argument("--media", type=Path, default=REPO.parent / "shared" / "media")
@@ -233,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("mistimed", help="the simulated generator with its lower half SHIFT frames late (here)")
     t.add_argument("--media", type=Path, default=REPO.parent / "shared" / "media")
     t.add_argument("--work", type=Path, default=Path("/tmp/s2l-bench-detail"), help="package cache folder")
-    t.add_argument("--shift", type=int, default=2)
-    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--shift", type=int, default=2, help="frames the lower half is late (default 2: 80 ms)")
+    t.add_argument("--out", type=Path, required=True, help="drawings file (.npz) for bench/detail.py --generated")
     args = ap.parse_args(argv)
+    if args.cmd in ("draw", "mistimed") and not args.out.parent.is_dir():
+        ap.error(f"{args.out}: folder {args.out.parent} does not exist")
     if args.cmd == "mistimed":
         mistimed(args.media, args.work, args.out, args.shift)
         return 0
