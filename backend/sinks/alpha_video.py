@@ -39,13 +39,12 @@ def check_output_container(path: str | Path, transparent: bool) -> None:
     out.mp5 or out.mkv would otherwise get MP4 bytes under a name that says something else) or when a
     transparent background is asked of a container without an alpha channel."""
     suffix = Path(path).suffix.lower()
+    kinds = ", ".join(f"{s} ({what})" for s, what in ALPHA_CONTAINERS.items())
     if suffix not in MP4_SUFFIXES and suffix not in ALPHA_CONTAINERS:
-        kinds = ", ".join(f"{s} ({what})" for s, what in ALPHA_CONTAINERS.items())
         what = f"{suffix} is not a video kind render writes" if suffix else "no file extension"
         raise UserError(f"{path}: {what}; name it .mp4 (H.264 + AAC), or {kinds}")
     if transparent and suffix not in ALPHA_CONTAINERS:
-        kinds = ", ".join(f"{s} ({what})" for s, what in ALPHA_CONTAINERS.items())
-        raise UserError(f"{path}: {suffix or 'this file type'} cannot carry transparency; with --background "
+        raise UserError(f"{path}: {suffix} cannot carry transparency; with --background "
                         f"transparent write {kinds}, or pick a colour or image background")
 
 
