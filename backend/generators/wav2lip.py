@@ -11,7 +11,6 @@ keeps its speed while compositing and encoding share the cores).
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import cv2
@@ -125,14 +124,16 @@ class Wav2LipGenerator(Generator):
 
     @property
     def identity(self) -> str | None:
-        """The checkpoint file (path, size, modification time: no 145 MB hash at every start) and the precision
-        it runs in; None once the file is gone."""
+        """The checkpoint's content hash (the one that keys the int8 cache and the fp32 ONNX export:
+        precision_data.file_sha256, read once per process) and the precision it runs in; None once the file is
+        gone."""
+        from backend.generators.precision_data import file_sha256
+
         try:
-            st = self.checkpoint.stat()
+            digest = file_sha256(self.checkpoint)
         except OSError:
             return None
-        source = f"{self.checkpoint.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-        return f"{self.info.variant}-{hashlib.sha256(source.encode()).hexdigest()[:16]}-{self.precision}"
+        return f"{self.info.variant}-{digest[:16]}-{self.precision}"
 
     @property
     def preferred_batch(self) -> int:
