@@ -240,16 +240,23 @@ def time_1080p(pkg, split: int, native: int = 96, frames: int = 60) -> tuple[flo
     return cpu[0], cpu[1], 1e3 * (time.perf_counter() - t0) / len(faces)
 
 
+def clip_package(clip: Path, work: Path, native: int = 96):
+    """(package, library/held-out split, the stage's working size S) of a shared clip, as every part of the
+    detail benchmark cuts it (bench/trained_faces.py too)."""
+    from backend.detail import detail_size
+    from bench.lipsync_quality import package_for
+
+    pkg = package_for(clip, work)
+    return pkg, int(round(SPLIT * pkg.frame_count)), detail_size(pkg, CROP, native)
+
+
 def evaluate_clip(clip: Path, work: Path, picture: list | None, quick: bool = False,
                   drawings: dict | None = None) -> dict:
-    from backend.detail import detail_size
-    from bench.lipsync_quality import measure_openings, package_for
+    from bench.lipsync_quality import measure_openings
 
     t0 = time.perf_counter()
-    pkg = package_for(clip, work)
+    pkg, split, size = clip_package(clip, work)
     n = pkg.frame_count
-    split = int(round(SPLIT * n))
-    size = detail_size(pkg, CROP, 96)
     real_open = None if quick else measure_openings(pkg.frame(int(j)) for j in range(split, n))
     res = {"clip": clip.name, "frames": n, "size": size, "test": n - split}
     natives = {"96": 96, "288": max(97, int(round(size * 288 / FACE_1080P)))}
@@ -337,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="skip the FaceMesh opening measure and the 1080p timing")
     ap.add_argument("--json", type=Path, default=None, help="also write per-clip results here")
     ap.add_argument("--generated", type=Path, default=None,
-                    help="a trained generator's drawings (bench/trained_faces.py) instead of the simulated 96 one")
+                    help="drawings of a trained generator or of `mistimed` (bench/trained_faces.py) instead of the "
+                         "simulated 96 one")
     args = ap.parse_args(argv)
     SOFTEN, GRADIENT = args.soften, args.gradient
     logging.basicConfig(level=logging.ERROR)
@@ -388,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(max {np.max(cold):.2f}); steady wall median {np.median(wall):.2f}; load average "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (wall counts the other jobs' share)")
     if args.picture and strips:
-        write_picture(args.picture, strips, "trained 96 net, bicubic" if drawings else "bicubic from 96")
+        write_picture(args.picture, strips, f"{args.generated.stem}, bicubic" if drawings else "bicubic from 96")
         print(f"picture: {args.picture}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float))

@@ -56,11 +56,19 @@ def _write_clip(folder: Path, faces: list[np.ndarray], pcm: np.ndarray) -> None:
     write_pcm16(folder / "audio.wav", pcm)
 
 
+def _clips(media: Path, work: Path):
+    """(stem, package, meta entry) of every shared clip with speech, split and sized as bench/detail.py does."""
+    from bench.detail import clip_package, probe_frames
+    from bench.lipsync_quality import talking_clips
+
+    for clip in talking_clips(media):
+        pkg, split, size = clip_package(clip, work, NATIVE)
+        yield clip.stem, pkg, {"frames": pkg.frame_count, "split": split, "size": size, "probe": probe_frames(split)}
+
+
 def prepare(media: Path, work: Path, out: Path) -> dict:
     """Write the training set (see the module docstring); returns meta.json's content."""
-    from backend.detail import detail_size
-    from bench.detail import CROP, SPLIT, probe_frames, real_crop, reduced
-    from bench.lipsync_quality import package_for, talking_clips
+    from bench.detail import real_crop, reduced
     from models.audio import HOP, WINDOW_STEPS
     from preprocess.trainset import FPS, SAMPLE_RATE, read_pcm16
 
@@ -68,17 +76,13 @@ def prepare(media: Path, work: Path, out: Path) -> dict:
     tail = WINDOW_STEPS * HOP  # one mel window past the last library frame
 
     meta = {}
-    for clip in talking_clips(media):
-        pkg = package_for(clip, work)
-        n = pkg.frame_count
-        split = int(round(SPLIT * n))
-        size = detail_size(pkg, CROP, NATIVE)
+    for stem, pkg, entry in _clips(media, work):
+        n, split, size = entry["frames"], entry["split"], entry["size"]
         faces = [reduced(real_crop(pkg, j, size)[0], NATIVE) for j in range(n)]
         pcm = read_pcm16(pkg.audio_path)
-        stem = clip.stem
         _write_clip(out / stem / "lib", faces[:split], pcm[: split * per_frame + tail])
         _write_clip(out / stem / "test", faces[split:], pcm[split * per_frame:])
-        meta[stem] = {"frames": n, "split": split, "size": size, "probe": probe_frames(split)}
+        meta[stem] = entry
         print(f"{stem}: {split} library + {n - split} held-out frames, S={size}", flush=True)
     (out / "train.txt").write_text("".join(f"{s}/lib\n" for s in meta))
     (out / "val.txt").write_text("".join(f"{s}/test\n" for s in meta))
@@ -121,23 +125,17 @@ def draw(data: Path, checkpoint: Path, out: Path, device: str = "auto") -> None:
 
 def mistimed(media: Path, work: Path, out: Path, shift: int) -> None:
     """Drawings of the simulated generator with the lower half `shift` frames late (see the module docstring)."""
-    from backend.detail import detail_size
-    from bench.detail import CROP, SPLIT, drawn, probe_frames, real_crop
-    from bench.lipsync_quality import package_for, talking_clips
+    from bench.detail import drawn, real_crop
 
     ramp = np.clip((np.arange(NATIVE) - 0.45 * NATIVE) / (0.1 * NATIVE), 0, 1).astype(np.float32)[:, None, None]
     meta, arrays = {}, {}
-    for clip in talking_clips(media):
-        pkg = package_for(clip, work)
-        n = pkg.frame_count
-        split = int(round(SPLIT * n))
-        size = detail_size(pkg, CROP, NATIVE)
+    for stem, pkg, entry in _clips(media, work):
+        n, split, size = entry["frames"], entry["split"], entry["size"]
         faces = {j: drawn(real_crop(pkg, j, size)[0], NATIVE).astype(np.float32) for j in range(split, n)}
         test = [faces[j] * (1 - ramp) + faces[min(n - 1, max(split, j + shift))] * ramp for j in range(split, n)]
-        _pack(arrays, f"{clip.stem}/test", np.clip(np.stack(test) + 0.5, 0, 255).astype(np.uint8))
-        meta[clip.stem] = {"frames": n, "split": split, "size": size, "probe": probe_frames(split)}
-        _pack(arrays, f"{clip.stem}/probe",
-              np.stack([drawn(real_crop(pkg, j, size)[0], NATIVE) for j in meta[clip.stem]["probe"]]))
+        _pack(arrays, f"{stem}/test", np.clip(np.stack(test) + 0.5, 0, 255).astype(np.uint8))
+        _pack(arrays, f"{stem}/probe", np.stack([drawn(real_crop(pkg, j, size)[0], NATIVE) for j in entry["probe"]]))
+        meta[stem] = entry
     _save(arrays, meta, out)
     print(f"{out}: {len(meta)} clips, lower half {shift} frames late", flush=True)
 
